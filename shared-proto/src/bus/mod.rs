@@ -1,0 +1,187 @@
+//! The Redis bus: one stream per service for actions, pub/sub for replies
+//! and pushed events. Every binary speaks Redis through this module only.
+//!
+//! - [`Bus`]: a cheap-to-clone handle for submitting, publishing and the
+//!   bookkeeping commands.
+//! - [`worker`]: reads a stream through a consumer group, hands entries to a
+//!   handler, and acknowledges them once the handler says they are done.
+
+pub mod worker;
+
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde::Serialize;
+use tracing::warn;
+
+use crate::envelope::{ActionRequest, ToGateway};
+use crate::names::Names;
+use crate::routing::Service;
+
+/// The field under which every stream entry carries its JSON body.
+pub const ENTRY_FIELD: &str = "e";
+
+/// How long a plain (non-blocking) Redis command may take before it counts as
+/// failed. Generous, because a failure here means "service unavailable".
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Why a bus operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("encoding a bus message: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// A message to publish, and the channel to publish it on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Publication {
+    pub channel: String,
+    pub message: ToGateway,
+}
+
+/// A handle on the bus. Clones share one multiplexed connection, which
+/// reconnects by itself after Redis comes back.
+#[derive(Clone)]
+pub struct Bus {
+    client: redis::Client,
+    connection: ConnectionManager,
+    names: Names,
+}
+
+impl Bus {
+    /// Connects, retrying with backoff until Redis answers or `give_up` ends.
+    pub async fn connect(url: &str, names: Names, give_up: &tokio_util::sync::CancellationToken) -> anyhow::Result<Bus> {
+        let client = redis::Client::open(url)?;
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(COMMAND_TIMEOUT))
+            .set_connection_timeout(Some(COMMAND_TIMEOUT));
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match client.get_connection_manager_with_config(config.clone()).await {
+                Ok(connection) => {
+                    return Ok(Bus {
+                        client,
+                        connection,
+                        names,
+                    });
+                }
+                Err(err) => {
+                    warn!(error = %err, "redis is not reachable yet; retrying");
+                    tokio::select! {
+                        _ = give_up.cancelled() => anyhow::bail!("stopped while waiting for redis: {err}"),
+                        _ = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// The names of streams and channels.
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// The underlying client, for connections that must not be shared (a
+    /// blocking read, a subscription).
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    /// True if Redis answers a PING.
+    pub async fn is_reachable(&self) -> bool {
+        let mut connection = self.connection.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .is_ok()
+    }
+
+    /// Puts a client action on its service's stream.
+    pub async fn submit(&self, service: Service, request: &ActionRequest) -> Result<(), BusError> {
+        self.append(&self.names.action_stream(service), request).await
+    }
+
+    /// Appends a JSON entry to a stream.
+    pub async fn append(&self, stream: &str, body: &impl Serialize) -> Result<(), BusError> {
+        let body = serde_json::to_string(body)?;
+        let mut connection = self.connection.clone();
+        let _: String = connection.xadd(stream, "*", &[(ENTRY_FIELD, body)]).await?;
+        Ok(())
+    }
+
+    /// Appends a JSON entry to a stream unless an entry with the same `job_id`
+    /// was appended before (within `remember`). Returns whether it appended.
+    ///
+    /// This is what keeps a redelivered action from enqueueing a second mail:
+    /// the marker and the entry are written by one atomic script.
+    pub async fn append_once(
+        &self,
+        stream: &str,
+        job_id: &str,
+        remember: Duration,
+        body: &impl Serialize,
+    ) -> Result<bool, BusError> {
+        static SCRIPT: std::sync::LazyLock<redis::Script> = std::sync::LazyLock::new(|| {
+            redis::Script::new(
+                r"if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+                    redis.call('XADD', KEYS[2], '*', ARGV[2], ARGV[3])
+                    return 1
+                  end
+                  return 0",
+            )
+        });
+        let body = serde_json::to_string(body)?;
+        let mut connection = self.connection.clone();
+        let appended: i64 = SCRIPT
+            .key(self.names.mail_enqueued_marker(job_id))
+            .key(stream)
+            .arg(u64::try_from(remember.as_millis()).unwrap_or(u64::MAX))
+            .arg(ENTRY_FIELD)
+            .arg(body)
+            .invoke_async(&mut connection)
+            .await?;
+        Ok(appended == 1)
+    }
+
+    /// Publishes one message.
+    pub async fn publish(&self, channel: &str, message: &ToGateway) -> Result<(), BusError> {
+        self.publish_all(&[Publication {
+            channel: channel.to_owned(),
+            message: message.clone(),
+        }])
+        .await
+    }
+
+    /// Publishes several messages in one round trip, in order.
+    pub async fn publish_all(&self, publications: &[Publication]) -> Result<(), BusError> {
+        if publications.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for publication in publications {
+            pipe.publish(
+                &publication.channel,
+                serde_json::to_string(&publication.message)?,
+            )
+            .ignore();
+        }
+        let mut connection = self.connection.clone();
+        pipe.query_async::<()>(&mut connection).await?;
+        Ok(())
+    }
+
+    /// Entries of a stream not yet acknowledged, read or not. Workers delete
+    /// what they acknowledge, so this is simply the stream's length.
+    pub async fn backlog(&self, stream: &str) -> Result<u64, BusError> {
+        let mut connection = self.connection.clone();
+        Ok(connection.xlen(stream).await?)
+    }
+
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.connection.clone()
+    }
+}

@@ -1,0 +1,112 @@
+//! What travels on the bus between gateways and services.
+//!
+//! A gateway turns each accepted client frame into an [`ActionRequest`] on the
+//! owning service's stream. Services answer with [`ToGateway`] messages
+//! published on a gateway's channel (replies), a user's channel or a group's
+//! channel (pushed events).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::client::ServerFrame;
+
+/// Who is behind a logged-in connection, as established by auth-service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub user_id: String,
+    /// Identifies the session without revealing its token.
+    pub session_id: String,
+    pub email: String,
+}
+
+/// The connection a request came from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    pub gateway_id: String,
+    pub connection_id: u64,
+}
+
+/// A client action on its way to a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ActionRequest {
+    /// Unique per accepted frame; a redelivered entry carries the same id, so
+    /// services use it to make their effects idempotent.
+    pub action_id: String,
+    pub action: String,
+    pub request_id: Option<String>,
+    pub payload: Map<String, Value>,
+    pub origin: Origin,
+    /// `None` on a connection that has not logged in.
+    pub identity: Option<Identity>,
+    pub received_at_ms: i64,
+}
+
+/// A change to what a connection is logged in as, carried by a reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum SessionChange {
+    /// From now on the connection acts as this identity, until the expiry.
+    Open {
+        identity: Identity,
+        expires_at_ms: i64,
+    },
+    /// The connection is anonymous again.
+    Close,
+}
+
+/// A message from a service to gateways.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ToGateway {
+    /// The answer to one request, for one connection of the receiving gateway.
+    Reply {
+        connection_id: u64,
+        action_id: String,
+        frame: ServerFrame,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        session: Option<SessionChange>,
+    },
+    /// An event for every connection subscribed to the channel it arrives on,
+    /// except the one that caused it (which got a reply instead).
+    Event {
+        frame: ServerFrame,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        except: Option<Origin>,
+    },
+    /// A session ended (logout, expiry): every connection using it becomes
+    /// anonymous at once, on every gateway. Sent on the user's channel.
+    SessionRevoked { session_id: String },
+    /// The user joined or left a group: gateways holding the user's
+    /// connections start or stop delivering that group's events to them.
+    /// Sent on the user's channel, before any event that depends on it.
+    Membership {
+        user_id: String,
+        group_id: String,
+        member: bool,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_round_trips_through_json() {
+        let reply = ToGateway::Reply {
+            connection_id: 7,
+            action_id: "a1".into(),
+            frame: ServerFrame::new("USER_LOGGED", "You logged."),
+            session: Some(SessionChange::Open {
+                identity: Identity {
+                    user_id: "u".into(),
+                    session_id: "s".into(),
+                    email: "e@x.io".into(),
+                },
+                expires_at_ms: 5,
+            }),
+        };
+        let text = serde_json::to_string(&reply).expect("serialise");
+        let back: ToGateway = serde_json::from_str(&text).expect("parse");
+        assert_eq!(back, reply);
+    }
+}

@@ -1,0 +1,37 @@
+//! What crosses a process boundary in Switchyard.
+//!
+//! - [`client`]: the WebSocket envelope the existing clients speak, and the
+//!   frames the server sends back.
+//! - [`status`]: the machine-readable error codes of that envelope.
+//! - [`routing`]: which service owns which client action.
+//! - [`envelope`]: what the gateway puts on the bus and what services send back.
+//! - [`names`]: Redis stream and channel names, in one place.
+//!
+//! With the `runtime` feature, also the pieces every binary shares: the Redis
+//! bus client and stream worker ([`bus`]), layered settings ([`settings`]),
+//! logging ([`telemetry`]) and graceful shutdown ([`shutdown`]).
+
+pub mod client;
+pub mod envelope;
+pub mod mail;
+pub mod names;
+pub mod routing;
+pub mod status;
+
+#[cfg(feature = "runtime")]
+pub mod bus;
+#[cfg(feature = "runtime")]
+pub mod settings;
+#[cfg(feature = "runtime")]
+pub mod shutdown;
+#[cfg(feature = "runtime")]
+pub mod telemetry;
+
+/// Milliseconds since the Unix epoch, the one clock format on the bus.
+pub fn now_ms() -> i64 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

@@ -1,0 +1,70 @@
+//! Every Redis key and channel name the system uses, built in one place so
+//! that producers and consumers can never disagree.
+
+use crate::routing::Service;
+
+/// Names under one prefix (`switchyard` by default), so that several
+/// deployments can share a Redis without seeing each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    prefix: String,
+}
+
+impl Names {
+    pub fn new(prefix: impl Into<String>) -> Self {
+        Names {
+            prefix: prefix.into(),
+        }
+    }
+
+    /// The stream a service reads its actions from.
+    pub fn action_stream(&self, service: Service) -> String {
+        format!("{}:actions:{}", self.prefix, service.name())
+    }
+
+    /// The consumer group through which a service's replicas share its stream.
+    pub fn consumer_group(&self, service: Service) -> String {
+        format!("{}-{}", self.prefix, service.name())
+    }
+
+    /// The stream of mails waiting to be sent.
+    pub fn mail_stream(&self) -> String {
+        format!("{}:mail", self.prefix)
+    }
+
+    /// The consumer group of the mailers.
+    pub fn mail_group(&self) -> String {
+        format!("{}-mailer", self.prefix)
+    }
+
+    /// Mails given up on after the last retry, kept for an operator.
+    pub fn mail_dead_letters(&self) -> String {
+        format!("{}:mail:dead", self.prefix)
+    }
+
+    /// Marks a mail job as enqueued, so a redelivered action enqueues it once.
+    pub fn mail_enqueued_marker(&self, job_id: &str) -> String {
+        format!("{}:mail:enqueued:{job_id}", self.prefix)
+    }
+
+    /// The channel a gateway listens on for replies to its own connections.
+    pub fn gateway_channel(&self, gateway_id: &str) -> String {
+        format!("{}:gw:{gateway_id}", self.prefix)
+    }
+
+    /// The channel for events to every connection of one user, on any gateway.
+    pub fn user_channel(&self, user_id: &str) -> String {
+        format!("{}:user:{user_id}", self.prefix)
+    }
+
+    /// The channel for events to every member of one group, on any gateway.
+    pub fn group_channel(&self, group_id: &str) -> String {
+        format!("{}:group:{group_id}", self.prefix)
+    }
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names::new("switchyard")
+    }
+}

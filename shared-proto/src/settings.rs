@@ -1,0 +1,147 @@
+//! Layered settings: built-in defaults, then an optional TOML file, then
+//! environment variables `SWITCHYARD__SECTION__KEY`. Each binary declares its
+//! own settings type from the common sections here.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+
+/// The environment variable prefix; levels are separated by `__`.
+pub const ENV_PREFIX: &str = "SWITCHYARD";
+
+/// The command-line arguments every binary takes.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConfigArgs {
+    /// A TOML settings file; environment variables SWITCHYARD__SECTION__KEY
+    /// override it (see docs/configuration.md).
+    #[arg(long, env = "SWITCHYARD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Loads settings of type `T` from defaults, `file` and the environment.
+pub fn load<T: DeserializeOwned>(file: Option<&Path>) -> anyhow::Result<T> {
+    let mut builder = config::Config::builder();
+    if let Some(file) = file {
+        builder = builder.add_source(config::File::from(file).required(true));
+    }
+    let settings = builder
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .list_separator(",")
+                .with_list_parse_key("gateway.allowed_origins")
+                .try_parsing(true),
+        )
+        .build()?;
+    Ok(settings.try_deserialize()?)
+}
+
+/// A value that must never reach a log: `Debug` prints a placeholder.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct RedisSettings {
+    pub url: String,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        RedisSettings {
+            url: "redis://127.0.0.1:6379".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct MongoSettings {
+    /// May carry credentials, hence a secret.
+    pub uri: Secret,
+    pub database: String,
+}
+
+impl Default for MongoSettings {
+    fn default() -> Self {
+        MongoSettings {
+            uri: Secret::new("mongodb://127.0.0.1:27017"),
+            database: "switchyard".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LogSettings {
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info,auth_service=debug`.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings {
+            format: LogFormat::Text,
+            filter: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct BusSettings {
+    /// Prefix of every Redis key and channel.
+    pub prefix: String,
+    /// How long an entry may stay pending with a silent replica before
+    /// another one claims it.
+    pub claim_idle_ms: u64,
+    /// Entries one replica handles at once.
+    pub max_in_flight: usize,
+}
+
+impl Default for BusSettings {
+    fn default() -> Self {
+        BusSettings {
+            prefix: "switchyard".into(),
+            claim_idle_ms: 10_000,
+            max_in_flight: 64,
+        }
+    }
+}
+
+impl BusSettings {
+    pub fn names(&self) -> crate::names::Names {
+        crate::names::Names::new(self.prefix.clone())
+    }
+}

@@ -1,0 +1,81 @@
+//! Error codes sent to clients in `rocketStatus`.
+//!
+//! The mapping from anything that went wrong to a code and a sentence for a
+//! person happens through [`ErrorCode`], so every service answers alike.
+
+use serde::{Deserialize, Serialize};
+
+/// A machine-readable error code. Serialised in SCREAMING_SNAKE_CASE, which is
+/// what clients compare against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    /// The frame or its payload is malformed; the message says which field.
+    BadRequest,
+    /// The `action` names nothing this server knows.
+    UnknownAction,
+    /// The action needs a logged-in connection.
+    Unauthorized,
+    /// Logged in, but not allowed to do this.
+    Forbidden,
+    /// The thing asked for does not exist (or is not visible to the caller).
+    NotFound,
+    /// The request conflicts with the current state.
+    Conflict,
+    /// The connection sends faster than its rate limit allows.
+    RateLimited,
+    /// A backing system (bus, database) is unreachable; try again later.
+    ServiceUnavailable,
+    /// No service answered in time; the action may or may not have happened.
+    Timeout,
+    /// A bug on our side; the details are in the server log, not here.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The wire spelling, e.g. `"BAD_REQUEST"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::UnknownAction => "UNKNOWN_ACTION",
+            ErrorCode::Unauthorized => "UNAUTHORIZED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
+            ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_spelling_matches_as_str() {
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::UnknownAction,
+            ErrorCode::Unauthorized,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::Conflict,
+            ErrorCode::RateLimited,
+            ErrorCode::ServiceUnavailable,
+            ErrorCode::Timeout,
+            ErrorCode::Internal,
+        ] {
+            let json = serde_json::to_value(code).expect("serialise");
+            assert_eq!(json, serde_json::Value::String(code.as_str().into()));
+        }
+    }
+}
