@@ -1,0 +1,215 @@
+//! One client connection: a reader that checks each frame and puts it on the
+//! bus, and a writer that drains the connection's outbox into the socket.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use shared_proto::bus::Bus;
+use shared_proto::client::{ServerFrame, parse_client_frame};
+use shared_proto::envelope::{ActionRequest, Origin};
+use shared_proto::routing::route;
+use shared_proto::status::ErrorCode;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::hub::{ConnectionHandle, Hub, Outbound, PendingRequest, close_code};
+use crate::rate_limit::TokenBucket;
+use crate::settings::GatewaySettings;
+
+/// A client that keeps sending this many frames past its rate limit, without
+/// slowing down, is disconnected.
+const STRIKES_BEFORE_DISCONNECT: u32 = 100;
+
+/// What every connection of this replica shares.
+pub struct Context {
+    pub hub: Arc<Hub>,
+    pub bus: Bus,
+    pub settings: GatewaySettings,
+    /// Cancelled when the replica starts draining: stop reading new frames.
+    pub draining: CancellationToken,
+}
+
+/// Serves one upgraded WebSocket until either side closes it.
+pub async fn serve(socket: WebSocket, context: Arc<Context>) {
+    let (sink, stream) = socket.split();
+    let (outbox, inbox) = mpsc::channel(context.settings.outbox_frames.max(1));
+    let handle = context.hub.register(outbox);
+    let span = info_span!("connection", id = handle.id);
+    let writer = tokio::spawn(write_frames(sink, inbox, handle.closed.clone()).instrument(span.clone()));
+    read_frames(stream, &handle, &context).instrument(span).await;
+    context.hub.unregister(handle.id);
+    // The hub held the last other sender: the writer sees its outbox close,
+    // flushes what is queued and ends.
+    drop(handle);
+    let _ = writer.await;
+}
+
+async fn read_frames(
+    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    handle: &Arc<ConnectionHandle>,
+    context: &Context,
+) {
+    let mut bucket = TokenBucket::new(context.settings.rate_per_sec, context.settings.rate_burst);
+    let mut strikes = 0u32;
+    loop {
+        let message = tokio::select! {
+            _ = handle.closed.cancelled() => return,
+            _ = context.draining.cancelled() => return,
+            message = stream.next() => message,
+        };
+        let message = match message {
+            None => return,
+            Some(Ok(message)) => message,
+            Some(Err(err)) => {
+                if is_capacity_error(&err) {
+                    handle.close(close_code::MESSAGE_TOO_BIG, "frame too large");
+                } else {
+                    debug!(error = %err, "client connection failed");
+                }
+                return;
+            }
+        };
+        let text = match message {
+            Message::Text(text) => text,
+            Message::Binary(_) => {
+                handle.send(&ServerFrame::error(
+                    ErrorCode::BadRequest,
+                    "Binary frames are not accepted. Send JSON in text frames.",
+                ));
+                continue;
+            }
+            Message::Close(_) => return,
+            Message::Ping(_) | Message::Pong(_) => continue,
+        };
+        if !bucket.try_take() {
+            strikes += 1;
+            if strikes >= STRIKES_BEFORE_DISCONNECT {
+                warn!("disconnecting a client that ignores its rate limit");
+                handle.close(close_code::POLICY_VIOLATION, "rate limit exceeded");
+                return;
+            }
+            handle.send(&ServerFrame::error(
+                ErrorCode::RateLimited,
+                "Too many frames. Slow down; this frame was not processed.",
+            ));
+            continue;
+        }
+        strikes = 0;
+        accept_frame(text.as_str(), handle, context).await;
+    }
+}
+
+/// Checks one frame's envelope and, if it passes, puts it on the bus.
+async fn accept_frame(text: &str, handle: &ConnectionHandle, context: &Context) {
+    let request = match parse_client_frame(text) {
+        Ok(request) => request,
+        Err(rejection) => {
+            handle.send(&rejection.to_frame());
+            return;
+        }
+    };
+    let reply_error = |code, message: String| {
+        handle.send(&ServerFrame::error(code, message).with_request_id(request.request_id.as_deref()));
+    };
+    let Some(route) = route(&request.action) else {
+        reply_error(
+            ErrorCode::UnknownAction,
+            format!("Unknown action {:?}. See the protocol documentation for the actions this server knows.", request.action),
+        );
+        return;
+    };
+    let identity = handle.identity();
+    if route.requires_login && identity.is_none() {
+        reply_error(ErrorCode::Unauthorized, format!("{} needs a logged-in connection. Send LOGIN or FASTLOGIN first.", request.action));
+        return;
+    }
+    let action_id = uuid::Uuid::now_v7().to_string();
+    let envelope = ActionRequest {
+        action_id: action_id.clone(),
+        action: request.action.clone(),
+        request_id: request.request_id.clone(),
+        payload: request.payload,
+        origin: Origin {
+            gateway_id: context.hub.gateway_id().to_owned(),
+            connection_id: handle.id,
+        },
+        identity,
+        received_at_ms: shared_proto::now_ms(),
+    };
+    // Tracked before it is submitted, so that even an instant reply finds it.
+    context.hub.track(
+        action_id.clone(),
+        PendingRequest {
+            connection_id: handle.id,
+            action: request.action.clone(),
+            request_id: request.request_id.clone(),
+            deadline: Instant::now() + context.settings.action_timeout(),
+            timed_out: false,
+        },
+    );
+    if let Err(err) = context.bus.submit(route.service, &envelope).await {
+        warn!(error = %err, action = %request.action, "could not put an action on the bus");
+        context.hub.untrack(&action_id);
+        reply_error(
+            ErrorCode::ServiceUnavailable,
+            "The service is unavailable right now; nothing was done. Try again in a moment.".into(),
+        );
+    }
+}
+
+/// Writes queued frames, batching whatever is ready into one flush.
+async fn write_frames(
+    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    mut inbox: mpsc::Receiver<Outbound>,
+    closed: CancellationToken,
+) {
+    loop {
+        let first = tokio::select! {
+            next = inbox.recv() => next,
+            _ = closed.cancelled() => None,
+        };
+        let Some(mut next) = first else { break };
+        loop {
+            match next {
+                Outbound::Frame(text) => {
+                    if sink.feed(Message::Text(text)).await.is_err() {
+                        return;
+                    }
+                }
+                Outbound::Close { code, reason } => {
+                    let frame = CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                    closed.cancel();
+                    return;
+                }
+            }
+            match inbox.try_recv() {
+                Ok(more) => next = more,
+                Err(_) => break,
+            }
+        }
+        if sink.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+fn is_capacity_error(err: &axum::Error) -> bool {
+    use std::error::Error;
+    let mut source: Option<&(dyn Error + 'static)> = err.source();
+    while let Some(cause) = source {
+        if let Some(tungstenite) = cause.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
+            return matches!(tungstenite, tokio_tungstenite::tungstenite::Error::Capacity(_));
+        }
+        source = cause.source();
+    }
+    // axum wraps the cause; fall back to its text.
+    err.to_string().to_ascii_lowercase().contains("too long") || err.to_string().contains("Space limit")
+}

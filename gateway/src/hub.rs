@@ -1,0 +1,518 @@
+//! The connections held by this replica: who each is logged in as, which
+//! users and groups they make us listen to, and the requests still waiting
+//! for an answer. This is the one place events are delivered to sockets.
+//!
+//! Everything here can be rebuilt by a client reconnecting elsewhere: it is a
+//! cache of who is connected, never a source of truth.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use axum::extract::ws::Utf8Bytes;
+use shared_proto::client::ServerFrame;
+use shared_proto::envelope::{Identity, Origin};
+use shared_proto::names::Names;
+use shared_proto::now_ms;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+/// Something for a connection's writer to do.
+#[derive(Debug, Clone)]
+pub enum Outbound {
+    Frame(Utf8Bytes),
+    Close { code: u16, reason: &'static str },
+}
+
+/// Close codes this gateway uses, part of the client contract.
+pub mod close_code {
+    /// The frame was larger than the configured limit.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The client kept sending after being rate limited, or read too slowly.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// This replica is going away; reconnect (to any replica).
+    pub const SERVICE_RESTART: u16 = 1012;
+}
+
+/// A logged-in session on a connection.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub identity: Identity,
+    pub expires_at_ms: i64,
+}
+
+/// One connection as the rest of the gateway sees it.
+#[derive(Debug)]
+pub struct ConnectionHandle {
+    pub id: u64,
+    outbox: mpsc::Sender<Outbound>,
+    session: Mutex<Option<Session>>,
+    /// Cancelled to make the connection's tasks stop.
+    pub closed: CancellationToken,
+}
+
+impl ConnectionHandle {
+    /// Queues a frame. A client that reads too slowly to keep its queue from
+    /// filling up is disconnected rather than allowed to grow our memory.
+    pub fn send(&self, frame: &ServerFrame) {
+        self.send_text(Utf8Bytes::from(frame.to_text()));
+    }
+
+    pub fn send_text(&self, text: Utf8Bytes) {
+        match self.outbox.try_send(Outbound::Frame(text)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                info!(connection = self.id, "disconnecting a client that reads too slowly");
+                self.closed.cancel();
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Asks the writer to close the socket with this code.
+    pub fn close(&self, code: u16, reason: &'static str) {
+        // If the queue is full the connection is being dropped anyway.
+        let _ = self.outbox.try_send(Outbound::Close { code, reason });
+    }
+
+    /// The identity this connection acts as, if its session has not expired.
+    pub fn identity(&self) -> Option<Identity> {
+        let session = lock(&self.session);
+        session
+            .as_ref()
+            .filter(|s| s.expires_at_ms > now_ms())
+            .map(|s| s.identity.clone())
+    }
+
+    fn session(&self) -> Option<Session> {
+        lock(&self.session).clone()
+    }
+
+    fn set_session(&self, session: Option<Session>) -> Option<Session> {
+        std::mem::replace(&mut *lock(&self.session), session)
+    }
+}
+
+/// A channel to start or stop listening to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionChange {
+    Subscribe(String),
+    Unsubscribe(String),
+}
+
+/// A request put on the bus and not yet answered.
+#[derive(Debug, Clone)]
+pub struct PendingRequest {
+    pub connection_id: u64,
+    pub action: String,
+    pub request_id: Option<String>,
+    pub deadline: Instant,
+    /// Set once the client was told `TIMEOUT`; a late answer is still passed
+    /// on, since it tells the client what happened.
+    pub timed_out: bool,
+}
+
+#[derive(Default)]
+struct Registry {
+    connections: HashMap<u64, Arc<ConnectionHandle>>,
+    /// Logged-in connections per user.
+    users: HashMap<String, HashSet<u64>>,
+    /// Groups of each locally connected user, as told by chat-service.
+    user_groups: HashMap<String, HashSet<String>>,
+    /// Locally connected members of each group.
+    group_users: HashMap<String, HashSet<String>>,
+}
+
+/// The connections of this replica.
+pub struct Hub {
+    gateway_id: String,
+    names: Names,
+    next_connection_id: AtomicU64,
+    registry: Mutex<Registry>,
+    pending: Mutex<HashMap<String, PendingRequest>>,
+    subscriptions: mpsc::UnboundedSender<SubscriptionChange>,
+}
+
+impl Hub {
+    pub fn new(
+        gateway_id: String,
+        names: Names,
+        subscriptions: mpsc::UnboundedSender<SubscriptionChange>,
+    ) -> Self {
+        Hub {
+            gateway_id,
+            names,
+            next_connection_id: AtomicU64::new(1),
+            registry: Mutex::new(Registry::default()),
+            pending: Mutex::new(HashMap::new()),
+            subscriptions,
+        }
+    }
+
+    pub fn gateway_id(&self) -> &str {
+        &self.gateway_id
+    }
+
+    pub fn names(&self) -> &Names {
+        &self.names
+    }
+
+    /// Adds a connection whose writer reads `outbox`.
+    pub fn register(&self, outbox: mpsc::Sender<Outbound>) -> Arc<ConnectionHandle> {
+        let id = self.next_connection_id.fetch_add(1, Ordering::Relaxed);
+        let handle = Arc::new(ConnectionHandle {
+            id,
+            outbox,
+            session: Mutex::new(None),
+            closed: CancellationToken::new(),
+        });
+        lock(&self.registry).connections.insert(id, handle.clone());
+        handle
+    }
+
+    /// Forgets a connection that has gone.
+    pub fn unregister(&self, connection_id: u64) {
+        let handle = lock(&self.registry).connections.remove(&connection_id);
+        if let Some(handle) = handle {
+            if let Some(old) = handle.set_session(None) {
+                self.forget_login(connection_id, &old.identity.user_id);
+            }
+        }
+        lock(&self.pending).retain(|_, p| p.connection_id != connection_id);
+    }
+
+    pub fn connection_count(&self) -> usize {
+        lock(&self.registry).connections.len()
+    }
+
+    fn connection(&self, connection_id: u64) -> Option<Arc<ConnectionHandle>> {
+        lock(&self.registry).connections.get(&connection_id).cloned()
+    }
+
+    /// Makes a connection act as `session` from now on.
+    pub fn log_in(&self, connection_id: u64, session: Session) {
+        let Some(handle) = self.connection(connection_id) else {
+            return;
+        };
+        let user_id = session.identity.user_id.clone();
+        if let Some(old) = handle.set_session(Some(session)) {
+            self.forget_login(connection_id, &old.identity.user_id);
+        }
+        let first = {
+            let mut registry = lock(&self.registry);
+            let connections = registry.users.entry(user_id.clone()).or_default();
+            connections.insert(connection_id);
+            connections.len() == 1
+        };
+        if first {
+            self.subscribe(self.names.user_channel(&user_id));
+        }
+    }
+
+    /// Makes a connection anonymous again.
+    pub fn log_out(&self, connection_id: u64) {
+        if let Some(handle) = self.connection(connection_id) {
+            if let Some(old) = handle.set_session(None) {
+                self.forget_login(connection_id, &old.identity.user_id);
+            }
+        }
+    }
+
+    /// Ends a session on every local connection using it, and tells them.
+    pub fn revoke_session(&self, user_id: &str, session_id: &str) {
+        for handle in self.connections_of(user_id) {
+            let uses_it = handle
+                .session()
+                .is_some_and(|s| s.identity.session_id == session_id);
+            if uses_it {
+                self.log_out(handle.id);
+                handle.send(&ServerFrame::new(
+                    "SESSION_CLOSED",
+                    "Your session was closed. Log in again to continue.",
+                ));
+            }
+        }
+    }
+
+    /// Records that a locally connected user joined or left a group.
+    pub fn set_membership(&self, user_id: &str, group_id: &str, member: bool) {
+        let change = {
+            let mut registry = lock(&self.registry);
+            if !registry.users.contains_key(user_id) {
+                return;
+            }
+            if member {
+                registry
+                    .user_groups
+                    .entry(user_id.to_owned())
+                    .or_default()
+                    .insert(group_id.to_owned());
+                let users = registry.group_users.entry(group_id.to_owned()).or_default();
+                users.insert(user_id.to_owned());
+                (users.len() == 1).then(|| SubscriptionChange::Subscribe(self.names.group_channel(group_id)))
+            } else {
+                if let Some(groups) = registry.user_groups.get_mut(user_id) {
+                    groups.remove(group_id);
+                }
+                remove_member(&mut registry.group_users, group_id, user_id)
+                    .then(|| SubscriptionChange::Unsubscribe(self.names.group_channel(group_id)))
+            }
+        };
+        if let Some(change) = change {
+            let _ = self.subscriptions.send(change);
+        }
+    }
+
+    /// Delivers a frame to every local connection of a user.
+    pub fn deliver_to_user(&self, user_id: &str, frame: Utf8Bytes, except: Option<&Origin>) {
+        for handle in self.connections_of(user_id) {
+            if !self.is_origin(&handle, except) {
+                handle.send_text(frame.clone());
+            }
+        }
+    }
+
+    /// Delivers a frame to every local connection of every member of a group.
+    pub fn deliver_to_group(&self, group_id: &str, frame: Utf8Bytes, except: Option<&Origin>) {
+        let handles: Vec<Arc<ConnectionHandle>> = {
+            let registry = lock(&self.registry);
+            let Some(members) = registry.group_users.get(group_id) else {
+                return;
+            };
+            members
+                .iter()
+                .filter_map(|user| registry.users.get(user))
+                .flatten()
+                .filter_map(|id| registry.connections.get(id).cloned())
+                .collect()
+        };
+        for handle in handles {
+            if !self.is_origin(&handle, except) {
+                handle.send_text(frame.clone());
+            }
+        }
+    }
+
+    /// Delivers the answer to a request, and applies the session change that
+    /// came with it. A second answer to the same request (a redelivered action)
+    /// is dropped.
+    pub fn deliver_reply(&self, action_id: &str, frame: &ServerFrame) -> Option<Arc<ConnectionHandle>> {
+        let pending = lock(&self.pending).remove(action_id)?;
+        let handle = self.connection(pending.connection_id)?;
+        handle.send(frame);
+        Some(handle)
+    }
+
+    /// Remembers a request until its answer comes or its deadline passes.
+    pub fn track(&self, action_id: String, request: PendingRequest) {
+        lock(&self.pending).insert(action_id, request);
+    }
+
+    /// Forgets a request that never reached the bus.
+    pub fn untrack(&self, action_id: &str) {
+        lock(&self.pending).remove(action_id);
+    }
+
+    pub fn pending_count(&self) -> usize {
+        lock(&self.pending).values().filter(|p| !p.timed_out).count()
+    }
+
+    /// Tells every client whose request passed its deadline that its outcome
+    /// is unknown. Requests stay tracked a while longer for a late answer.
+    pub fn expire(&self, now: Instant, forget_after: std::time::Duration) {
+        let mut expired = Vec::new();
+        {
+            let mut pending = lock(&self.pending);
+            pending.retain(|_, p| now < p.deadline + forget_after);
+            for request in pending.values_mut() {
+                if !request.timed_out && now >= request.deadline {
+                    request.timed_out = true;
+                    expired.push(request.clone());
+                }
+            }
+        }
+        for request in expired {
+            debug!(action = %request.action, "request timed out");
+            if let Some(handle) = self.connection(request.connection_id) {
+                handle.send(
+                    &ServerFrame::error(
+                        shared_proto::status::ErrorCode::Timeout,
+                        format!(
+                            "No answer to {} in time; its outcome is unknown. Check its effect before sending it again.",
+                            request.action
+                        ),
+                    )
+                    .with_request_id(request.request_id.as_deref()),
+                );
+            }
+        }
+    }
+
+    /// Closes every connection, e.g. when this replica stops.
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        let handles: Vec<_> = lock(&self.registry).connections.values().cloned().collect();
+        for handle in handles {
+            handle.close(code, reason);
+        }
+    }
+
+    /// Every channel this replica should be listening to right now.
+    pub fn channels(&self) -> Vec<String> {
+        let registry = lock(&self.registry);
+        let mut channels = vec![self.names.gateway_channel(&self.gateway_id)];
+        channels.extend(registry.users.keys().map(|u| self.names.user_channel(u)));
+        channels.extend(registry.group_users.keys().map(|g| self.names.group_channel(g)));
+        channels
+    }
+
+    fn connections_of(&self, user_id: &str) -> Vec<Arc<ConnectionHandle>> {
+        let registry = lock(&self.registry);
+        registry
+            .users
+            .get(user_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| registry.connections.get(id).cloned())
+            .collect()
+    }
+
+    fn is_origin(&self, handle: &ConnectionHandle, origin: Option<&Origin>) -> bool {
+        origin.is_some_and(|o| o.gateway_id == self.gateway_id && o.connection_id == handle.id)
+    }
+
+    /// Drops a connection from its user's set; the user's last connection here
+    /// takes the user's and its groups' subscriptions with it.
+    fn forget_login(&self, connection_id: u64, user_id: &str) {
+        let mut changes = Vec::new();
+        {
+            let mut registry = lock(&self.registry);
+            let Some(connections) = registry.users.get_mut(user_id) else {
+                return;
+            };
+            connections.remove(&connection_id);
+            if !connections.is_empty() {
+                return;
+            }
+            registry.users.remove(user_id);
+            changes.push(SubscriptionChange::Unsubscribe(self.names.user_channel(user_id)));
+            for group in registry.user_groups.remove(user_id).unwrap_or_default() {
+                if remove_member(&mut registry.group_users, &group, user_id) {
+                    changes.push(SubscriptionChange::Unsubscribe(self.names.group_channel(&group)));
+                }
+            }
+        }
+        for change in changes {
+            let _ = self.subscriptions.send(change);
+        }
+    }
+
+    fn subscribe(&self, channel: String) {
+        let _ = self.subscriptions.send(SubscriptionChange::Subscribe(channel));
+    }
+}
+
+/// Removes a user from a group's local members; true if none are left.
+fn remove_member(group_users: &mut HashMap<String, HashSet<String>>, group_id: &str, user_id: &str) -> bool {
+    let Some(users) = group_users.get_mut(group_id) else {
+        return false;
+    };
+    users.remove(user_id);
+    if users.is_empty() {
+        group_users.remove(group_id);
+        true
+    } else {
+        false
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The maps are updated in single steps; a panic elsewhere cannot leave
+    // them half-written, so a poisoned lock is still safe to use.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(user: &str, session: &str) -> Identity {
+        Identity {
+            user_id: user.into(),
+            session_id: session.into(),
+            email: format!("{user}@example.com"),
+        }
+    }
+
+    fn hub() -> (Hub, mpsc::UnboundedReceiver<SubscriptionChange>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Hub::new("gw".into(), Names::default(), tx), rx)
+    }
+
+    #[test]
+    fn the_first_login_of_a_user_subscribes_and_the_last_logout_unsubscribes() {
+        let (hub, mut changes) = hub();
+        let (tx, _rx) = mpsc::channel(8);
+        let a = hub.register(tx.clone());
+        let b = hub.register(tx);
+        let session = Session {
+            identity: identity("u1", "s1"),
+            expires_at_ms: now_ms() + 60_000,
+        };
+        hub.log_in(a.id, session.clone());
+        hub.log_in(b.id, session);
+        assert_eq!(changes.try_recv().ok(), Some(SubscriptionChange::Subscribe("switchyard:user:u1".into())));
+        assert!(changes.try_recv().is_err(), "one subscription per user");
+        hub.unregister(a.id);
+        assert!(changes.try_recv().is_err(), "b is still logged in");
+        hub.log_out(b.id);
+        assert_eq!(changes.try_recv().ok(), Some(SubscriptionChange::Unsubscribe("switchyard:user:u1".into())));
+    }
+
+    #[test]
+    fn revoking_a_session_leaves_other_sessions_of_the_user_alone() {
+        let (hub, _changes) = hub();
+        let (tx, mut rx) = mpsc::channel(8);
+        let a = hub.register(tx.clone());
+        let b = hub.register(tx);
+        let far = now_ms() + 60_000;
+        hub.log_in(a.id, Session { identity: identity("u1", "s1"), expires_at_ms: far });
+        hub.log_in(b.id, Session { identity: identity("u1", "s2"), expires_at_ms: far });
+        hub.revoke_session("u1", "s1");
+        assert!(a.identity().is_none());
+        assert_eq!(b.identity().map(|i| i.session_id), Some("s2".into()));
+        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(text)) if text.as_str().contains("SESSION_CLOSED")));
+    }
+
+    #[test]
+    fn an_expired_session_is_no_identity() {
+        let (hub, _changes) = hub();
+        let (tx, _rx) = mpsc::channel(8);
+        let a = hub.register(tx);
+        hub.log_in(a.id, Session { identity: identity("u1", "s1"), expires_at_ms: now_ms() - 1 });
+        assert!(a.identity().is_none());
+    }
+
+    #[test]
+    fn a_reply_is_delivered_once() {
+        let (hub, _changes) = hub();
+        let (tx, mut rx) = mpsc::channel(8);
+        let a = hub.register(tx);
+        hub.track(
+            "act".into(),
+            PendingRequest {
+                connection_id: a.id,
+                action: "LOGIN".into(),
+                request_id: None,
+                deadline: Instant::now(),
+                timed_out: false,
+            },
+        );
+        let frame = ServerFrame::new("USER_LOGGED", "You logged.");
+        assert!(hub.deliver_reply("act", &frame).is_some());
+        assert!(hub.deliver_reply("act", &frame).is_none(), "duplicate dropped");
+        assert!(rx.try_recv().is_ok());
+        assert!(rx.try_recv().is_err());
+    }
+}

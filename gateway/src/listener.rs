@@ -1,0 +1,135 @@
+//! Listens on Redis for what services send this replica: replies on its own
+//! channel, events on the channels of its users and groups. Reconnects and
+//! resubscribes by itself when Redis goes away.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Utf8Bytes;
+use futures_util::StreamExt;
+use shared_proto::bus::Bus;
+use shared_proto::envelope::{SessionChange, ToGateway};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::hub::{Hub, Session, SubscriptionChange};
+
+/// Runs until `shutdown`, keeping the subscriptions in step with the hub.
+pub async fn run(
+    bus: Bus,
+    hub: Arc<Hub>,
+    mut changes: mpsc::UnboundedReceiver<SubscriptionChange>,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        let pubsub = match bus.client().get_async_pubsub().await {
+            Ok(pubsub) => pubsub,
+            Err(err) => {
+                warn!(error = %err, "cannot subscribe to redis; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let (mut sink, mut stream) = pubsub.split();
+        // Everything the hub wants now; changes queued meanwhile are applied
+        // after, in order, which converges on the same set.
+        if let Err(err) = sink.subscribe(hub.channels()).await {
+            warn!(error = %err, "subscribing failed; reconnecting");
+            continue;
+        }
+        delay = Duration::from_millis(100);
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        info!("listening for replies and events");
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                message = stream.next() => {
+                    let Some(message) = message else { break };
+                    dispatch(&hub, message.get_channel_name(), message.get_payload_bytes());
+                }
+                change = changes.recv() => {
+                    let Some(change) = change else { return };
+                    let result = match &change {
+                        SubscriptionChange::Subscribe(channel) => sink.subscribe(channel).await,
+                        SubscriptionChange::Unsubscribe(channel) => sink.unsubscribe(channel).await,
+                    };
+                    if let Err(err) = result {
+                        warn!(error = %err, ?change, "changing a subscription failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+        ready.store(false, std::sync::atomic::Ordering::Relaxed);
+        warn!("lost the redis subscription; reconnecting");
+    }
+}
+
+/// Hands one bus message to the hub. Malformed messages are logged and
+/// dropped: they come from a peer's bug, not from a client.
+pub fn dispatch(hub: &Hub, channel: &str, payload: &[u8]) {
+    let message: ToGateway = match serde_json::from_slice(payload) {
+        Ok(message) => message,
+        Err(err) => {
+            warn!(error = %err, channel, "dropping a malformed bus message");
+            return;
+        }
+    };
+    let names = hub.names();
+    let user_prefix = names.user_channel("");
+    let group_prefix = names.group_channel("");
+    match message {
+        ToGateway::Reply {
+            action_id,
+            frame,
+            session,
+            ..
+        } => {
+            let Some(handle) = hub.deliver_reply(&action_id, &frame) else {
+                debug!(%action_id, "no one waits for this reply");
+                return;
+            };
+            match session {
+                Some(SessionChange::Open {
+                    identity,
+                    expires_at_ms,
+                }) => hub.log_in(
+                    handle.id,
+                    Session {
+                        identity,
+                        expires_at_ms,
+                    },
+                ),
+                Some(SessionChange::Close) => hub.log_out(handle.id),
+                None => {}
+            }
+        }
+        ToGateway::Event { frame, except } => {
+            let text = Utf8Bytes::from(frame.to_text());
+            if let Some(user_id) = channel.strip_prefix(&user_prefix) {
+                hub.deliver_to_user(user_id, text, except.as_ref());
+            } else if let Some(group_id) = channel.strip_prefix(&group_prefix) {
+                hub.deliver_to_group(group_id, text, except.as_ref());
+            } else {
+                warn!(channel, "an event on a channel that carries none");
+            }
+        }
+        ToGateway::SessionRevoked { session_id } => {
+            if let Some(user_id) = channel.strip_prefix(&user_prefix) {
+                hub.revoke_session(user_id, &session_id);
+            }
+        }
+        ToGateway::Membership {
+            user_id,
+            group_id,
+            member,
+        } => hub.set_membership(&user_id, &group_id, member),
+    }
+}

@@ -1,0 +1,121 @@
+//! Builds the gateway from its settings and runs it until asked to stop.
+//!
+//! Stopping drains: the replica stops taking connections and frames, waits
+//! (up to `drain_ms`) for the answers to requests already on the bus, then
+//! closes every socket with 1012 so clients reconnect to another replica.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use shared_proto::bus::Bus;
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::info;
+
+use crate::connection::Context;
+use crate::http::{AppState, router};
+use crate::hub::{Hub, close_code};
+use crate::settings::Settings;
+
+/// How long after its deadline a request is still remembered, so that a late
+/// answer reaches the client instead of being dropped.
+const LATE_ANSWER_GRACE: Duration = Duration::from_secs(60);
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    subscription_changes: mpsc::UnboundedReceiver<crate::hub::SubscriptionChange>,
+}
+
+impl Application {
+    /// Connects to Redis and binds the listening socket.
+    pub async fn build(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let gateway_id = settings
+            .gateway
+            .id
+            .clone()
+            .unwrap_or_else(|| format!("gw-{}", uuid::Uuid::new_v4().simple()));
+        let names = settings.bus.names();
+        let bus = Bus::connect(&settings.redis.url, names.clone(), &shutdown).await?;
+        let listener = TcpListener::bind(&settings.gateway.listen).await?;
+        let (changes_tx, subscription_changes) = mpsc::unbounded_channel();
+        let hub = Arc::new(Hub::new(gateway_id, names, changes_tx));
+        let context = Arc::new(Context {
+            hub,
+            bus,
+            settings: settings.gateway,
+            draining: CancellationToken::new(),
+        });
+        Ok(Application {
+            listener,
+            state: AppState {
+                context,
+                listening: Arc::new(AtomicBool::new(false)),
+                connections: TaskTracker::new(),
+            },
+            subscription_changes,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            subscription_changes,
+        } = self;
+        let context = state.context.clone();
+        let background = CancellationToken::new();
+        let hub = context.hub.clone();
+        info!(gateway = hub.gateway_id(), addr = %listener.local_addr()?, "gateway listening");
+
+        let listener_task = tokio::spawn(crate::listener::run(
+            context.bus.clone(),
+            hub.clone(),
+            subscription_changes,
+            state.listening.clone(),
+            background.clone(),
+        ));
+        let sweeper = tokio::spawn(sweep_deadlines(hub.clone(), background.clone()));
+
+        let connections = state.connections.clone();
+        let draining = context.draining.clone();
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async move {
+                shutdown.cancelled().await;
+                draining.cancel();
+            })
+            .await?;
+
+        info!(pending = hub.pending_count(), "draining");
+        let deadline = Instant::now() + context.settings.drain();
+        while hub.pending_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        hub.close_all(close_code::SERVICE_RESTART, "gateway restarting");
+        connections.close();
+        let _ = tokio::time::timeout(Duration::from_secs(5), connections.wait()).await;
+        background.cancel();
+        let _ = tokio::join!(listener_task, sweeper);
+        info!("gateway stopped");
+        Ok(())
+    }
+}
+
+/// Tells clients whose requests got no answer in time.
+async fn sweep_deadlines(hub: Arc<Hub>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => hub.expire(Instant::now(), LATE_ANSWER_GRACE),
+        }
+    }
+}
