@@ -38,8 +38,11 @@ pub async fn serve(socket: WebSocket, context: Arc<Context>) {
     let (outbox, inbox) = mpsc::channel(context.settings.outbox_frames.max(1));
     let handle = context.hub.register(outbox);
     let span = info_span!("connection", id = handle.id);
-    let writer = tokio::spawn(write_frames(sink, inbox, handle.closed.clone()).instrument(span.clone()));
-    read_frames(stream, &handle, &context).instrument(span).await;
+    let writer =
+        tokio::spawn(write_frames(sink, inbox, handle.closed.clone()).instrument(span.clone()));
+    read_frames(stream, &handle, &context)
+        .instrument(span)
+        .await;
     context.hub.unregister(handle.id);
     // The hub held the last other sender: the writer sees its outbox close,
     // flushes what is queued and ends.
@@ -112,18 +115,29 @@ async fn accept_frame(text: &str, handle: &ConnectionHandle, context: &Context) 
         }
     };
     let reply_error = |code, message: String| {
-        handle.send(&ServerFrame::error(code, message).with_request_id(request.request_id.as_deref()));
+        handle.send(
+            &ServerFrame::error(code, message).with_request_id(request.request_id.as_deref()),
+        );
     };
     let Some(route) = route(&request.action) else {
         reply_error(
             ErrorCode::UnknownAction,
-            format!("Unknown action {:?}. See the protocol documentation for the actions this server knows.", request.action),
+            format!(
+                "Unknown action {:?}. See the protocol documentation for the actions this server knows.",
+                request.action
+            ),
         );
         return;
     };
     let identity = handle.identity();
     if route.requires_login && identity.is_none() {
-        reply_error(ErrorCode::Unauthorized, format!("{} needs a logged-in connection. Send LOGIN or FASTLOGIN first.", request.action));
+        reply_error(
+            ErrorCode::Unauthorized,
+            format!(
+                "{} needs a logged-in connection. Send LOGIN or FASTLOGIN first.",
+                request.action
+            ),
+        );
         return;
     }
     let action_id = uuid::Uuid::now_v7().to_string();
@@ -206,10 +220,14 @@ fn is_capacity_error(err: &axum::Error) -> bool {
     let mut source: Option<&(dyn Error + 'static)> = err.source();
     while let Some(cause) = source {
         if let Some(tungstenite) = cause.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
-            return matches!(tungstenite, tokio_tungstenite::tungstenite::Error::Capacity(_));
+            return matches!(
+                tungstenite,
+                tokio_tungstenite::tungstenite::Error::Capacity(_)
+            );
         }
         source = cause.source();
     }
     // axum wraps the cause; fall back to its text.
-    err.to_string().to_ascii_lowercase().contains("too long") || err.to_string().contains("Space limit")
+    err.to_string().to_ascii_lowercase().contains("too long")
+        || err.to_string().contains("Space limit")
 }

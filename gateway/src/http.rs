@@ -34,7 +34,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn upgrade(State(state): State<AppState>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
     let settings = &state.context.settings;
     if !origin_allowed(&settings.allowed_origins, &headers) {
         info!(origin = ?headers.get(header::ORIGIN), "refused an upgrade from an origin not on the allow-list");
@@ -64,7 +68,11 @@ fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
     headers
         .get(header::ORIGIN)
         .and_then(|value| value.to_str().ok())
-        .is_some_and(|origin| allowed.iter().any(|a| a.trim_end_matches('/') == origin.trim_end_matches('/')))
+        .is_some_and(|origin| {
+            allowed
+                .iter()
+                .any(|a| a.trim_end_matches('/') == origin.trim_end_matches('/'))
+        })
 }
 
 /// The process is alive and serving HTTP.
@@ -96,9 +104,15 @@ mod tests {
         assert!(origin_allowed(&[], &headers), "empty list allows all");
         let list = vec!["https://chat.example.com".to_owned()];
         assert!(!origin_allowed(&list, &headers), "missing origin refused");
-        headers.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example.com"));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example.com"),
+        );
         assert!(!origin_allowed(&list, &headers));
-        headers.insert(header::ORIGIN, HeaderValue::from_static("https://chat.example.com"));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://chat.example.com"),
+        );
         assert!(origin_allowed(&list, &headers));
     }
 }

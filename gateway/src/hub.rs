@@ -64,7 +64,10 @@ impl ConnectionHandle {
         match self.outbox.try_send(Outbound::Frame(text)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
-                info!(connection = self.id, "disconnecting a client that reads too slowly");
+                info!(
+                    connection = self.id,
+                    "disconnecting a client that reads too slowly"
+                );
                 self.closed.cancel();
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -188,7 +191,10 @@ impl Hub {
     }
 
     fn connection(&self, connection_id: u64) -> Option<Arc<ConnectionHandle>> {
-        lock(&self.registry).connections.get(&connection_id).cloned()
+        lock(&self.registry)
+            .connections
+            .get(&connection_id)
+            .cloned()
     }
 
     /// Makes a connection act as `session` from now on.
@@ -251,7 +257,8 @@ impl Hub {
                     .insert(group_id.to_owned());
                 let users = registry.group_users.entry(group_id.to_owned()).or_default();
                 users.insert(user_id.to_owned());
-                (users.len() == 1).then(|| SubscriptionChange::Subscribe(self.names.group_channel(group_id)))
+                (users.len() == 1)
+                    .then(|| SubscriptionChange::Subscribe(self.names.group_channel(group_id)))
             } else {
                 if let Some(groups) = registry.user_groups.get_mut(user_id) {
                     groups.remove(group_id);
@@ -298,7 +305,11 @@ impl Hub {
     /// Delivers the answer to a request, and applies the session change that
     /// came with it. A second answer to the same request (a redelivered action)
     /// is dropped.
-    pub fn deliver_reply(&self, action_id: &str, frame: &ServerFrame) -> Option<Arc<ConnectionHandle>> {
+    pub fn deliver_reply(
+        &self,
+        action_id: &str,
+        frame: &ServerFrame,
+    ) -> Option<Arc<ConnectionHandle>> {
         let pending = lock(&self.pending).remove(action_id)?;
         let handle = self.connection(pending.connection_id)?;
         handle.send(frame);
@@ -316,7 +327,10 @@ impl Hub {
     }
 
     pub fn pending_count(&self) -> usize {
-        lock(&self.pending).values().filter(|p| !p.timed_out).count()
+        lock(&self.pending)
+            .values()
+            .filter(|p| !p.timed_out)
+            .count()
     }
 
     /// Tells every client whose request passed its deadline that its outcome
@@ -363,7 +377,12 @@ impl Hub {
         let registry = lock(&self.registry);
         let mut channels = vec![self.names.gateway_channel(&self.gateway_id)];
         channels.extend(registry.users.keys().map(|u| self.names.user_channel(u)));
-        channels.extend(registry.group_users.keys().map(|g| self.names.group_channel(g)));
+        channels.extend(
+            registry
+                .group_users
+                .keys()
+                .map(|g| self.names.group_channel(g)),
+        );
         channels
     }
 
@@ -396,10 +415,14 @@ impl Hub {
                 return;
             }
             registry.users.remove(user_id);
-            changes.push(SubscriptionChange::Unsubscribe(self.names.user_channel(user_id)));
+            changes.push(SubscriptionChange::Unsubscribe(
+                self.names.user_channel(user_id),
+            ));
             for group in registry.user_groups.remove(user_id).unwrap_or_default() {
                 if remove_member(&mut registry.group_users, &group, user_id) {
-                    changes.push(SubscriptionChange::Unsubscribe(self.names.group_channel(&group)));
+                    changes.push(SubscriptionChange::Unsubscribe(
+                        self.names.group_channel(&group),
+                    ));
                 }
             }
         }
@@ -409,12 +432,18 @@ impl Hub {
     }
 
     fn subscribe(&self, channel: String) {
-        let _ = self.subscriptions.send(SubscriptionChange::Subscribe(channel));
+        let _ = self
+            .subscriptions
+            .send(SubscriptionChange::Subscribe(channel));
     }
 }
 
 /// Removes a user from a group's local members; true if none are left.
-fn remove_member(group_users: &mut HashMap<String, HashSet<String>>, group_id: &str, user_id: &str) -> bool {
+fn remove_member(
+    group_users: &mut HashMap<String, HashSet<String>>,
+    group_id: &str,
+    user_id: &str,
+) -> bool {
     let Some(users) = group_users.get_mut(group_id) else {
         return false;
     };
@@ -430,7 +459,9 @@ fn remove_member(group_users: &mut HashMap<String, HashSet<String>>, group_id: &
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // The maps are updated in single steps; a panic elsewhere cannot leave
     // them half-written, so a poisoned lock is still safe to use.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -462,12 +493,18 @@ mod tests {
         };
         hub.log_in(a.id, session.clone());
         hub.log_in(b.id, session);
-        assert_eq!(changes.try_recv().ok(), Some(SubscriptionChange::Subscribe("switchyard:user:u1".into())));
+        assert_eq!(
+            changes.try_recv().ok(),
+            Some(SubscriptionChange::Subscribe("switchyard:user:u1".into()))
+        );
         assert!(changes.try_recv().is_err(), "one subscription per user");
         hub.unregister(a.id);
         assert!(changes.try_recv().is_err(), "b is still logged in");
         hub.log_out(b.id);
-        assert_eq!(changes.try_recv().ok(), Some(SubscriptionChange::Unsubscribe("switchyard:user:u1".into())));
+        assert_eq!(
+            changes.try_recv().ok(),
+            Some(SubscriptionChange::Unsubscribe("switchyard:user:u1".into()))
+        );
     }
 
     #[test]
@@ -477,12 +514,26 @@ mod tests {
         let a = hub.register(tx.clone());
         let b = hub.register(tx);
         let far = now_ms() + 60_000;
-        hub.log_in(a.id, Session { identity: identity("u1", "s1"), expires_at_ms: far });
-        hub.log_in(b.id, Session { identity: identity("u1", "s2"), expires_at_ms: far });
+        hub.log_in(
+            a.id,
+            Session {
+                identity: identity("u1", "s1"),
+                expires_at_ms: far,
+            },
+        );
+        hub.log_in(
+            b.id,
+            Session {
+                identity: identity("u1", "s2"),
+                expires_at_ms: far,
+            },
+        );
         hub.revoke_session("u1", "s1");
         assert!(a.identity().is_none());
         assert_eq!(b.identity().map(|i| i.session_id), Some("s2".into()));
-        assert!(matches!(rx.try_recv(), Ok(Outbound::Frame(text)) if text.as_str().contains("SESSION_CLOSED")));
+        assert!(
+            matches!(rx.try_recv(), Ok(Outbound::Frame(text)) if text.as_str().contains("SESSION_CLOSED"))
+        );
     }
 
     #[test]
@@ -490,7 +541,13 @@ mod tests {
         let (hub, _changes) = hub();
         let (tx, _rx) = mpsc::channel(8);
         let a = hub.register(tx);
-        hub.log_in(a.id, Session { identity: identity("u1", "s1"), expires_at_ms: now_ms() - 1 });
+        hub.log_in(
+            a.id,
+            Session {
+                identity: identity("u1", "s1"),
+                expires_at_ms: now_ms() - 1,
+            },
+        );
         assert!(a.identity().is_none());
     }
 
@@ -511,7 +568,10 @@ mod tests {
         );
         let frame = ServerFrame::new("USER_LOGGED", "You logged.");
         assert!(hub.deliver_reply("act", &frame).is_some());
-        assert!(hub.deliver_reply("act", &frame).is_none(), "duplicate dropped");
+        assert!(
+            hub.deliver_reply("act", &frame).is_none(),
+            "duplicate dropped"
+        );
         assert!(rx.try_recv().is_ok());
         assert!(rx.try_recv().is_err());
     }

@@ -27,7 +27,9 @@ pub struct ClientRequest {
 /// Why a client frame was refused before it reached any service.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
-    #[error("The frame is not JSON. Send one JSON object per text frame, e.g. {{\"action\": \"LOGIN\", ...}}.")]
+    #[error(
+        "The frame is not JSON. Send one JSON object per text frame, e.g. {{\"action\": \"LOGIN\", ...}}."
+    )]
     NotJson,
     #[error("The frame is JSON but not an object. Send one JSON object with an \"action\" field.")]
     NotObject,
@@ -125,7 +127,8 @@ impl ServerFrame {
     /// Echoes the request's id, if it had one.
     pub fn with_request_id(mut self, request_id: Option<&str>) -> Self {
         if let Some(id) = request_id {
-            self.0.insert("requestId".into(), Value::String(id.to_owned()));
+            self.0
+                .insert("requestId".into(), Value::String(id.to_owned()));
         }
         self
     }
@@ -193,7 +196,10 @@ mod tests {
             (r#"{"action":null}"#, FrameError::MissingAction),
             (r#"{"action":""}"#, FrameError::InvalidAction),
             (r#"{"action":["LOGIN"]}"#, FrameError::InvalidAction),
-            (r#"{"action":"LOGIN","requestId":7}"#, FrameError::InvalidRequestId),
+            (
+                r#"{"action":"LOGIN","requestId":7}"#,
+                FrameError::InvalidRequestId,
+            ),
         ];
         for (text, expected) in cases {
             let err = parse_client_frame(text).expect_err(text);
@@ -210,7 +216,10 @@ mod tests {
         }
         let err = decode_payload::<Login>("LOGIN", &Map::new()).expect_err("missing");
         assert_eq!(err.status(), "BAD_REQUEST");
-        let message = err.get("message").and_then(Value::as_str).unwrap_or_default();
+        let message = err
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         assert!(message.contains("email"), "{message}");
     }
 

@@ -6,6 +6,7 @@
 //! - [`worker`]: reads a stream through a consumer group, hands entries to a
 //!   handler, and acknowledges them once the handler says they are done.
 
+pub mod actions;
 pub mod worker;
 
 use std::time::Duration;
@@ -53,14 +54,21 @@ pub struct Bus {
 
 impl Bus {
     /// Connects, retrying with backoff until Redis answers or `give_up` ends.
-    pub async fn connect(url: &str, names: Names, give_up: &tokio_util::sync::CancellationToken) -> anyhow::Result<Bus> {
+    pub async fn connect(
+        url: &str,
+        names: Names,
+        give_up: &tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Bus> {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(COMMAND_TIMEOUT))
             .set_connection_timeout(Some(COMMAND_TIMEOUT));
         let mut delay = Duration::from_millis(100);
         loop {
-            match client.get_connection_manager_with_config(config.clone()).await {
+            match client
+                .get_connection_manager_with_config(config.clone())
+                .await
+            {
                 Ok(connection) => {
                     return Ok(Bus {
                         client,
@@ -102,7 +110,8 @@ impl Bus {
 
     /// Puts a client action on its service's stream.
     pub async fn submit(&self, service: Service, request: &ActionRequest) -> Result<(), BusError> {
-        self.append(&self.names.action_stream(service), request).await
+        self.append(&self.names.action_stream(service), request)
+            .await
     }
 
     /// Appends a JSON entry to a stream.
@@ -145,6 +154,15 @@ impl Bus {
             .invoke_async(&mut connection)
             .await?;
         Ok(appended == 1)
+    }
+
+    /// True if [`Bus::append_once`] appended the job with this id (within the
+    /// time it remembers jobs).
+    pub async fn was_appended(&self, job_id: &str) -> Result<bool, BusError> {
+        let mut connection = self.connection.clone();
+        Ok(connection
+            .exists(self.names.mail_enqueued_marker(job_id))
+            .await?)
     }
 
     /// Publishes one message.

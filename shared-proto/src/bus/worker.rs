@@ -70,7 +70,11 @@ pub trait EntryHandler<T>: Send + Sync + 'static {
 /// A unique consumer name for this process.
 pub fn consumer_name(role: &str) -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
-    format!("{role}-{host}-{}-{}", std::process::id(), uuid::Uuid::new_v4().simple())
+    format!(
+        "{role}-{host}-{}-{}",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    )
 }
 
 /// Runs until `shutdown` is cancelled, then waits (up to the drain timeout)
@@ -89,7 +93,9 @@ where
         tasks: TaskTracker::new(),
         _entry: std::marker::PhantomData,
     });
-    worker.permits.add_permits(worker.config.max_in_flight.max(1));
+    worker
+        .permits
+        .add_permits(worker.config.max_in_flight.max(1));
     info!(stream = %worker.config.stream, consumer = %worker.config.consumer, "worker started");
 
     let keeper = tokio::spawn(worker.clone().keep_claiming(shutdown.clone()));
@@ -200,7 +206,10 @@ where
         }
     }
 
-    async fn claim_abandoned(self: &Arc<Self>, shutdown: &CancellationToken) -> redis::RedisResult<()> {
+    async fn claim_abandoned(
+        self: &Arc<Self>,
+        shutdown: &CancellationToken,
+    ) -> redis::RedisResult<()> {
         let mut connection = self.bus.connection();
         let mut cursor = "0-0".to_owned();
         // Bounded: a few pages per tick; the rest waits for the next tick.
@@ -250,7 +259,12 @@ where
     }
 
     /// Starts handling one entry once a slot is free.
-    async fn dispatch(self: Arc<Self>, entry: StreamId, reclaimed: bool, shutdown: &CancellationToken) {
+    async fn dispatch(
+        self: Arc<Self>,
+        entry: StreamId,
+        reclaimed: bool,
+        shutdown: &CancellationToken,
+    ) {
         if !self.lock_in_flight().insert(entry.id.clone()) {
             return; // already in hand here
         }
@@ -329,7 +343,10 @@ where
         Ok(())
     }
 
-    async fn blocking_connection(&self, block: Duration) -> redis::RedisResult<MultiplexedConnection> {
+    async fn blocking_connection(
+        &self,
+        block: Duration,
+    ) -> redis::RedisResult<MultiplexedConnection> {
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(block + Duration::from_secs(5)))
             .set_connection_timeout(Some(Duration::from_secs(3)));
@@ -359,7 +376,9 @@ where
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         // The set holds plain strings; a panic elsewhere cannot leave it torn.
-        self.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

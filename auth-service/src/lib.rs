@@ -1,0 +1,21 @@
+//! auth-service: accounts and sessions.
+//!
+//! - [`handler`]: takes actions off the stream and routes them.
+//! - [`registration`]: REGISTER, CONFIRMATION, RESEND_CONFIRMATION.
+//! - [`sessions`]: LOGIN, FASTLOGIN, LOGOUT.
+//! - [`credentials`]: e-mail and password parsing, hashing, codes and tokens.
+//! - [`store`]: the `users` and `sessions` collections.
+//! - [`outcome`]: what an action produces, and the one mapping of failures to
+//!   client frames.
+
+pub mod credentials;
+pub mod handler;
+pub mod mail;
+pub mod outcome;
+pub mod registration;
+pub mod sessions;
+pub mod settings;
+pub mod startup;
+pub mod store;
+
+pub use settings::Settings;

@@ -1,0 +1,405 @@
+//! REGISTER, CONFIRMATION and RESEND_CONFIRMATION.
+//!
+//! Each is idempotent by action id: a delivery of the same action after a
+//! crash gives the same reply and sends no second mail (the mail job is keyed
+//! by the action that issued the code, and enqueued at most once).
+
+use mongodb::bson::doc;
+use serde::Deserialize;
+use serde_json::json;
+use shared_proto::bus::actions::{ActionError, Outcome};
+use shared_proto::client::{ServerFrame, decode_payload};
+use shared_proto::envelope::ActionRequest;
+use shared_proto::now_ms;
+use shared_proto::status::ErrorCode;
+
+use crate::credentials::{
+    Email, Password, digests_equal, hash_code, new_confirmation_code, new_salt,
+};
+use crate::handler::AuthService;
+use crate::mail::{already_enqueued, confirmation_job_id, confirmation_mail, enqueue_once};
+use crate::outcome::{answer, bad_request, retry, unavailable};
+use crate::store::{Inserted, PendingCode, Profile, User};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RegisterPayload {
+    user_reg_data: Registration,
+}
+
+#[derive(Deserialize)]
+struct Registration {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ConfirmPayload {
+    user_reg_data: Confirmation,
+}
+
+#[derive(Deserialize)]
+struct Confirmation {
+    email: String,
+    token: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ResendPayload {
+    user_reg_data: Resend,
+}
+
+#[derive(Deserialize)]
+struct Resend {
+    email: String,
+}
+
+pub async fn register(
+    service: &AuthService,
+    request: &ActionRequest,
+) -> Result<Outcome, ActionError> {
+    let payload: RegisterPayload =
+        decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)?;
+    let email = Email::parse(&payload.user_reg_data.email).map_err(bad_request)?;
+    let password = Password::parse_new(&payload.user_reg_data.password).map_err(bad_request)?;
+    let registered = || {
+        Ok(Outcome::reply(ServerFrame::new(
+            "USER_REGISTERED",
+            format!(
+                "Registered. We sent a confirmation code to {}.",
+                email.as_str()
+            ),
+        )))
+    };
+
+    if let Some(existing) = service
+        .store
+        .user_by_email(email.as_str())
+        .await
+        .map_err(unavailable)?
+    {
+        if existing.registered_by_action == request.action_id {
+            ensure_code_mailed(service, &existing, &request.action_id).await?;
+            return registered();
+        }
+        return already_registered();
+    }
+
+    let password_hash = service
+        .hasher
+        .hash(password)
+        .await
+        .map_err(ActionError::Unavailable)?;
+    let code = new_confirmation_code();
+    let user = User {
+        id: uuid::Uuid::now_v7().to_string(),
+        email: email.as_str().to_owned(),
+        password_hash,
+        confirmed: false,
+        created_at_ms: now_ms(),
+        registered_by_action: request.action_id.clone(),
+        confirmed_by_action: None,
+        code: Some(pending_code(service, &code, &request.action_id)),
+        profile: Profile::new_account(default_nickname()),
+    };
+    match service
+        .store
+        .insert_user(&user)
+        .await
+        .map_err(unavailable)?
+    {
+        Inserted::Created => {
+            let job = confirmation_mail(
+                confirmation_job_id(&request.action_id),
+                &user.email,
+                &code,
+                service.settings.code_ttl(),
+            );
+            enqueue_once(&service.bus, &job).await.map_err(retry)?;
+            registered()
+        }
+        Inserted::EmailTaken => {
+            // Lost a race for the address, possibly to an earlier delivery of
+            // this very action.
+            let winner = service
+                .store
+                .user_by_email(email.as_str())
+                .await
+                .map_err(unavailable)?;
+            match winner {
+                Some(winner) if winner.registered_by_action == request.action_id => {
+                    ensure_code_mailed(service, &winner, &request.action_id).await?;
+                    registered()
+                }
+                _ => already_registered(),
+            }
+        }
+    }
+}
+
+fn already_registered() -> Result<Outcome, ActionError> {
+    Ok(Outcome::reply(ServerFrame::new(
+        "USER_ALREADY_REGISTERED",
+        "An account with this e-mail already exists. Log in, or confirm it with the code we sent (RESEND_CONFIRMATION sends a new one).",
+    )))
+}
+
+pub async fn confirm(
+    service: &AuthService,
+    request: &ActionRequest,
+) -> Result<Outcome, ActionError> {
+    let payload: ConfirmPayload =
+        decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)?;
+    let email = Email::parse(&payload.user_reg_data.email).map_err(bad_request)?;
+    let typed = payload.user_reg_data.token;
+    if typed.trim().is_empty() || typed.len() > 64 {
+        return Err(bad_request(
+            "The confirmation code (\"token\") must be the code from the e-mail.",
+        ));
+    }
+    let confirmed = || {
+        Ok(Outcome::reply(ServerFrame::new(
+            "USER_CONFIRMED",
+            "Confirmation done.",
+        )))
+    };
+
+    let Some(user) = service
+        .store
+        .user_by_email(email.as_str())
+        .await
+        .map_err(unavailable)?
+    else {
+        return Err(failed(
+            "UNKNOWN_ACCOUNT",
+            "No account with this e-mail waits for confirmation. Register first.",
+            None,
+        ));
+    };
+    if user.confirmed {
+        return if user.confirmed_by_action.as_deref() == Some(&request.action_id) {
+            confirmed()
+        } else {
+            Err(already_confirmed())
+        };
+    }
+    let Some(code) = user.code.clone() else {
+        return Err(failed(
+            "NO_CODE",
+            "No code is waiting. Ask for one with RESEND_CONFIRMATION.",
+            None,
+        ));
+    };
+    let max = i64::from(service.settings.code_max_attempts);
+    let redelivered_wrong_try = code.last_attempt_action.as_deref() == Some(&request.action_id);
+    if redelivered_wrong_try {
+        return Err(wrong_code(max - code.attempts));
+    }
+    if code.attempts >= max {
+        return Err(failed(
+            "LOCKED",
+            "Too many wrong codes: this code is locked. Ask for a new one with RESEND_CONFIRMATION.",
+            Some(0),
+        ));
+    }
+    if now_ms() > code.expires_at_ms {
+        return Err(failed(
+            "EXPIRED",
+            "This code has expired. Ask for a new one with RESEND_CONFIRMATION.",
+            None,
+        ));
+    }
+    if digests_equal(&code.hash, &hash_code(&code.salt, &typed)) {
+        if service
+            .store
+            .confirm(&user.id, &request.action_id)
+            .await
+            .map_err(unavailable)?
+        {
+            return confirmed();
+        }
+        // Someone confirmed in between: this action, delivered twice, or another.
+        let now = service
+            .store
+            .user_by_id(&user.id)
+            .await
+            .map_err(unavailable)?;
+        return match now {
+            Some(u) if u.confirmed_by_action.as_deref() == Some(&request.action_id) => confirmed(),
+            _ => Err(already_confirmed()),
+        };
+    }
+    let after = service
+        .store
+        .count_wrong_code(&user.id, &request.action_id)
+        .await
+        .map_err(unavailable)?;
+    let attempts = after.and_then(|u| u.code).map_or(max, |c| c.attempts);
+    Err(wrong_code(max - attempts))
+}
+
+pub async fn resend(
+    service: &AuthService,
+    request: &ActionRequest,
+) -> Result<Outcome, ActionError> {
+    let payload: ResendPayload =
+        decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)?;
+    let email = Email::parse(&payload.user_reg_data.email).map_err(bad_request)?;
+    let sent = || {
+        Ok(Outcome::reply(ServerFrame::new(
+            "CONFIRMATION_SENT",
+            format!("We sent a new confirmation code to {}.", email.as_str()),
+        )))
+    };
+    let Some(user) = service
+        .store
+        .user_by_email(email.as_str())
+        .await
+        .map_err(unavailable)?
+    else {
+        return Err(ActionError::refused(
+            ErrorCode::NotFound,
+            "No account with this e-mail. Register first.",
+        ));
+    };
+    if user.confirmed {
+        return Err(already_confirmed());
+    }
+    let previous = user.code.clone();
+    if previous
+        .as_ref()
+        .is_some_and(|c| c.issued_by_action == request.action_id)
+    {
+        ensure_code_mailed(service, &user, &request.action_id).await?;
+        return sent();
+    }
+    let interval_ms = i64::try_from(service.settings.resend_interval_secs.saturating_mul(1000))
+        .unwrap_or(i64::MAX);
+    if let Some(previous) = &previous {
+        let wait_ms = previous.issued_at_ms.saturating_add(interval_ms) - now_ms();
+        if wait_ms > 0 {
+            return Err(ActionError::refused(
+                ErrorCode::RateLimited,
+                format!(
+                    "A code was sent moments ago. Wait {} s before asking for another.",
+                    (wait_ms + 999) / 1000
+                ),
+            ));
+        }
+    }
+    let code = new_confirmation_code();
+    // Only replace the code we looked at, so two resends racing send one code.
+    let only_if = match &previous {
+        Some(previous) => doc! {"code.issued_by_action": &previous.issued_by_action},
+        None => doc! {"code": null},
+    };
+    let pending = pending_code(service, &code, &request.action_id);
+    if !service
+        .store
+        .replace_code(&user.id, &pending, only_if)
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(ActionError::refused(
+            ErrorCode::Conflict,
+            "Another code was just issued; use the newest mail.",
+        ));
+    }
+    let job = confirmation_mail(
+        confirmation_job_id(&request.action_id),
+        &user.email,
+        &code,
+        service.settings.code_ttl(),
+    );
+    enqueue_once(&service.bus, &job).await.map_err(retry)?;
+    sent()
+}
+
+/// After a crash between storing a code and enqueueing its mail, the code's
+/// plain text is gone (only its hash is stored): issue a fresh one under the
+/// same action and mail that. If the mail was enqueued, change nothing.
+async fn ensure_code_mailed(
+    service: &AuthService,
+    user: &User,
+    action_id: &str,
+) -> Result<(), ActionError> {
+    let job_id = confirmation_job_id(action_id);
+    if already_enqueued(&service.bus, &job_id)
+        .await
+        .map_err(retry)?
+    {
+        return Ok(());
+    }
+    let code = new_confirmation_code();
+    let pending = pending_code(service, &code, action_id);
+    let replaced = service
+        .store
+        .replace_code(
+            &user.id,
+            &pending,
+            doc! {"code.issued_by_action": action_id},
+        )
+        .await
+        .map_err(unavailable)?;
+    if replaced {
+        let job = confirmation_mail(job_id, &user.email, &code, service.settings.code_ttl());
+        enqueue_once(&service.bus, &job).await.map_err(retry)?;
+    }
+    Ok(())
+}
+
+fn pending_code(service: &AuthService, code: &str, action_id: &str) -> PendingCode {
+    let salt = new_salt();
+    let now = now_ms();
+    PendingCode {
+        hash: hash_code(&salt, code),
+        salt,
+        issued_at_ms: now,
+        expires_at_ms: now
+            + i64::try_from(service.settings.code_ttl().as_millis()).unwrap_or(i64::MAX / 2),
+        attempts: 0,
+        issued_by_action: action_id.to_owned(),
+        last_attempt_action: None,
+    }
+}
+
+/// The placeholder nickname of a new account, as in the original server.
+fn default_nickname() -> String {
+    let suffix = uuid::Uuid::new_v4().as_u128() % 100_000;
+    format!("no-nick-name{suffix}")
+}
+
+fn already_confirmed() -> ActionError {
+    answer(
+        "USER_ALREADY_CONFIRMED",
+        "This account is already confirmed. Log in.",
+    )
+}
+
+fn wrong_code(attempts_left: i64) -> ActionError {
+    let attempts_left = attempts_left.max(0);
+    if attempts_left == 0 {
+        failed(
+            "LOCKED",
+            "Wrong code, and no tries are left: this code is locked. Ask for a new one with RESEND_CONFIRMATION.",
+            Some(0),
+        )
+    } else {
+        failed(
+            "WRONG_CODE",
+            format!("Wrong code. {attempts_left} tries left."),
+            Some(attempts_left),
+        )
+    }
+}
+
+/// A refused confirmation, with a machine-readable reason.
+fn failed(reason: &str, message: impl Into<String>, attempts_left: Option<i64>) -> ActionError {
+    let mut frame = ServerFrame::new("CONFIRMATION_FAILED", message).with("reason", reason);
+    if let Some(left) = attempts_left {
+        frame = frame.with("attemptsLeft", json!(left));
+    }
+    ActionError::Refused(frame)
+}

@@ -1,0 +1,222 @@
+//! LOGIN, FASTLOGIN and LOGOUT.
+//!
+//! A session token has 256 random bits and is stored only as its SHA-256,
+//! which doubles as the session's id on the bus. A login delivered twice
+//! (after a crash) opens a second session; the client only ever sees one
+//! reply, and the spare session simply expires.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shared_proto::bus::Publication;
+use shared_proto::bus::actions::{ActionError, Outcome};
+use shared_proto::client::{ServerFrame, decode_payload};
+use shared_proto::envelope::{ActionRequest, Identity, SessionChange, ToGateway};
+use shared_proto::now_ms;
+
+use crate::credentials::{Email, Password, hash_token, new_session_token};
+use crate::handler::AuthService;
+use crate::outcome::{answer, bad_request, unavailable};
+use crate::store::{Session, User};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LoginPayload {
+    user_login_data: PasswordLogin,
+}
+
+#[derive(Deserialize)]
+struct PasswordLogin {
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenPayload {
+    user_login_data: TokenLogin,
+}
+
+#[derive(Deserialize)]
+struct TokenLogin {
+    email: String,
+    token: String,
+}
+
+pub async fn login(service: &AuthService, request: &ActionRequest) -> Result<Outcome, ActionError> {
+    let payload: LoginPayload =
+        decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)?;
+    let email = Email::parse(&payload.user_login_data.email).map_err(bad_request)?;
+    let password =
+        Password::parse_attempt(&payload.user_login_data.password).map_err(bad_request)?;
+    let user = service
+        .store
+        .user_by_email(email.as_str())
+        .await
+        .map_err(unavailable)?;
+    let matches = service
+        .hasher
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await
+        .map_err(ActionError::Unavailable)?;
+    let Some(user) = user.filter(|_| matches) else {
+        return Err(answer("NOT_LOGGED", "Wrong e-mail or password."));
+    };
+    if !user.confirmed {
+        return Err(answer(
+            "USER_NOT_CONFIRMED",
+            "Confirm your e-mail address first: send CONFIRMATION with the code we mailed you, or RESEND_CONFIRMATION for a new one.",
+        ));
+    }
+    if user.profile.ban {
+        return Err(answer("NOT_LOGGED", "This account is banned."));
+    }
+    let (token, token_hash) = new_session_token();
+    let now = now_ms();
+    let session = Session {
+        token_hash,
+        user_id: user.id.clone(),
+        email: user.email.clone(),
+        created_at_ms: now,
+        expires_at_ms: now
+            + i64::try_from(service.settings.session_ttl().as_millis()).unwrap_or(i64::MAX / 2),
+        created_by_action: request.action_id.clone(),
+        revoked: false,
+        revoked_by_action: None,
+    };
+    service
+        .store
+        .insert_session(&session)
+        .await
+        .map_err(unavailable)?;
+    Ok(logged_in(&user, &token, &session))
+}
+
+pub async fn fast_login(
+    service: &AuthService,
+    request: &ActionRequest,
+) -> Result<Outcome, ActionError> {
+    let payload: TokenPayload =
+        decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)?;
+    let email = Email::parse(&payload.user_login_data.email).map_err(bad_request)?;
+    let token = payload.user_login_data.token;
+    let not_logged = || {
+        answer(
+            "NOT_LOGGED",
+            "This session is not valid any more. Log in with your password.",
+        )
+    };
+    let session = service
+        .store
+        .session(&hash_token(&token))
+        .await
+        .map_err(unavailable)?;
+    let Some(session) = session.filter(|s| is_open(s) && s.email == email.as_str()) else {
+        return Err(not_logged());
+    };
+    let Some(user) = service
+        .store
+        .user_by_id(&session.user_id)
+        .await
+        .map_err(unavailable)?
+    else {
+        return Err(not_logged());
+    };
+    if user.profile.ban {
+        return Err(answer("NOT_LOGGED", "This account is banned."));
+    }
+    Ok(logged_in(&user, &token, &session))
+}
+
+pub async fn logout(
+    service: &AuthService,
+    request: &ActionRequest,
+) -> Result<Outcome, ActionError> {
+    let payload: TokenPayload =
+        decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)?;
+    let email = Email::parse(&payload.user_login_data.email).map_err(bad_request)?;
+    let token_hash = hash_token(&payload.user_login_data.token);
+    let no_session = || {
+        answer(
+            "USER_LOGOUT_ERROR",
+            "No open session matches this e-mail and token.",
+        )
+    };
+    let session = service
+        .store
+        .session(&token_hash)
+        .await
+        .map_err(unavailable)?;
+    let Some(session) = session.filter(|s| s.email == email.as_str()) else {
+        return Err(no_session());
+    };
+    let redelivered = session.revoked_by_action.as_deref() == Some(&request.action_id);
+    if !redelivered && !is_open(&session) {
+        return Err(no_session());
+    }
+    if !service
+        .store
+        .revoke_session(&token_hash, &request.action_id)
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(no_session());
+    }
+    let mut outcome = Outcome::reply(ServerFrame::new(
+        "USER_LOGOUT",
+        "Your account session is closed.",
+    ))
+    // Every other connection using this session, on any gateway.
+    .with_event(Publication {
+        channel: service.bus.names().user_channel(&session.user_id),
+        message: ToGateway::SessionRevoked {
+            session_id: token_hash.clone(),
+        },
+    });
+    let sender_used_it = request
+        .identity
+        .as_ref()
+        .is_some_and(|i| i.session_id == token_hash);
+    if sender_used_it {
+        outcome = outcome.with_session(SessionChange::Close);
+    }
+    Ok(outcome)
+}
+
+fn is_open(session: &Session) -> bool {
+    !session.revoked && session.expires_at_ms > now_ms()
+}
+
+/// The `USER_LOGGED` reply, which also makes the connection act as the user.
+fn logged_in(user: &User, token: &str, session: &Session) -> Outcome {
+    Outcome::reply(
+        ServerFrame::new("USER_LOGGED", "You logged.").with("flag", profile_flag(user, token)),
+    )
+    .with_session(SessionChange::Open {
+        identity: Identity {
+            user_id: user.id.clone(),
+            session_id: session.token_hash.clone(),
+            email: user.email.clone(),
+        },
+        expires_at_ms: session.expires_at_ms,
+    })
+}
+
+/// The public profile in the shape the original clients read.
+fn profile_flag(user: &User, token: &str) -> Value {
+    let p = &user.profile;
+    json!({
+        "email": user.email,
+        "nickname": p.nickname,
+        "confirmed": user.confirmed,
+        "token": token,
+        "online": true,
+        "points": p.points,
+        "rank": p.rank,
+        "permission": p.permission,
+        "age": p.age,
+        "country": p.country,
+        "ban": p.ban,
+        "profileUrl": p.profile_url,
+        "userId": user.id,
+    })
+}

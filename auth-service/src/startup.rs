@@ -1,0 +1,83 @@
+//! Builds auth-service from its settings and runs it until asked to stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared_proto::bus::Bus;
+use shared_proto::bus::actions::ActionHandler;
+use shared_proto::bus::worker::{self, WorkerConfig};
+use shared_proto::routing::Service;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::credentials::PasswordHasherPool;
+use crate::handler::AuthService;
+use crate::settings::Settings;
+use crate::store::Store;
+
+pub async fn run_until_stopped(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let names = settings.bus.names();
+    let bus = Bus::connect(&settings.redis.url, names.clone(), &shutdown).await?;
+    let store = Store::connect(&settings.mongodb).await?;
+    ensure_indexes(&store, &shutdown).await?;
+
+    let service = Arc::new(AuthService {
+        store: store.clone(),
+        bus: bus.clone(),
+        hasher: PasswordHasherPool::default(),
+        settings: settings.auth.clone(),
+    });
+    let config = WorkerConfig {
+        stream: names.action_stream(Service::Auth),
+        group: names.consumer_group(Service::Auth),
+        consumer: worker::consumer_name("auth"),
+        claim_idle: Duration::from_millis(settings.bus.claim_idle_ms),
+        max_in_flight: settings.bus.max_in_flight,
+        drain_timeout: Duration::from_secs(10),
+    };
+    let cleaner = tokio::spawn(delete_expired_sessions(store, shutdown.clone()));
+    let handler = Arc::new(ActionHandler::new(service, names));
+    worker::run(bus, config, handler, shutdown).await;
+    cleaner.abort();
+    Ok(())
+}
+
+/// Without the unique e-mail index, concurrent registrations could create
+/// two accounts: do not take actions before it exists.
+async fn ensure_indexes(store: &Store, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match store.ensure_indexes().await {
+            Ok(()) => return Ok(()),
+            Err(err) => {
+                warn!(error = %err, "cannot create indexes yet; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => anyhow::bail!("stopped before the database was reachable"),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The database keeps no TTL index (FerretDB has none), so expired sessions
+/// are removed here; they are refused on use whether removed or not.
+async fn delete_expired_sessions(store: Store, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                match store.delete_expired_sessions(shared_proto::now_ms()).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(deleted = n, "removed expired sessions"),
+                    Err(err) => warn!(error = %err, "removing expired sessions failed"),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! The `users` and `sessions` collections.
+//!
+//! auth-service owns the credential fields of `users` (e-mail, password hash,
+//! confirmation state); chat-service reads it and owns the `profile` fields.
+//! Nothing here relies on transactions or TTL indexes (FerretDB has neither):
+//! every multi-step change is made safe by conditional single-document
+//! updates, and expiry is checked in code.
+
+use std::time::Duration;
+
+use mongodb::bson::{Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Collection, IndexModel};
+use serde::{Deserialize, Serialize};
+use shared_proto::settings::MongoSettings;
+
+/// The public profile shown to the user and, in part, to others.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    pub nickname: String,
+    pub points: i64,
+    pub rank: String,
+    pub permission: String,
+    pub age: String,
+    pub country: String,
+    pub ban: bool,
+    pub profile_url: String,
+}
+
+impl Profile {
+    /// The original server's defaults for a new account.
+    pub fn new_account(nickname: String) -> Self {
+        Profile {
+            nickname,
+            points: 1000,
+            rank: "junior".into(),
+            permission: "basic".into(),
+            age: "any".into(),
+            country: "any".into(),
+            ban: false,
+            profile_url: "/imgs/default".into(),
+        }
+    }
+}
+
+/// A confirmation code waiting to be typed in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingCode {
+    pub hash: String,
+    pub salt: String,
+    pub issued_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub attempts: i64,
+    /// The action that issued it: a redelivered action recognises its own code.
+    pub issued_by_action: String,
+    /// The last action that counted a wrong try, so a redelivery counts once.
+    #[serde(default)]
+    pub last_attempt_action: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct User {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub email: String,
+    pub password_hash: String,
+    pub confirmed: bool,
+    pub created_at_ms: i64,
+    pub registered_by_action: String,
+    #[serde(default)]
+    pub confirmed_by_action: Option<String>,
+    #[serde(default)]
+    pub code: Option<PendingCode>,
+    pub profile: Profile,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Session {
+    /// SHA-256 of the token: the token itself is never stored.
+    #[serde(rename = "_id")]
+    pub token_hash: String,
+    pub user_id: String,
+    pub email: String,
+    pub created_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub created_by_action: String,
+    pub revoked: bool,
+    #[serde(default)]
+    pub revoked_by_action: Option<String>,
+}
+
+/// The database is unreachable or refused the operation.
+#[derive(Debug, thiserror::Error)]
+#[error("mongodb: {0}")]
+pub struct StoreError(#[from] mongodb::error::Error);
+
+/// What inserting a new user did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inserted {
+    Created,
+    EmailTaken,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    users: Collection<User>,
+    sessions: Collection<Session>,
+}
+
+impl Store {
+    /// Connects lazily (the driver retries by itself); operations fail after
+    /// a few seconds when the server is down, so clients hear about it.
+    pub async fn connect(settings: &MongoSettings) -> Result<Store, StoreError> {
+        let mut options = ClientOptions::parse(settings.uri.expose()).await?;
+        options.app_name = Some("auth-service".into());
+        options.server_selection_timeout = Some(Duration::from_secs(3));
+        options.connect_timeout = Some(Duration::from_secs(3));
+        let client = mongodb::Client::with_options(options)?;
+        let database = client.database(&settings.database);
+        Ok(Store {
+            users: database.collection("users"),
+            sessions: database.collection("sessions"),
+        })
+    }
+
+    /// Creates the indexes the queries need; the unique e-mail index is what
+    /// makes two concurrent registrations of one address end in one account.
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let unique = IndexOptions::builder().unique(true).build();
+        self.users
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"email": 1})
+                    .options(unique)
+                    .build(),
+            )
+            .await?;
+        self.users
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"profile.nickname": 1})
+                    .build(),
+            )
+            .await?;
+        self.sessions
+            .create_index(IndexModel::builder().keys(doc! {"user_id": 1}).build())
+            .await?;
+        self.sessions
+            .create_index(
+                IndexModel::builder()
+                    .keys(doc! {"expires_at_ms": 1})
+                    .build(),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.users.find_one(doc! {"email": email}).await?)
+    }
+
+    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
+        Ok(self.users.find_one(doc! {"_id": id}).await?)
+    }
+
+    pub async fn insert_user(&self, user: &User) -> Result<Inserted, StoreError> {
+        match self.users.insert_one(user).await {
+            Ok(_) => Ok(Inserted::Created),
+            Err(err) if is_duplicate_key(&err) => Ok(Inserted::EmailTaken),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Replaces the pending code of an unconfirmed user. `only_if` narrows the
+    /// match further (e.g. to the action that created the account).
+    pub async fn replace_code(
+        &self,
+        user_id: &str,
+        code: &PendingCode,
+        only_if: Document,
+    ) -> Result<bool, StoreError> {
+        let mut filter = doc! {"_id": user_id, "confirmed": false};
+        filter.extend(only_if);
+        let code = mongodb::bson::to_bson(code).map_err(|e| StoreError(e.into()))?;
+        let result = self
+            .users
+            .update_one(filter, doc! {"$set": {"code": code}})
+            .await?;
+        Ok(result.matched_count == 1)
+    }
+
+    /// Counts one wrong try of the current code, once per action, and returns
+    /// the user as it is afterwards.
+    pub async fn count_wrong_code(
+        &self,
+        user_id: &str,
+        action_id: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let updated = self
+            .users
+            .find_one_and_update(
+                doc! {"_id": user_id, "confirmed": false, "code.last_attempt_action": {"$ne": action_id}},
+                doc! {"$inc": {"code.attempts": 1}, "$set": {"code.last_attempt_action": action_id}},
+            )
+            .return_document(ReturnDocument::After)
+            .await?;
+        match updated {
+            Some(user) => Ok(Some(user)),
+            // Already counted by an earlier delivery of this action.
+            None => self.user_by_id(user_id).await,
+        }
+    }
+
+    /// Marks the account confirmed and drops its code.
+    pub async fn confirm(&self, user_id: &str, action_id: &str) -> Result<bool, StoreError> {
+        let result = self
+            .users
+            .update_one(
+                doc! {"_id": user_id, "confirmed": false},
+                doc! {"$set": {"confirmed": true, "confirmed_by_action": action_id}, "$unset": {"code": ""}},
+            )
+            .await?;
+        Ok(result.modified_count == 1)
+    }
+
+    pub async fn insert_session(&self, session: &Session) -> Result<(), StoreError> {
+        self.sessions.insert_one(session).await?;
+        Ok(())
+    }
+
+    pub async fn session(&self, token_hash: &str) -> Result<Option<Session>, StoreError> {
+        Ok(self.sessions.find_one(doc! {"_id": token_hash}).await?)
+    }
+
+    /// Revokes a session; true if this call (or an earlier delivery of the
+    /// same action) revoked it.
+    pub async fn revoke_session(
+        &self,
+        token_hash: &str,
+        action_id: &str,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .sessions
+            .update_one(
+                doc! {"_id": token_hash, "revoked": false},
+                doc! {"$set": {"revoked": true, "revoked_by_action": action_id}},
+            )
+            .await?;
+        if result.modified_count == 1 {
+            return Ok(true);
+        }
+        Ok(self
+            .session(token_hash)
+            .await?
+            .is_some_and(|s| s.revoked_by_action.as_deref() == Some(action_id)))
+    }
+
+    /// Deletes sessions that expired before `before_ms`.
+    pub async fn delete_expired_sessions(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let result = self
+            .sessions
+            .delete_many(doc! {"expires_at_ms": {"$lt": before_ms}})
+            .await?;
+        Ok(result.deleted_count)
+    }
+}
+
+fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
+    match err.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == 11000,
+        ErrorKind::Command(command) => command.code == 11000,
+        _ => err.to_string().contains("E11000"),
+    }
+}
