@@ -19,6 +19,8 @@ use shared_proto::settings::MongoSettings;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Profile {
     pub nickname: String,
+    /// Lower-cased nickname, for case-insensitive prefix search on an index.
+    pub nickname_lower: String,
     pub points: i64,
     pub rank: String,
     pub permission: String,
@@ -32,6 +34,7 @@ impl Profile {
     /// The original server's defaults for a new account.
     pub fn new_account(nickname: String) -> Self {
         Profile {
+            nickname_lower: nickname.to_lowercase(),
             nickname,
             points: 1000,
             rank: "junior".into(),
@@ -139,7 +142,7 @@ impl Store {
         self.users
             .create_index(
                 IndexModel::builder()
-                    .keys(doc! {"profile.nickname": 1})
+                    .keys(doc! {"profile.nickname_lower": 1})
                     .build(),
             )
             .await?;

@@ -282,7 +282,13 @@ impl Hub {
     }
 
     /// Delivers a frame to every local connection of every member of a group.
-    pub fn deliver_to_group(&self, group_id: &str, frame: Utf8Bytes, except: Option<&Origin>) {
+    pub fn deliver_to_group(
+        &self,
+        group_id: &str,
+        frame: Utf8Bytes,
+        except: Option<&Origin>,
+        skip_user: Option<&str>,
+    ) {
         let handles: Vec<Arc<ConnectionHandle>> = {
             let registry = lock(&self.registry);
             let Some(members) = registry.group_users.get(group_id) else {
@@ -290,6 +296,7 @@ impl Hub {
             };
             members
                 .iter()
+                .filter(|user| Some(user.as_str()) != skip_user)
                 .filter_map(|user| registry.users.get(user))
                 .flatten()
                 .filter_map(|id| registry.connections.get(id).cloned())

@@ -8,7 +8,8 @@ use std::time::Duration;
 use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use shared_proto::bus::Bus;
-use shared_proto::envelope::{SessionChange, ToGateway};
+use shared_proto::envelope::{ActionRequest, Identity, Origin, SessionChange, ToGateway};
+use shared_proto::routing::{SESSION_STARTED, Service};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -52,7 +53,7 @@ pub async fn run(
                 _ = shutdown.cancelled() => return,
                 message = stream.next() => {
                     let Some(message) = message else { break };
-                    dispatch(&hub, message.get_channel_name(), message.get_payload_bytes());
+                    dispatch(&hub, &bus, message.get_channel_name(), message.get_payload_bytes());
                 }
                 change = changes.recv() => {
                     let Some(change) = change else { return };
@@ -74,7 +75,7 @@ pub async fn run(
 
 /// Hands one bus message to the hub. Malformed messages are logged and
 /// dropped: they come from a peer's bug, not from a client.
-pub fn dispatch(hub: &Hub, channel: &str, payload: &[u8]) {
+pub fn dispatch(hub: &Hub, bus: &Bus, channel: &str, payload: &[u8]) {
     let message: ToGateway = match serde_json::from_slice(payload) {
         Ok(message) => message,
         Err(err) => {
@@ -100,23 +101,30 @@ pub fn dispatch(hub: &Hub, channel: &str, payload: &[u8]) {
                 Some(SessionChange::Open {
                     identity,
                     expires_at_ms,
-                }) => hub.log_in(
-                    handle.id,
-                    Session {
-                        identity,
-                        expires_at_ms,
-                    },
-                ),
+                }) => {
+                    hub.log_in(
+                        handle.id,
+                        Session {
+                            identity: identity.clone(),
+                            expires_at_ms,
+                        },
+                    );
+                    announce_session(hub, bus, handle.id, identity);
+                }
                 Some(SessionChange::Close) => hub.log_out(handle.id),
                 None => {}
             }
         }
-        ToGateway::Event { frame, except } => {
+        ToGateway::Event {
+            frame,
+            except,
+            skip_user,
+        } => {
             let text = Utf8Bytes::from(frame.to_text());
             if let Some(user_id) = channel.strip_prefix(&user_prefix) {
                 hub.deliver_to_user(user_id, text, except.as_ref());
             } else if let Some(group_id) = channel.strip_prefix(&group_prefix) {
-                hub.deliver_to_group(group_id, text, except.as_ref());
+                hub.deliver_to_group(group_id, text, except.as_ref(), skip_user.as_deref());
             } else {
                 warn!(channel, "an event on a channel that carries none");
             }
@@ -132,4 +140,28 @@ pub fn dispatch(hub: &Hub, channel: &str, payload: &[u8]) {
             member,
         } => hub.set_membership(&user_id, &group_id, member),
     }
+}
+
+/// Asks chat-service which groups the user who just logged in here belongs
+/// to; it answers with a membership message per group on this replica's
+/// channel, after which the user's group events reach this connection.
+fn announce_session(hub: &Hub, bus: &Bus, connection_id: u64, identity: Identity) {
+    let request = ActionRequest {
+        action_id: uuid::Uuid::now_v7().to_string(),
+        action: SESSION_STARTED.to_owned(),
+        request_id: None,
+        payload: serde_json::Map::new(),
+        origin: Origin {
+            gateway_id: hub.gateway_id().to_owned(),
+            connection_id,
+        },
+        identity: Some(identity),
+        received_at_ms: shared_proto::now_ms(),
+    };
+    let bus = bus.clone();
+    tokio::spawn(async move {
+        if let Err(err) = bus.submit(Service::Chat, &request).await {
+            warn!(error = %err, "could not ask for the groups of a user who logged in");
+        }
+    });
 }

@@ -72,6 +72,9 @@ pub enum ToGateway {
         frame: ServerFrame,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         except: Option<Origin>,
+        /// A user none of whose connections get it (told some other way).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        skip_user: Option<String>,
     },
     /// A session ended (logout, expiry): every connection using it becomes
     /// anonymous at once, on every gateway. Sent on the user's channel.

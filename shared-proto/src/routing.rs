@@ -65,6 +65,10 @@ pub const CHAT_ACTIONS: &[&str] = &[
     "LEAVE_GROUP",
 ];
 
+/// Sent by a gateway itself (never accepted from a client) when a connection
+/// logs in, so chat-service can tell that gateway the user's groups.
+pub const SESSION_STARTED: &str = "SESSION_STARTED";
+
 /// The route of a client action, or `None` for an action nobody handles.
 pub fn route(action: &str) -> Option<Route> {
     if AUTH_ACTIONS.contains(&action) {

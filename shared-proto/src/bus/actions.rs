@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use tracing::{Instrument, error, info_span, warn};
+use tracing::{Instrument, error, info, info_span, warn};
 
 use super::Publication;
 use super::worker::{Delivery, Disposition, EntryHandler};
@@ -121,6 +121,7 @@ impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
                 return Disposition::Retry;
             }
         };
+        info!(status = frame.status(), "action handled");
         let reply = Publication {
             channel: self.names.gateway_channel(&request.origin.gateway_id),
             message: ToGateway::Reply {

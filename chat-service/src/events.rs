@@ -1,0 +1,113 @@
+//! Every event chat-service pushes is built here, so that a per-user position
+//! can later be stamped on each in one place.
+//!
+//! Direct events go on a user's channel (every connection of that user, on
+//! any gateway); group events go once on the group's channel, and each
+//! gateway fans them out to its own connections of the group's members.
+
+use shared_proto::bus::Publication;
+use shared_proto::client::ServerFrame;
+use shared_proto::envelope::{Origin, ToGateway};
+use shared_proto::names::Names;
+
+/// Builds the publications of events.
+#[derive(Clone)]
+pub struct Events {
+    names: Names,
+}
+
+impl Events {
+    pub fn new(names: Names) -> Self {
+        Events { names }
+    }
+
+    /// An event for every connection of `user_id`.
+    pub fn to_user(&self, user_id: &str, frame: ServerFrame) -> Publication {
+        self.to_user_except(user_id, frame, None)
+    }
+
+    /// An event for every connection of `user_id` but `except` (the
+    /// connection that caused it, which gets a reply instead).
+    pub fn to_user_except(
+        &self,
+        user_id: &str,
+        frame: ServerFrame,
+        except: Option<&Origin>,
+    ) -> Publication {
+        Publication {
+            channel: self.names.user_channel(user_id),
+            message: ToGateway::Event {
+                frame,
+                except: except.cloned(),
+                skip_user: None,
+            },
+        }
+    }
+
+    /// An event for every connection of every member of a group.
+    pub fn to_group(
+        &self,
+        group_id: &str,
+        frame: ServerFrame,
+        except: Option<&Origin>,
+    ) -> Publication {
+        Publication {
+            channel: self.names.group_channel(group_id),
+            message: ToGateway::Event {
+                frame,
+                except: except.cloned(),
+                skip_user: None,
+            },
+        }
+    }
+
+    /// An event for every member of a group but one user, who is told
+    /// separately (e.g. a new member, whose gateway may not be listening to
+    /// the group yet).
+    pub fn to_group_skipping(
+        &self,
+        group_id: &str,
+        frame: ServerFrame,
+        skip_user: &str,
+    ) -> Publication {
+        Publication {
+            channel: self.names.group_channel(group_id),
+            message: ToGateway::Event {
+                frame,
+                except: None,
+                skip_user: Some(skip_user.to_owned()),
+            },
+        }
+    }
+
+    /// Tells the gateways of `user_id` to start or stop delivering the
+    /// group's events to that user. Published before anything that relies on it.
+    pub fn membership(&self, user_id: &str, group_id: &str, member: bool) -> Publication {
+        Publication {
+            channel: self.names.user_channel(user_id),
+            message: ToGateway::Membership {
+                user_id: user_id.to_owned(),
+                group_id: group_id.to_owned(),
+                member,
+            },
+        }
+    }
+
+    /// Tells one gateway about a user's group, right after the user logged in
+    /// there (when the gateway knows nothing of the user's groups yet).
+    pub fn membership_for_gateway(
+        &self,
+        gateway_id: &str,
+        user_id: &str,
+        group_id: &str,
+    ) -> Publication {
+        Publication {
+            channel: self.names.gateway_channel(gateway_id),
+            message: ToGateway::Membership {
+                user_id: user_id.to_owned(),
+                group_id: group_id.to_owned(),
+                member: true,
+            },
+        }
+    }
+}

@@ -1,0 +1,264 @@
+//! FRIEND_REQUEST, FRIEND_RESPOND, FRIEND_REMOVE and LIST_FRIENDS.
+//!
+//! One document per pair of users holds the request and, once accepted, the
+//! friendship; every change is a single conditional write.
+
+use mongodb::bson::doc;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shared_proto::bus::actions::{ActionError, Outcome};
+use shared_proto::client::ServerFrame;
+use shared_proto::now_ms;
+use shared_proto::status::ErrorCode;
+
+use crate::handler::{Call, ChatService, unavailable};
+use crate::input::{UserTarget, bad_request, id, payload};
+use crate::people::card;
+use crate::store::{Friendship, UserCard, is_duplicate_key};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Respond {
+    user_id: String,
+    accept: bool,
+}
+
+pub async fn request(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
+    let input: UserTarget = payload(call.request)?;
+    let other = target(service, call, &input.user_id).await?;
+    let me = &call.me.user_id;
+    let existing = service
+        .store
+        .friendship(me, &other.id)
+        .await
+        .map_err(unavailable)?;
+    match existing {
+        Some(f) if f.accepted => {
+            return Err(ActionError::refused(
+                ErrorCode::Conflict,
+                "You are friends already.",
+            ));
+        }
+        Some(f) if f.requested_by == *me => return Ok(request_sent(&other)),
+        // They asked first: asking back is accepting.
+        Some(_) => return accept(service, call, &other).await,
+        None => {}
+    }
+    let friendship = Friendship {
+        id: Friendship::pair_id(me, &other.id),
+        users: vec![me.clone(), other.id.clone()],
+        accepted: false,
+        requested_by: me.clone(),
+        requested_at_ms: now_ms(),
+        since_ms: None,
+    };
+    match service.store.friendships.insert_one(&friendship).await {
+        Ok(_) => {}
+        Err(err) if is_duplicate_key(&err) => {
+            // Both asked at the same moment, or this action was delivered again.
+            let now = service
+                .store
+                .friendship(me, &other.id)
+                .await
+                .map_err(unavailable)?;
+            return match now {
+                Some(f) if f.requested_by == *me && !f.accepted => Ok(request_sent(&other)),
+                _ => accept(service, call, &other).await,
+            };
+        }
+        Err(err) => return Err(unavailable(err.into())),
+    }
+    let me_card = service.store.user(me).await.map_err(unavailable)?;
+    let from = me_card.as_ref().map_or_else(|| json!({"userId": me}), card);
+    Ok(request_sent(&other).with_event(
+        service.events.to_user(
+            &other.id,
+            ServerFrame::new(
+                "FRIEND_REQUEST_RECEIVED",
+                "Someone wants to be your friend.",
+            )
+            .with("from", from),
+        ),
+    ))
+}
+
+pub async fn respond(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
+    let input: Respond = payload(call.request)?;
+    let other = target(service, call, &input.user_id).await?;
+    let me = &call.me.user_id;
+    let existing = service
+        .store
+        .friendship(me, &other.id)
+        .await
+        .map_err(unavailable)?;
+    match existing {
+        Some(f) if f.accepted && input.accept => Ok(Outcome::reply(responded(&other, true))),
+        Some(f) if !f.accepted && f.requested_by == other.id => {
+            if input.accept {
+                accept(service, call, &other).await
+            } else {
+                service
+                    .store
+                    .friendships
+                    .delete_one(doc! {"_id": &f.id, "accepted": false})
+                    .await
+                    .map_err(|e| unavailable(e.into()))?;
+                Ok(Outcome::reply(responded(&other, false)).with_event(
+                    service.events.to_user(
+                        &other.id,
+                        ServerFrame::new(
+                            "FRIEND_REQUEST_DECLINED",
+                            "Your friend request was declined.",
+                        )
+                        .with("userId", me),
+                    ),
+                ))
+            }
+        }
+        _ => Err(ActionError::refused(
+            ErrorCode::NotFound,
+            "No friend request from this user is waiting.",
+        )),
+    }
+}
+
+pub async fn remove(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
+    let input: UserTarget = payload(call.request)?;
+    let other_id = id("userId", &input.user_id)?;
+    let me = &call.me.user_id;
+    let pair = Friendship::pair_id(me, other_id);
+    let existing = service
+        .store
+        .friendship(me, other_id)
+        .await
+        .map_err(unavailable)?;
+    let Some(friendship) = existing else {
+        return Err(ActionError::refused(
+            ErrorCode::NotFound,
+            "You are not friends with this user, and no request is open.",
+        ));
+    };
+    service
+        .store
+        .friendships
+        .delete_one(doc! {"_id": &pair})
+        .await
+        .map_err(|e| unavailable(e.into()))?;
+    let frame =
+        |who: &str| ServerFrame::new("FRIEND_REMOVED", "A friendship ended.").with("userId", who);
+    let mut outcome = Outcome::reply(frame(other_id));
+    if friendship.accepted || friendship.requested_by == *me {
+        outcome = outcome
+            .with_event(service.events.to_user(other_id, frame(me)))
+            .with_event(service.events.to_user_except(
+                me,
+                frame(other_id),
+                Some(&call.request.origin),
+            ));
+    }
+    Ok(outcome)
+}
+
+pub async fn list(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
+    let me = &call.me.user_id;
+    let friendships = service
+        .store
+        .friendships_of(me)
+        .await
+        .map_err(unavailable)?;
+    let others: Vec<String> = friendships.iter().map(|f| f.other(me)).collect();
+    let cards = service
+        .store
+        .users_by_ids(&others)
+        .await
+        .map_err(unavailable)?;
+    let card_of = |user: &str| -> Value {
+        cards
+            .iter()
+            .find(|c| c.id == user)
+            .map_or_else(|| json!({"userId": user}), card)
+    };
+    let (mut friends, mut incoming, mut outgoing) = (Vec::new(), Vec::new(), Vec::new());
+    for f in &friendships {
+        let other = f.other(me);
+        if f.accepted {
+            friends.push(card_of(&other));
+        } else if f.requested_by == *me {
+            outgoing.push(card_of(&other));
+        } else {
+            incoming.push(card_of(&other));
+        }
+    }
+    Ok(Outcome::reply(
+        ServerFrame::new("FRIENDS", format!("{} friends.", friends.len()))
+            .with("friends", friends)
+            .with("incoming", incoming)
+            .with("outgoing", outgoing),
+    ))
+}
+
+/// Turns a pending request between the caller and `other` into a friendship.
+async fn accept(
+    service: &ChatService,
+    call: &Call<'_>,
+    other: &UserCard,
+) -> Result<Outcome, ActionError> {
+    let me = &call.me.user_id;
+    service
+        .store
+        .friendships
+        .update_one(
+            doc! {"_id": Friendship::pair_id(me, &other.id)},
+            doc! {"$set": {"accepted": true, "since_ms": now_ms()}},
+        )
+        .await
+        .map_err(|e| unavailable(e.into()))?;
+    let me_card = service.store.user(me).await.map_err(unavailable)?;
+    let me_json = me_card.as_ref().map_or_else(|| json!({"userId": me}), card);
+    let added = |friend: Value| {
+        ServerFrame::new("FRIEND_ADDED", "You have a new friend.").with("friend", friend)
+    };
+    Ok(Outcome::reply(responded(other, true))
+        .with_event(service.events.to_user(&other.id, added(me_json)))
+        .with_event(service.events.to_user_except(
+            me,
+            added(card(other)),
+            Some(&call.request.origin),
+        )))
+}
+
+/// Checks the other user of a friend action: a valid id, not the caller,
+/// an existing account.
+async fn target(
+    service: &ChatService,
+    call: &Call<'_>,
+    user_id: &str,
+) -> Result<UserCard, ActionError> {
+    let user_id = id("userId", user_id)?;
+    if user_id == call.me.user_id {
+        return Err(bad_request("That is you."));
+    }
+    service
+        .store
+        .user(user_id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| ActionError::refused(ErrorCode::NotFound, "No user with this id."))
+}
+
+fn request_sent(other: &UserCard) -> Outcome {
+    Outcome::reply(
+        ServerFrame::new("FRIEND_REQUEST_SENT", "Friend request sent.").with("to", card(other)),
+    )
+}
+
+fn responded(other: &UserCard, accepted: bool) -> ServerFrame {
+    let message = if accepted {
+        "You are now friends."
+    } else {
+        "Request declined."
+    };
+    ServerFrame::new("FRIEND_RESPONDED", message)
+        .with("accepted", accepted)
+        .with("user", card(other))
+}

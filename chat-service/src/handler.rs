@@ -1,0 +1,79 @@
+//! Takes chat actions off the chat stream and routes them.
+
+use shared_proto::bus::actions::{ActionError, ActionService, Outcome};
+use shared_proto::bus::worker::Delivery;
+use shared_proto::envelope::{ActionRequest, Identity};
+use shared_proto::routing::SESSION_STARTED;
+use shared_proto::status::ErrorCode;
+
+use crate::events::Events;
+use crate::settings::ChatSettings;
+use crate::store::Store;
+use crate::{friends, groups, messages, people};
+
+/// Everything a chat action needs.
+pub struct ChatService {
+    pub store: Store,
+    pub events: Events,
+    pub settings: ChatSettings,
+}
+
+/// One action, with who sent it and how it arrived.
+pub struct Call<'a> {
+    pub request: &'a ActionRequest,
+    /// The logged-in sender.
+    pub me: &'a Identity,
+    pub delivery: &'a Delivery,
+}
+
+impl ActionService for ChatService {
+    async fn handle(
+        &self,
+        request: &ActionRequest,
+        delivery: &Delivery,
+    ) -> Result<Outcome, ActionError> {
+        // The gateway lets only logged-in connections send chat actions;
+        // checked again here so no path around it exists.
+        let Some(me) = request.identity.as_ref() else {
+            return Err(ActionError::refused(
+                ErrorCode::Unauthorized,
+                "Log in first.",
+            ));
+        };
+        let call = Call {
+            request,
+            me,
+            delivery,
+        };
+        match request.action.as_str() {
+            SESSION_STARTED => groups::session_started(self, &call).await,
+            "UPDATE_PROFILE" => people::update_profile(self, &call).await,
+            "SEARCH_USERS" => people::search_users(self, &call).await,
+            "FRIEND_REQUEST" => friends::request(self, &call).await,
+            "FRIEND_RESPOND" => friends::respond(self, &call).await,
+            "FRIEND_REMOVE" => friends::remove(self, &call).await,
+            "LIST_FRIENDS" => friends::list(self, &call).await,
+            "SEND_MESSAGE" => messages::send(self, &call).await,
+            "HISTORY" => messages::history(self, &call).await,
+            "LIST_CONVERSATIONS" => messages::list_conversations(self, &call).await,
+            "MARK_READ" => messages::mark_read(self, &call).await,
+            "CREATE_GROUP" => groups::create(self, &call).await,
+            "SEARCH_GROUPS" => groups::search(self, &call).await,
+            "GROUP_INFO" => groups::info(self, &call).await,
+            "LIST_GROUPS" => groups::list(self, &call).await,
+            "JOIN_GROUP" | "RESPOND_JOIN" | "ADD_MEMBER" | "REMOVE_MEMBER" | "BAN_MEMBER"
+            | "UNBAN_MEMBER" | "PROMOTE_ADMIN" | "DEMOTE_ADMIN" | "LEAVE_GROUP" => {
+                groups::moderate(self, &call).await
+            }
+            other => Err(ActionError::refused(
+                ErrorCode::UnknownAction,
+                format!("chat-service does not handle {other:?}."),
+            )),
+        }
+    }
+}
+
+/// The database failed before anything was changed.
+pub fn unavailable(err: crate::store::StoreError) -> ActionError {
+    ActionError::Unavailable(err.into())
+}

@@ -1,0 +1,526 @@
+//! SEND_MESSAGE, HISTORY, LIST_CONVERSATIONS and MARK_READ.
+//!
+//! A message is written to the database before MESSAGE_SENT is answered. Its
+//! sequence number is the conversation's last plus one, claimed by inserting
+//! under a unique (conversation, seq) index, so numbers have no gaps even with
+//! several replicas; a unique (sender, clientMsgId) index makes a resent
+//! message return the first one instead of creating another.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shared_proto::bus::actions::{ActionError, Outcome};
+use shared_proto::client::ServerFrame;
+use shared_proto::now_ms;
+use shared_proto::status::ErrorCode;
+
+use crate::handler::{Call, ChatService, unavailable};
+use crate::input::{bad_request, client_msg_id, id, message_text, payload};
+use crate::store::{Conversation, Friendship, Message, MessageInsert, MessagePreview};
+
+/// Attempts at claiming a sequence number before giving up under contention.
+const SEQ_ATTEMPTS: usize = 50;
+const DEFAULT_PAGE: i64 = 50;
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Recipient {
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    group_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SendMessage {
+    to: Recipient,
+    text: String,
+    client_msg_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct History {
+    conversation_id: String,
+    #[serde(default)]
+    before_seq: Option<i64>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MarkRead {
+    conversation_id: String,
+    seq: i64,
+}
+
+/// Where a message goes, once the sender's right to send it is checked.
+enum Destination {
+    User { user_id: String, temporary: bool },
+    Group { group_id: String },
+}
+
+pub fn direct_conversation_id(a: &str, b: &str) -> String {
+    format!("d:{}", Friendship::pair_id(a, b))
+}
+
+pub fn group_conversation_id(group_id: &str) -> String {
+    format!("g:{group_id}")
+}
+
+/// A new group's conversation document.
+pub fn group_conversation(group_id: &str) -> Conversation {
+    Conversation {
+        id: group_conversation_id(group_id),
+        kind: "group".into(),
+        participants: Vec::new(),
+        group_id: Some(group_id.to_owned()),
+        temporary: false,
+        last_seq: 0,
+        last_message: None,
+        updated_at_ms: now_ms(),
+    }
+}
+
+pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
+    let input: SendMessage = payload(call.request)?;
+    let text = message_text(&input.text, service.settings.max_text_chars)?;
+    let client_msg_id = client_msg_id(&input.client_msg_id)?;
+    let me = &call.me.user_id;
+
+    // A resend of a message that was stored: answer as the first time.
+    if let Some(existing) = service
+        .store
+        .message_by_client_id(me, client_msg_id)
+        .await
+        .map_err(unavailable)?
+    {
+        let conversation = service
+            .store
+            .conversation(&existing.conversation_id)
+            .await
+            .map_err(unavailable)?;
+        return Ok(sent_outcome(
+            service,
+            call,
+            &existing,
+            conversation.as_ref(),
+            call.delivery.reclaimed,
+        ));
+    }
+
+    let destination = authorize_send(service, me, &input.to).await?;
+    let conversation = match &destination {
+        Destination::User { user_id, temporary } => {
+            let mut participants = vec![me.clone(), user_id.clone()];
+            participants.sort();
+            let conversation = Conversation {
+                id: direct_conversation_id(me, user_id),
+                kind: "direct".into(),
+                participants,
+                group_id: None,
+                temporary: *temporary,
+                last_seq: 0,
+                last_message: None,
+                updated_at_ms: now_ms(),
+            };
+            service
+                .store
+                .ensure_conversation(&conversation)
+                .await
+                .map_err(unavailable)?;
+            let stored = service
+                .store
+                .conversation(&conversation.id)
+                .await
+                .map_err(unavailable)?;
+            if stored.as_ref().is_some_and(|c| c.temporary != *temporary) {
+                service
+                    .store
+                    .set_temporary(&conversation.id, *temporary)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            conversation
+        }
+        Destination::Group { group_id } => {
+            let conversation = group_conversation(group_id);
+            service
+                .store
+                .ensure_conversation(&conversation)
+                .await
+                .map_err(unavailable)?;
+            conversation
+        }
+    };
+
+    let mut message = Message {
+        id: uuid::Uuid::now_v7().to_string(),
+        conversation_id: conversation.id.clone(),
+        seq: 0,
+        sender_id: me.clone(),
+        client_msg_id: client_msg_id.to_owned(),
+        text,
+        attachments: Vec::new(),
+        sent_at_ms: now_ms(),
+    };
+    let mut stored = false;
+    for _ in 0..SEQ_ATTEMPTS {
+        message.seq = service
+            .store
+            .last_seq(&conversation.id)
+            .await
+            .map_err(unavailable)?
+            + 1;
+        match service
+            .store
+            .insert_message(&message)
+            .await
+            .map_err(unavailable)?
+        {
+            MessageInsert::Inserted => {
+                stored = true;
+                break;
+            }
+            MessageInsert::SeqTaken => continue,
+            MessageInsert::Duplicate => {
+                // The same message raced itself (a resend while the first was
+                // in flight): answer with the one that won.
+                let existing = service
+                    .store
+                    .message_by_client_id(me, client_msg_id)
+                    .await
+                    .map_err(unavailable)?
+                    .ok_or_else(|| {
+                        ActionError::Unavailable(anyhow::anyhow!("duplicate message vanished"))
+                    })?;
+                return Ok(sent_outcome(
+                    service,
+                    call,
+                    &existing,
+                    Some(&conversation),
+                    false,
+                ));
+            }
+        }
+    }
+    if !stored {
+        return Err(ActionError::refused(
+            ErrorCode::Conflict,
+            "The conversation is too busy right now; send again with the same clientMsgId.",
+        ));
+    }
+    let preview = MessagePreview {
+        message_id: message.id.clone(),
+        seq: message.seq,
+        sender_id: message.sender_id.clone(),
+        text: message.text.clone(),
+        sent_at_ms: message.sent_at_ms,
+    };
+    service
+        .store
+        .record_last_message(&conversation.id, &preview)
+        .await
+        .map_err(unavailable)?;
+    service
+        .store
+        .mark_read(&conversation.id, me, message.seq)
+        .await
+        .map_err(unavailable)?;
+    Ok(sent_outcome(
+        service,
+        call,
+        &message,
+        Some(&conversation),
+        true,
+    ))
+}
+
+/// Checks that the sender may write to the recipient, and how.
+async fn authorize_send(
+    service: &ChatService,
+    me: &str,
+    to: &Recipient,
+) -> Result<Destination, ActionError> {
+    match (&to.user_id, &to.group_id) {
+        (Some(user_id), None) => {
+            let user_id = id("to.userId", user_id)?;
+            if user_id == me {
+                return Err(bad_request("You cannot message yourself."));
+            }
+            if service
+                .store
+                .user(user_id)
+                .await
+                .map_err(unavailable)?
+                .is_none()
+            {
+                return Err(ActionError::refused(
+                    ErrorCode::NotFound,
+                    "No user with this id.",
+                ));
+            }
+            if service
+                .store
+                .are_friends(me, user_id)
+                .await
+                .map_err(unavailable)?
+            {
+                return Ok(Destination::User {
+                    user_id: user_id.to_owned(),
+                    temporary: false,
+                });
+            }
+            if service
+                .store
+                .share_a_group(me, user_id)
+                .await
+                .map_err(unavailable)?
+            {
+                return Ok(Destination::User {
+                    user_id: user_id.to_owned(),
+                    temporary: true,
+                });
+            }
+            Err(ActionError::refused(
+                ErrorCode::Forbidden,
+                "You can message only your friends, or members of a group you are in.",
+            ))
+        }
+        (None, Some(group_id)) => {
+            let group_id = id("to.groupId", group_id)?;
+            let group = service
+                .store
+                .group(group_id)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| {
+                    ActionError::refused(ErrorCode::NotFound, "No group with this id.")
+                })?;
+            if !group.members.iter().any(|m| m == me) {
+                return Err(ActionError::refused(
+                    ErrorCode::Forbidden,
+                    "Only members can write to this group.",
+                ));
+            }
+            Ok(Destination::Group {
+                group_id: group_id.to_owned(),
+            })
+        }
+        _ => Err(bad_request(
+            "\"to\" must hold either \"userId\" or \"groupId\".",
+        )),
+    }
+}
+
+/// MESSAGE_SENT for the sender, and NEW_MESSAGE for everyone else concerned
+/// (when `push` is set: the first handling, or a redelivery that may have
+/// died before pushing).
+fn sent_outcome(
+    service: &ChatService,
+    call: &Call<'_>,
+    message: &Message,
+    conversation: Option<&Conversation>,
+    push: bool,
+) -> Outcome {
+    let temporary = conversation.is_some_and(|c| c.temporary);
+    let reply = ServerFrame::new("MESSAGE_SENT", "Message sent.")
+        .with("messageId", &message.id)
+        .with("conversationId", &message.conversation_id)
+        .with("seq", message.seq)
+        .with("clientMsgId", &message.client_msg_id)
+        .with("sentAt", message.sent_at_ms)
+        .with("temporary", temporary);
+    let mut outcome = Outcome::reply(reply);
+    let Some(conversation) = conversation.filter(|_| push) else {
+        return outcome;
+    };
+    let event = ServerFrame::new("NEW_MESSAGE", "New message.")
+        .with("message", message_json(message))
+        .with(
+            "conversation",
+            json!({"conversationId": conversation.id, "kind": conversation.kind, "groupId": conversation.group_id, "temporary": temporary}),
+        );
+    let origin = Some(&call.request.origin);
+    if let Some(group_id) = &conversation.group_id {
+        outcome = outcome.with_event(service.events.to_group(group_id, event, origin));
+    } else {
+        for participant in &conversation.participants {
+            outcome = outcome.with_event(service.events.to_user_except(
+                participant,
+                event.clone(),
+                origin,
+            ));
+        }
+    }
+    outcome
+}
+
+pub fn message_json(message: &Message) -> Value {
+    json!({
+        "messageId": message.id,
+        "conversationId": message.conversation_id,
+        "seq": message.seq,
+        "senderId": message.sender_id,
+        "clientMsgId": message.client_msg_id,
+        "text": message.text,
+        "attachments": message.attachments,
+        "sentAt": message.sent_at_ms,
+    })
+}
+
+/// Who may read a conversation: its two users, or the group's current members.
+async fn authorize_read(
+    service: &ChatService,
+    me: &str,
+    conversation_id: &str,
+) -> Result<Conversation, ActionError> {
+    let conversation_id = id("conversationId", conversation_id)?;
+    let conversation = service
+        .store
+        .conversation(conversation_id)
+        .await
+        .map_err(unavailable)?
+        .ok_or_else(|| {
+            ActionError::refused(ErrorCode::NotFound, "No conversation with this id.")
+        })?;
+    let allowed = match &conversation.group_id {
+        Some(group_id) => service
+            .store
+            .group(group_id)
+            .await
+            .map_err(unavailable)?
+            .is_some_and(|g| g.members.iter().any(|m| m == me)),
+        None => conversation.participants.iter().any(|p| p == me),
+    };
+    if !allowed {
+        // Same answer as a missing one: the id reveals nothing to outsiders.
+        return Err(ActionError::refused(
+            ErrorCode::NotFound,
+            "No conversation with this id.",
+        ));
+    }
+    Ok(conversation)
+}
+
+pub async fn history(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
+    let input: History = payload(call.request)?;
+    let conversation = authorize_read(service, &call.me.user_id, &input.conversation_id).await?;
+    let limit = input
+        .limit
+        .unwrap_or(DEFAULT_PAGE)
+        .clamp(1, service.settings.max_page);
+    let before = input.before_seq.unwrap_or(i64::MAX);
+    let mut page = service
+        .store
+        .history(&conversation.id, before, limit)
+        .await
+        .map_err(unavailable)?;
+    page.reverse();
+    let has_more = page.first().is_some_and(|m| m.seq > 1);
+    let messages: Vec<Value> = page.iter().map(message_json).collect();
+    Ok(Outcome::reply(
+        ServerFrame::new("HISTORY", format!("{} messages.", messages.len()))
+            .with("conversationId", &conversation.id)
+            .with("messages", messages)
+            .with("hasMore", has_more),
+    ))
+}
+
+pub async fn mark_read(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
+    let input: MarkRead = payload(call.request)?;
+    let conversation = authorize_read(service, &call.me.user_id, &input.conversation_id).await?;
+    let seq = input.seq.clamp(0, conversation.last_seq);
+    service
+        .store
+        .mark_read(&conversation.id, &call.me.user_id, seq)
+        .await
+        .map_err(unavailable)?;
+    Ok(Outcome::reply(
+        ServerFrame::new("READ_MARKED", "Marked as read.")
+            .with("conversationId", &conversation.id)
+            .with("seq", seq),
+    ))
+}
+
+pub async fn list_conversations(
+    service: &ChatService,
+    call: &Call<'_>,
+) -> Result<Outcome, ActionError> {
+    let me = &call.me.user_id;
+    let mut conversations = service
+        .store
+        .direct_conversations_of(me)
+        .await
+        .map_err(unavailable)?;
+    let groups = service.store.groups_of(me).await.map_err(unavailable)?;
+    let group_names: HashMap<String, String> = groups
+        .iter()
+        .map(|g| (g.id.clone(), g.name.clone()))
+        .collect();
+    let group_conversations: Vec<String> = groups
+        .iter()
+        .map(|g| group_conversation_id(&g.id))
+        .collect();
+    conversations.extend(
+        service
+            .store
+            .conversations_by_ids(&group_conversations)
+            .await
+            .map_err(unavailable)?,
+    );
+    let reads: HashMap<String, i64> = service
+        .store
+        .reads_of(me)
+        .await
+        .map_err(unavailable)?
+        .into_iter()
+        .map(|r| (r.conversation_id, r.last_read_seq))
+        .collect();
+    let others: Vec<String> = conversations
+        .iter()
+        .flat_map(|c| c.participants.iter().filter(|p| *p != me).cloned())
+        .collect();
+    let cards = service
+        .store
+        .users_by_ids(&others)
+        .await
+        .map_err(unavailable)?;
+    conversations.sort_by_key(|c| std::cmp::Reverse(c.updated_at_ms));
+    let list: Vec<Value> = conversations
+        .iter()
+        .map(|c| {
+            let read = reads.get(&c.id).copied().unwrap_or(0);
+            let with = c
+                .participants
+                .iter()
+                .find(|p| *p != me)
+                .map(|other| {
+                    cards
+                        .iter()
+                        .find(|card| card.id == *other)
+                        .map_or_else(|| json!({"userId": other}), crate::people::card)
+                });
+            json!({
+                "conversationId": c.id,
+                "kind": c.kind,
+                "groupId": c.group_id,
+                "groupName": c.group_id.as_ref().and_then(|g| group_names.get(g)),
+                "with": with,
+                "temporary": c.temporary,
+                "lastSeq": c.last_seq,
+                "lastMessage": c.last_message.as_ref().map(|m| json!({
+                    "messageId": m.message_id, "seq": m.seq, "senderId": m.sender_id, "text": m.text, "sentAt": m.sent_at_ms,
+                })),
+                "unread": (c.last_seq - read).max(0),
+            })
+        })
+        .collect();
+    Ok(Outcome::reply(
+        ServerFrame::new("CONVERSATIONS", format!("{} conversations.", list.len()))
+            .with("conversations", list),
+    ))
+}

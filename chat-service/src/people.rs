@@ -1,0 +1,104 @@
+//! UPDATE_PROFILE and SEARCH_USERS. A search never reveals anyone's e-mail:
+//! an exact address finds its user, but the answer shows only public fields.
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shared_proto::bus::actions::{ActionError, Outcome};
+use shared_proto::client::ServerFrame;
+use shared_proto::status::ErrorCode;
+
+use crate::handler::{Call, ChatService, unavailable};
+use crate::input::{bad_request, display_name, payload, search_prefix};
+use crate::store::UserCard;
+
+const SEARCH_LIMIT: i64 = 20;
+
+#[derive(Deserialize)]
+struct UpdateProfile {
+    nickname: String,
+}
+
+#[derive(Deserialize)]
+struct SearchUsers {
+    #[serde(default)]
+    nickname: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+/// A user as others see them.
+pub fn card(user: &UserCard) -> Value {
+    json!({"userId": user.id, "nickname": user.profile.nickname, "profileUrl": user.profile.profile_url})
+}
+
+pub async fn update_profile(
+    service: &ChatService,
+    call: &Call<'_>,
+) -> Result<Outcome, ActionError> {
+    let input: UpdateProfile = payload(call.request)?;
+    let nickname = display_name("nickname", &input.nickname, 2, 32)?;
+    if !service
+        .store
+        .set_nickname(&call.me.user_id, &nickname)
+        .await
+        .map_err(unavailable)?
+    {
+        return Err(ActionError::refused(
+            ErrorCode::NotFound,
+            "Your account no longer exists.",
+        ));
+    }
+    let profile = json!({"userId": call.me.user_id, "nickname": nickname});
+    Ok(Outcome::reply(
+        ServerFrame::new("PROFILE_UPDATED", "Profile updated.").with("profile", &profile),
+    )
+    .with_event(
+        service.events.to_user_except(
+            &call.me.user_id,
+            ServerFrame::new(
+                "PROFILE_UPDATED",
+                "Your profile was updated on another device.",
+            )
+            .with("profile", &profile),
+            Some(&call.request.origin),
+        ),
+    ))
+}
+
+pub async fn search_users(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
+    let input: SearchUsers = payload(call.request)?;
+    let users = match (input.nickname, input.email) {
+        (Some(prefix), None) => {
+            let prefix = search_prefix(&prefix)?;
+            service
+                .store
+                .users_by_nickname_prefix(&prefix, SEARCH_LIMIT + 1)
+                .await
+                .map_err(unavailable)?
+        }
+        (None, Some(email)) => {
+            let email = email.trim().to_lowercase();
+            service
+                .store
+                .user_by_email(&email)
+                .await
+                .map_err(unavailable)?
+                .into_iter()
+                .collect()
+        }
+        _ => {
+            return Err(bad_request(
+                "Search by \"nickname\" (a prefix) or by \"email\" (exact), not both.",
+            ));
+        }
+    };
+    let found: Vec<Value> = users
+        .iter()
+        .filter(|u| u.id != call.me.user_id)
+        .take(SEARCH_LIMIT as usize)
+        .map(card)
+        .collect();
+    Ok(Outcome::reply(
+        ServerFrame::new("USERS_FOUND", format!("{} found.", found.len())).with("users", found),
+    ))
+}

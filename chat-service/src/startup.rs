@@ -1,0 +1,57 @@
+//! Builds chat-service from its settings and runs it until asked to stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shared_proto::bus::Bus;
+use shared_proto::bus::actions::ActionHandler;
+use shared_proto::bus::worker::{self, WorkerConfig};
+use shared_proto::routing::Service;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+use crate::events::Events;
+use crate::handler::ChatService;
+use crate::settings::Settings;
+use crate::store::Store;
+
+pub async fn run_until_stopped(
+    settings: Settings,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let names = settings.bus.names();
+    let bus = Bus::connect(&settings.redis.url, names.clone(), &shutdown).await?;
+    let store = Store::connect(&settings.mongodb).await?;
+    // The unique indexes are what keep sequence numbers gapless and resends
+    // single: take no action before they exist.
+    let mut delay = Duration::from_millis(200);
+    while let Err(err) = store.ensure_indexes().await {
+        warn!(error = %err, "cannot create indexes yet; retrying");
+        tokio::select! {
+            _ = shutdown.cancelled() => anyhow::bail!("stopped before the database was reachable"),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+    let service = Arc::new(ChatService {
+        store,
+        events: Events::new(names.clone()),
+        settings: settings.chat.clone(),
+    });
+    let config = WorkerConfig {
+        stream: names.action_stream(Service::Chat),
+        group: names.consumer_group(Service::Chat),
+        consumer: worker::consumer_name("chat"),
+        claim_idle: Duration::from_millis(settings.bus.claim_idle_ms.max(100)),
+        max_in_flight: settings.bus.max_in_flight,
+        drain_timeout: Duration::from_secs(10),
+    };
+    worker::run(
+        bus,
+        config,
+        Arc::new(ActionHandler::new(service, names)),
+        shutdown,
+    )
+    .await;
+    Ok(())
+}

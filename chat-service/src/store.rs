@@ -1,0 +1,564 @@
+//! The collections chat-service keeps, their documents and their indexes.
+//!
+//! - `users` belongs to auth-service; this service reads it and owns the
+//!   `profile` fields.
+//! - `friendships`: one document per pair of users, pending or accepted.
+//! - `groups`: one document per group, members and roles inside it, changed
+//!   only by compare-and-set on `version` (no transactions needed).
+//! - `conversations`: one per pair of users or per group, with its last
+//!   sequence number and message.
+//! - `messages`: unique by (conversation, seq) and by (sender, clientMsgId),
+//!   which is what makes sequence numbers gapless and retries harmless.
+//! - `reads`: how far each user has read each conversation.
+
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use mongodb::bson::{Document, doc};
+use mongodb::error::{ErrorKind, WriteFailure};
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Collection, IndexModel};
+use serde::{Deserialize, Serialize};
+use shared_proto::settings::MongoSettings;
+
+/// The database is unreachable or refused the operation.
+#[derive(Debug, thiserror::Error)]
+#[error("mongodb: {0}")]
+pub struct StoreError(#[from] mongodb::error::Error);
+
+impl From<mongodb::bson::ser::Error> for StoreError {
+    fn from(err: mongodb::bson::ser::Error) -> Self {
+        StoreError(err.into())
+    }
+}
+
+/// The part of a user's profile others may see.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PublicProfile {
+    pub nickname: String,
+    #[serde(default)]
+    pub profile_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UserCard {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub profile: PublicProfile,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Friendship {
+    /// The two user ids, sorted and joined: one document per pair.
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub users: Vec<String>,
+    pub accepted: bool,
+    pub requested_by: String,
+    pub requested_at_ms: i64,
+    #[serde(default)]
+    pub since_ms: Option<i64>,
+}
+
+impl Friendship {
+    pub fn pair_id(a: &str, b: &str) -> String {
+        if a <= b {
+            format!("{a}|{b}")
+        } else {
+            format!("{b}|{a}")
+        }
+    }
+
+    pub fn other(&self, me: &str) -> String {
+        self.users
+            .iter()
+            .find(|u| *u != me)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Group {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub name: String,
+    pub name_lower: String,
+    pub description: String,
+    pub created_by: String,
+    pub created_at_ms: i64,
+    pub admins: Vec<String>,
+    pub members: Vec<String>,
+    pub banned: Vec<String>,
+    pub join_requests: Vec<String>,
+    /// Bumped by every change; a write that read an older version is retried.
+    pub version: i64,
+    /// The last actions applied, so a redelivered one is recognised.
+    #[serde(default)]
+    pub recent_actions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessagePreview {
+    pub message_id: String,
+    pub seq: i64,
+    pub sender_id: String,
+    pub text: String,
+    pub sent_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Conversation {
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// `direct` or `group`.
+    pub kind: String,
+    /// The two users of a direct conversation; empty for a group.
+    pub participants: Vec<String>,
+    #[serde(default)]
+    pub group_id: Option<String>,
+    /// A direct conversation between users who are not friends but share a
+    /// group: writable only while they still share one.
+    pub temporary: bool,
+    pub last_seq: i64,
+    #[serde(default)]
+    pub last_message: Option<MessagePreview>,
+    pub updated_at_ms: i64,
+}
+
+/// Room for pictures and files, which a later version attaches to messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub size: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub conversation_id: String,
+    pub seq: i64,
+    pub sender_id: String,
+    pub client_msg_id: String,
+    pub text: String,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    pub sent_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReadMark {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub conversation_id: String,
+    pub user_id: String,
+    pub last_read_seq: i64,
+}
+
+/// What inserting a message did.
+pub enum MessageInsert {
+    Inserted,
+    /// Another message took this sequence number first.
+    SeqTaken,
+    /// This sender already sent a message with this client id.
+    Duplicate,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    pub users: Collection<UserCard>,
+    pub friendships: Collection<Friendship>,
+    pub groups: Collection<Group>,
+    pub conversations: Collection<Conversation>,
+    pub messages: Collection<Message>,
+    pub reads: Collection<ReadMark>,
+    raw_users: Collection<Document>,
+}
+
+impl Store {
+    pub async fn connect(settings: &MongoSettings) -> Result<Store, StoreError> {
+        let mut options = ClientOptions::parse(settings.uri.expose()).await?;
+        options.app_name = Some("chat-service".into());
+        options.server_selection_timeout = Some(Duration::from_secs(3));
+        options.connect_timeout = Some(Duration::from_secs(3));
+        let client = mongodb::Client::with_options(options)?;
+        let db = client.database(&settings.database);
+        Ok(Store {
+            users: db.collection("users"),
+            friendships: db.collection("friendships"),
+            groups: db.collection("groups"),
+            conversations: db.collection("conversations"),
+            messages: db.collection("messages"),
+            reads: db.collection("reads"),
+            raw_users: db.collection("users"),
+        })
+    }
+
+    /// The indexes every query here relies on; none of them scans.
+    pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
+        let unique = || IndexOptions::builder().unique(true).build();
+        let index = |keys: Document| IndexModel::builder().keys(keys).build();
+        let unique_index =
+            |keys: Document| IndexModel::builder().keys(keys).options(unique()).build();
+        self.raw_users
+            .create_index(index(doc! {"profile.nickname_lower": 1}))
+            .await?;
+        self.friendships
+            .create_index(index(doc! {"users": 1}))
+            .await?;
+        self.groups
+            .create_index(index(doc! {"name_lower": 1}))
+            .await?;
+        self.groups.create_index(index(doc! {"members": 1})).await?;
+        self.conversations
+            .create_index(index(doc! {"participants": 1}))
+            .await?;
+        self.conversations
+            .create_index(index(doc! {"group_id": 1}))
+            .await?;
+        self.messages
+            .create_index(unique_index(doc! {"conversation_id": 1, "seq": 1}))
+            .await?;
+        self.messages
+            .create_index(unique_index(doc! {"sender_id": 1, "client_msg_id": 1}))
+            .await?;
+        self.reads.create_index(index(doc! {"user_id": 1})).await?;
+        Ok(())
+    }
+
+    pub async fn user(&self, id: &str) -> Result<Option<UserCard>, StoreError> {
+        Ok(self.users.find_one(doc! {"_id": id}).await?)
+    }
+
+    pub async fn users_by_ids(&self, ids: &[String]) -> Result<Vec<UserCard>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .users
+            .find(doc! {"_id": {"$in": ids}})
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    pub async fn set_nickname(&self, id: &str, nickname: &str) -> Result<bool, StoreError> {
+        let result = self
+            .raw_users
+            .update_one(
+                doc! {"_id": id},
+                doc! {"$set": {"profile.nickname": nickname, "profile.nickname_lower": nickname.to_lowercase()}},
+            )
+            .await?;
+        Ok(result.matched_count == 1)
+    }
+
+    /// Users whose nickname starts with `prefix` (case-insensitive).
+    pub async fn users_by_nickname_prefix(
+        &self,
+        prefix: &str,
+        limit: i64,
+    ) -> Result<Vec<UserCard>, StoreError> {
+        let pattern = format!("^{}", regex_escape(&prefix.to_lowercase()));
+        Ok(self
+            .users
+            .find(doc! {"profile.nickname_lower": {"$regex": pattern}})
+            .sort(doc! {"profile.nickname_lower": 1})
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserCard>, StoreError> {
+        Ok(self.users.find_one(doc! {"email": email}).await?)
+    }
+
+    pub async fn friendship(&self, a: &str, b: &str) -> Result<Option<Friendship>, StoreError> {
+        Ok(self
+            .friendships
+            .find_one(doc! {"_id": Friendship::pair_id(a, b)})
+            .await?)
+    }
+
+    pub async fn friendships_of(&self, user: &str) -> Result<Vec<Friendship>, StoreError> {
+        Ok(self
+            .friendships
+            .find(doc! {"users": user})
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    pub async fn are_friends(&self, a: &str, b: &str) -> Result<bool, StoreError> {
+        Ok(self.friendship(a, b).await?.is_some_and(|f| f.accepted))
+    }
+
+    pub async fn group(&self, id: &str) -> Result<Option<Group>, StoreError> {
+        Ok(self.groups.find_one(doc! {"_id": id}).await?)
+    }
+
+    pub async fn groups_of(&self, user: &str) -> Result<Vec<Group>, StoreError> {
+        Ok(self
+            .groups
+            .find(doc! {"members": user})
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// True if the two users are both members of at least one group.
+    pub async fn share_a_group(&self, a: &str, b: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .groups
+            .find_one(doc! {"$and": [{"members": a}, {"members": b}]})
+            .await?
+            .is_some())
+    }
+
+    pub async fn groups_by_name_prefix(
+        &self,
+        prefix: &str,
+        limit: i64,
+    ) -> Result<Vec<Group>, StoreError> {
+        let pattern = format!("^{}", regex_escape(&prefix.to_lowercase()));
+        Ok(self
+            .groups
+            .find(doc! {"name_lower": {"$regex": pattern}})
+            .sort(doc! {"name_lower": 1})
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    pub async fn insert_group(&self, group: &Group) -> Result<(), StoreError> {
+        match self.groups.insert_one(group).await {
+            Ok(_) => Ok(()),
+            // Redelivered CREATE_GROUP: the group id derives from the action.
+            Err(err) if is_duplicate_key(&err) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Writes `group` if nobody changed it since `expected_version` was read.
+    pub async fn replace_group(
+        &self,
+        group: &Group,
+        expected_version: i64,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .groups
+            .replace_one(doc! {"_id": &group.id, "version": expected_version}, group)
+            .await?;
+        Ok(result.matched_count == 1)
+    }
+
+    pub async fn conversation(&self, id: &str) -> Result<Option<Conversation>, StoreError> {
+        Ok(self.conversations.find_one(doc! {"_id": id}).await?)
+    }
+
+    /// Creates the conversation if it does not exist yet.
+    pub async fn ensure_conversation(&self, conversation: &Conversation) -> Result<(), StoreError> {
+        match self.conversations.insert_one(conversation).await {
+            Ok(_) => Ok(()),
+            Err(err) if is_duplicate_key(&err) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    pub async fn set_temporary(
+        &self,
+        conversation_id: &str,
+        temporary: bool,
+    ) -> Result<(), StoreError> {
+        self.conversations
+            .update_one(
+                doc! {"_id": conversation_id},
+                doc! {"$set": {"temporary": temporary}},
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn direct_conversations_of(
+        &self,
+        user: &str,
+    ) -> Result<Vec<Conversation>, StoreError> {
+        Ok(self
+            .conversations
+            .find(doc! {"participants": user})
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    pub async fn conversations_by_ids(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Conversation>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .conversations
+            .find(doc! {"_id": {"$in": ids}})
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    pub async fn last_seq(&self, conversation_id: &str) -> Result<i64, StoreError> {
+        let last = self
+            .messages
+            .find_one(doc! {"conversation_id": conversation_id})
+            .sort(doc! {"seq": -1})
+            .await?;
+        Ok(last.map_or(0, |m| m.seq))
+    }
+
+    pub async fn message_by_client_id(
+        &self,
+        sender: &str,
+        client_msg_id: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        Ok(self
+            .messages
+            .find_one(doc! {"sender_id": sender, "client_msg_id": client_msg_id})
+            .await?)
+    }
+
+    pub async fn insert_message(&self, message: &Message) -> Result<MessageInsert, StoreError> {
+        match self.messages.insert_one(message).await {
+            Ok(_) => Ok(MessageInsert::Inserted),
+            Err(err) if is_duplicate_key(&err) => {
+                let duplicate = self
+                    .message_by_client_id(&message.sender_id, &message.client_msg_id)
+                    .await?
+                    .is_some();
+                Ok(if duplicate {
+                    MessageInsert::Duplicate
+                } else {
+                    MessageInsert::SeqTaken
+                })
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Moves the conversation's last message forward (never back).
+    pub async fn record_last_message(
+        &self,
+        conversation_id: &str,
+        preview: &MessagePreview,
+    ) -> Result<(), StoreError> {
+        let preview_doc = mongodb::bson::to_document(preview)?;
+        self.conversations
+            .update_one(
+                doc! {"_id": conversation_id, "last_seq": {"$lt": preview.seq}},
+                doc! {"$set": {"last_seq": preview.seq, "last_message": preview_doc, "updated_at_ms": preview.sent_at_ms}},
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A page of history: messages before `before_seq`, newest first.
+    pub async fn history(
+        &self,
+        conversation_id: &str,
+        before_seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Message>, StoreError> {
+        Ok(self
+            .messages
+            .find(doc! {"conversation_id": conversation_id, "seq": {"$lt": before_seq}})
+            .sort(doc! {"seq": -1})
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Marks a conversation read up to `seq` (never moving backwards).
+    pub async fn mark_read(
+        &self,
+        conversation_id: &str,
+        user_id: &str,
+        seq: i64,
+    ) -> Result<(), StoreError> {
+        let id = format!("{conversation_id}|{user_id}");
+        let existing = self.reads.find_one(doc! {"_id": &id}).await?;
+        match existing {
+            Some(mark) if mark.last_read_seq >= seq => Ok(()),
+            Some(mark) => {
+                self.reads
+                    .update_one(
+                        doc! {"_id": &id, "last_read_seq": mark.last_read_seq},
+                        doc! {"$set": {"last_read_seq": seq}},
+                    )
+                    .await?;
+                Ok(())
+            }
+            None => {
+                let mark = ReadMark {
+                    id,
+                    conversation_id: conversation_id.to_owned(),
+                    user_id: user_id.to_owned(),
+                    last_read_seq: seq,
+                };
+                match self.reads.insert_one(&mark).await {
+                    Ok(_) => Ok(()),
+                    Err(err) if is_duplicate_key(&err) => Ok(()),
+                    Err(err) => Err(err.into()),
+                }
+            }
+        }
+    }
+
+    pub async fn reads_of(&self, user_id: &str) -> Result<Vec<ReadMark>, StoreError> {
+        Ok(self
+            .reads
+            .find(doc! {"user_id": user_id})
+            .await?
+            .try_collect()
+            .await?)
+    }
+}
+
+pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
+    match err.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == 11000,
+        ErrorKind::Command(command) => command.code == 11000,
+        _ => err.to_string().contains("E11000"),
+    }
+}
+
+/// Escapes regex metacharacters so user input is matched literally.
+fn regex_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\^$.|?*+()[]{}".contains(c) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pair_ids_do_not_depend_on_order() {
+        assert_eq!(Friendship::pair_id("a", "b"), Friendship::pair_id("b", "a"));
+    }
+
+    #[test]
+    fn regex_metacharacters_are_matched_literally() {
+        assert_eq!(regex_escape("a.b*"), "a\\.b\\*");
+    }
+}

@@ -1,0 +1,230 @@
+//! One child process of a test: how it is started, where its output goes and
+//! how it is stopped.
+//!
+//! A [`ManagedProcess`] can be stopped and started again with the same
+//! command line, ports and directories, which is how tests simulate a crash
+//! or an outage. Its stdout and stderr are appended to one log file, with a
+//! header line at every start. Dropping it kills the process.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// How long a killed process may take to be reaped before that is a failure.
+const REAP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything needed to start a process, and to start it again later.
+#[derive(Debug, Clone)]
+pub struct ProcessSpec {
+    /// Short name used in messages and log headers, e.g. `gateway-1`.
+    pub name: String,
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// Set on top of the inherited environment, after every inherited
+    /// `SWITCHYARD_*` variable has been removed so that a developer's shell
+    /// cannot leak settings into a test.
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    pub log_path: PathBuf,
+}
+
+/// A child process started from a [`ProcessSpec`]; killed on drop.
+#[derive(Debug)]
+pub struct ManagedProcess {
+    spec: ProcessSpec,
+    child: Option<Child>,
+}
+
+impl ManagedProcess {
+    /// Starts the process.
+    ///
+    /// # Panics
+    /// If it cannot be spawned (binary not executable, directory missing).
+    pub fn spawn(spec: ProcessSpec) -> Self {
+        let mut process = Self { spec, child: None };
+        process.start();
+        process
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.spec.log_path
+    }
+
+    /// The operating system id, while a child exists (running or not yet reaped).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
+    }
+
+    /// Whether the process is alive right now.
+    pub fn is_running(&mut self) -> bool {
+        self.exit_status().is_none() && self.child.is_some()
+    }
+
+    /// How the process ended, if it was started and has ended on its own.
+    pub fn exit_status(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("checking whether {} is alive: {e}", self.spec.name))
+    }
+
+    /// Starts the process again after [`kill`](Self::kill) or
+    /// [`terminate`](Self::terminate), with the same command line.
+    ///
+    /// # Panics
+    /// If it is still running: a test that starts a running service has a bug.
+    pub fn restart(&mut self) {
+        assert!(
+            !self.is_running(),
+            "{} is already running; stop or kill it before starting it again",
+            self.spec.name
+        );
+        self.child = None;
+        self.start();
+    }
+
+    /// Sends SIGKILL and waits for the process to be reaped. Does nothing if it
+    /// is not running.
+    pub async fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        // Fails only if the process has already exited, which is what we want.
+        let _ = child.start_kill();
+        match tokio::time::timeout(REAP_TIMEOUT, child.wait()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => panic!("waiting for killed {} to exit: {e}", self.spec.name),
+            Err(_) => panic!(
+                "{} did not exit within {REAP_TIMEOUT:?} of SIGKILL",
+                self.spec.name
+            ),
+        }
+    }
+
+    /// Sends SIGKILL without waiting; for teardown, where nothing may block.
+    pub fn start_kill(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            // Fails only if the process has already exited.
+            let _ = child.start_kill();
+        }
+    }
+
+    /// Sends SIGTERM, lets the process shut down gracefully for up to `grace`,
+    /// then kills it. Does nothing if it is not running.
+    pub async fn terminate(&mut self, grace: Duration) {
+        let Some(pid) = self.running_pid() else {
+            self.child = None;
+            return;
+        };
+        // The `kill` utility keeps this crate free of unsafe signal code.
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap_or_else(|e| {
+                panic!("running `kill -TERM {pid}` to stop {}: {e}", self.spec.name)
+            });
+        if sent.success() {
+            if let Some(child) = self.child.as_mut() {
+                if tokio::time::timeout(grace, child.wait()).await.is_ok() {
+                    self.child = None;
+                    return;
+                }
+            }
+        }
+        self.kill().await;
+    }
+
+    /// The last `lines` lines of the log file, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        log_tail(&self.spec.log_path, lines)
+    }
+
+    fn running_pid(&mut self) -> Option<u32> {
+        if self.is_running() { self.pid() } else { None }
+    }
+
+    fn start(&mut self) {
+        let spec = &self.spec;
+        let mut log = open_log(spec);
+        let mut command_line = spec.program.display().to_string();
+        for arg in &spec.args {
+            command_line.push(' ');
+            command_line.push_str(&arg.to_string_lossy());
+        }
+        let header = format!("===== starting {}: {command_line} =====", spec.name);
+        writeln!(log, "{header}")
+            .unwrap_or_else(|e| panic!("writing to {}: {e}", spec.log_path.display()));
+        let stderr = log
+            .try_clone()
+            .unwrap_or_else(|e| panic!("sharing {} for stderr: {e}", spec.log_path.display()));
+
+        let mut command = Command::new(&spec.program);
+        command
+            .args(&spec.args)
+            .current_dir(&spec.cwd)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr)
+            .kill_on_drop(true);
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("SWITCHYARD_") {
+                command.env_remove(key);
+            }
+        }
+        command.envs(spec.env.iter().map(|(k, v)| (k, v)));
+
+        let child = command.spawn().unwrap_or_else(|e| {
+            panic!(
+                "could not start {} ({}): {e}",
+                spec.name,
+                spec.program.display()
+            )
+        });
+        self.child = Some(child);
+    }
+}
+
+impl Drop for ManagedProcess {
+    fn drop(&mut self) {
+        // `kill_on_drop` covers this too; being explicit costs nothing and
+        // does not depend on the runtime still being alive.
+        self.start_kill();
+    }
+}
+
+fn open_log(spec: &ProcessSpec) -> File {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&spec.log_path)
+        .unwrap_or_else(|e| {
+            panic!(
+                "opening log file {} for {}: {e}",
+                spec.log_path.display(),
+                spec.name
+            )
+        })
+}
+
+/// The last `lines` lines of a log file, or a note saying why there are none.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(could not read {}: {e})", path.display()),
+    }
+}
