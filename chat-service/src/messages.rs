@@ -339,7 +339,7 @@ fn sent_outcome(
         return outcome;
     };
     let event = ServerFrame::new("NEW_MESSAGE", "New message.")
-        .with("message", message_json(message))
+        .with_fields(message_json(message))
         .with(
             "conversation",
             json!({"conversationId": conversation.id, "kind": conversation.kind, "groupId": conversation.group_id, "temporary": temporary}),

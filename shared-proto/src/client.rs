@@ -124,6 +124,19 @@ impl ServerFrame {
         self
     }
 
+    /// Adds every field of a JSON object (anything else adds nothing).
+    /// `rocketStatus` and `message` keep their values.
+    pub fn with_fields(mut self, fields: Value) -> Self {
+        if let Value::Object(fields) = fields {
+            for (key, value) in fields {
+                if key != "rocketStatus" && key != "message" {
+                    self.0.insert(key, value);
+                }
+            }
+        }
+        self
+    }
+
     /// Echoes the request's id, if it had one.
     pub fn with_request_id(mut self, request_id: Option<&str>) -> Self {
         if let Some(id) = request_id {

@@ -65,10 +65,13 @@ impl Bus {
             .set_connection_timeout(Some(COMMAND_TIMEOUT));
         let mut delay = Duration::from_millis(100);
         loop {
-            match client
-                .get_connection_manager_with_config(config.clone())
-                .await
-            {
+            // Raced against the stop signal: the manager retries by itself
+            // for several seconds before it reports a failure.
+            let attempt = tokio::select! {
+                _ = give_up.cancelled() => anyhow::bail!("stopped while waiting for redis"),
+                attempt = client.get_connection_manager_with_config(config.clone()) => attempt,
+            };
+            match attempt {
                 Ok(connection) => {
                     return Ok(Bus {
                         client,
