@@ -13,6 +13,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub bus: BusSettings,
     pub auth: AuthSettings,
+    pub http: shared_proto::settings::HttpSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -38,6 +38,16 @@ pub async fn run_until_stopped(
         max_in_flight: settings.bus.max_in_flight,
         drain_timeout: Duration::from_secs(10),
     };
+    let metrics = shared_proto::observability::install()?;
+    let ready = {
+        let (bus, store) = (bus.clone(), store.clone());
+        shared_proto::observability::readiness(move || {
+            let (bus, store) = (bus.clone(), store.clone());
+            async move { bus.is_reachable().await && store.ping().await }
+        })
+    };
+    shared_proto::observability::serve(&settings.http.listen, metrics, ready, shutdown.clone())
+        .await?;
     let cleaner = tokio::spawn(delete_expired_sessions(store, shutdown.clone()));
     let handler = Arc::new(ActionHandler::new(service, names));
     worker::run(bus, config, handler, shutdown).await;

@@ -107,6 +107,7 @@ pub enum Inserted {
 
 #[derive(Clone)]
 pub struct Store {
+    database: mongodb::Database,
     users: Collection<User>,
     sessions: Collection<Session>,
 }
@@ -122,6 +123,7 @@ impl Store {
         let client = mongodb::Client::with_options(options)?;
         let database = client.database(&settings.database);
         Ok(Store {
+            database: database.clone(),
             users: database.collection("users"),
             sessions: database.collection("sessions"),
         })
@@ -157,6 +159,11 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+
+    /// True if the database answers.
+    pub async fn ping(&self) -> bool {
+        self.database.run_command(doc! {"ping": 1}).await.is_ok()
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {

@@ -11,6 +11,7 @@ pub struct Settings {
     pub log: LogSettings,
     pub bus: BusSettings,
     pub chat: ChatSettings,
+    pub http: shared_proto::settings::HttpSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]

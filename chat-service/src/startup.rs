@@ -33,6 +33,16 @@ pub async fn run_until_stopped(
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     }
+    let metrics = shared_proto::observability::install()?;
+    let ready = {
+        let (bus, store) = (bus.clone(), store.clone());
+        shared_proto::observability::readiness(move || {
+            let (bus, store) = (bus.clone(), store.clone());
+            async move { bus.is_reachable().await && store.ping().await }
+        })
+    };
+    shared_proto::observability::serve(&settings.http.listen, metrics, ready, shutdown.clone())
+        .await?;
     let service = Arc::new(ChatService {
         store,
         events: Events::new(names.clone()),

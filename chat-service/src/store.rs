@@ -176,6 +176,7 @@ pub struct Store {
     pub messages: Collection<Message>,
     pub reads: Collection<ReadMark>,
     raw_users: Collection<Document>,
+    database: mongodb::Database,
 }
 
 impl Store {
@@ -194,6 +195,7 @@ impl Store {
             messages: db.collection("messages"),
             reads: db.collection("reads"),
             raw_users: db.collection("users"),
+            database: db.clone(),
         })
     }
 
@@ -227,6 +229,11 @@ impl Store {
             .await?;
         self.reads.create_index(index(doc! {"user_id": 1})).await?;
         Ok(())
+    }
+
+    /// True if the database answers.
+    pub async fn ping(&self) -> bool {
+        self.database.run_command(doc! {"ping": 1}).await.is_ok()
     }
 
     pub async fn user(&self, id: &str) -> Result<Option<UserCard>, StoreError> {

@@ -75,6 +75,9 @@ async fn read_frames(
                 return;
             }
         };
+        if matches!(message, Message::Text(_) | Message::Binary(_)) {
+            metrics::counter!("switchyard_gateway_frames_in_total").increment(1);
+        }
         let text = match message {
             Message::Text(text) => text,
             Message::Binary(_) => {
@@ -160,6 +163,7 @@ async fn accept_frame(text: &str, handle: &ConnectionHandle, context: &Context) 
             connection_id: handle.id,
             action: request.action.clone(),
             request_id: request.request_id.clone(),
+            started: Instant::now(),
             deadline: Instant::now() + context.settings.action_timeout(),
             timed_out: false,
         },
@@ -192,6 +196,7 @@ async fn write_frames(
                     if sink.feed(Message::Text(text)).await.is_err() {
                         return;
                     }
+                    metrics::counter!("switchyard_gateway_frames_out_total").increment(1);
                 }
                 Outbound::Close { code, reason } => {
                     let frame = CloseFrame {

@@ -1,5 +1,5 @@
 //! The HTTP routes: the WebSocket upgrade at `/` (where the existing clients
-//! connect) and `/ws`, and the probes `/healthz` and `/readyz`.
+//! connect) and `/ws`, the probes `/healthz` and `/readyz`, and `/metrics`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +23,7 @@ pub struct AppState {
     pub listening: Arc<AtomicBool>,
     /// Tracks connection tasks so shutdown can wait for them.
     pub connections: TaskTracker,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -31,6 +32,10 @@ pub fn router(state: AppState) -> Router {
         .route("/ws", get(upgrade))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route(
+            "/metrics",
+            get(|State(state): State<AppState>| async move { state.metrics.render() }),
+        )
         .with_state(state)
 }
 

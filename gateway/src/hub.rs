@@ -57,6 +57,10 @@ impl ConnectionHandle {
     /// Queues a frame. A client that reads too slowly to keep its queue from
     /// filling up is disconnected rather than allowed to grow our memory.
     pub fn send(&self, frame: &ServerFrame) {
+        if let Some(code) = shared_proto::status::ErrorCode::parse(frame.status()) {
+            metrics::counter!("switchyard_gateway_errors_total", "code" => code.as_str())
+                .increment(1);
+        }
         self.send_text(Utf8Bytes::from(frame.to_text()));
     }
 
@@ -111,6 +115,7 @@ pub struct PendingRequest {
     pub connection_id: u64,
     pub action: String,
     pub request_id: Option<String>,
+    pub started: Instant,
     pub deadline: Instant,
     /// Set once the client was told `TIMEOUT`; a late answer is still passed
     /// on, since it tells the client what happened.
@@ -172,6 +177,7 @@ impl Hub {
             closed: CancellationToken::new(),
         });
         lock(&self.registry).connections.insert(id, handle.clone());
+        metrics::gauge!("switchyard_gateway_connections").increment(1.0);
         handle
     }
 
@@ -179,6 +185,7 @@ impl Hub {
     pub fn unregister(&self, connection_id: u64) {
         let handle = lock(&self.registry).connections.remove(&connection_id);
         if let Some(handle) = handle {
+            metrics::gauge!("switchyard_gateway_connections").decrement(1.0);
             if let Some(old) = handle.set_session(None) {
                 self.forget_login(connection_id, &old.identity.user_id);
             }
@@ -274,11 +281,14 @@ impl Hub {
 
     /// Delivers a frame to every local connection of a user.
     pub fn deliver_to_user(&self, user_id: &str, frame: Utf8Bytes, except: Option<&Origin>) {
+        let mut delivered = 0u64;
         for handle in self.connections_of(user_id) {
             if !self.is_origin(&handle, except) {
                 handle.send_text(frame.clone());
+                delivered += 1;
             }
         }
+        metrics::counter!("switchyard_gateway_events_delivered_total").increment(delivered);
     }
 
     /// Delivers a frame to every local connection of every member of a group.
@@ -302,11 +312,14 @@ impl Hub {
                 .filter_map(|id| registry.connections.get(id).cloned())
                 .collect()
         };
+        let mut delivered = 0u64;
         for handle in handles {
             if !self.is_origin(&handle, except) {
                 handle.send_text(frame.clone());
+                delivered += 1;
             }
         }
+        metrics::counter!("switchyard_gateway_events_delivered_total").increment(delivered);
     }
 
     /// Delivers the answer to a request, and applies the session change that
@@ -318,6 +331,8 @@ impl Hub {
         frame: &ServerFrame,
     ) -> Option<Arc<ConnectionHandle>> {
         let pending = lock(&self.pending).remove(action_id)?;
+        metrics::histogram!("switchyard_gateway_request_duration_seconds", "action" => pending.action.clone())
+            .record(pending.started.elapsed().as_secs_f64());
         let handle = self.connection(pending.connection_id)?;
         handle.send(frame);
         Some(handle)
@@ -569,6 +584,7 @@ mod tests {
                 connection_id: a.id,
                 action: "LOGIN".into(),
                 request_id: None,
+                started: Instant::now(),
                 deadline: Instant::now(),
                 timed_out: false,
             },

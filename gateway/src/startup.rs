@@ -56,6 +56,7 @@ impl Application {
                 context,
                 listening: Arc::new(AtomicBool::new(false)),
                 connections: TaskTracker::new(),
+                metrics: shared_proto::observability::install()?,
             },
             subscription_changes,
         })
@@ -115,7 +116,10 @@ async fn sweep_deadlines(hub: Arc<Hub>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tick.tick() => hub.expire(Instant::now(), LATE_ANSWER_GRACE),
+            _ = tick.tick() => {
+                hub.expire(Instant::now(), LATE_ANSWER_GRACE);
+                metrics::gauge!("switchyard_gateway_pending_requests").set(hub.pending_count() as f64);
+            }
         }
     }
 }

@@ -201,6 +201,7 @@ impl MailHandler {
 
         match send_with_retries(&self.policy, &self.stop, |_| self.smtp.send(&job)).await {
             Outcome::Sent { attempts } => {
+                metrics::counter!("switchyard_mails_sent_total").increment(1);
                 self.record_sent(&job, attempts).await;
                 info!(attempts, "sent");
                 Disposition::Done(Vec::new())
@@ -241,6 +242,7 @@ impl MailHandler {
             attempts,
             failed_at_ms: shared_proto::now_ms(),
         };
+        metrics::counter!("switchyard_mails_failed_total").increment(1);
         let stream = self.bus.names().mail_dead_letters();
         if let Err(err) = self.bus.append(&stream, &dead).await {
             warn!(error = %err, "could not put the job on the dead-letter stream; leaving it for later");

@@ -16,6 +16,7 @@ pub struct Settings {
     pub bus: BusSettings,
     pub smtp: SmtpSettings,
     pub mailer: MailerSettings,
+    pub http: shared_proto::settings::HttpSettings,
 }
 
 impl Settings {

@@ -56,6 +56,16 @@ impl Application {
             max_in_flight: settings.bus.max_in_flight.max(1),
             drain_timeout: DRAIN_TIMEOUT,
         };
+        let metrics = shared_proto::observability::install()?;
+        let ready = {
+            let (bus, log) = (bus.clone(), log.clone());
+            shared_proto::observability::readiness(move || {
+                let (bus, log) = (bus.clone(), log.clone());
+                async move { bus.is_reachable().await && log.ping().await }
+            })
+        };
+        shared_proto::observability::serve(&settings.http.listen, metrics, ready, shutdown.clone())
+            .await?;
         let policy = RetryPolicy::from_settings(&settings.mailer);
         let handler = Arc::new(MailHandler::new(
             smtp,

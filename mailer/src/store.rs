@@ -59,6 +59,7 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct MailLog {
     collection: Collection<Document>,
+    database: mongodb::Database,
 }
 
 impl MailLog {
@@ -66,9 +67,19 @@ impl MailLog {
     /// mailer starts even while MongoDB is still coming up.
     pub async fn connect(settings: &MongoSettings) -> Result<MailLog, StoreError> {
         let client = Client::with_uri_str(settings.uri.expose()).await?;
+        let database = client.database(&settings.database);
         Ok(MailLog {
-            collection: client.database(&settings.database).collection(COLLECTION),
+            collection: database.collection(COLLECTION),
+            database,
         })
+    }
+
+    /// True if the database answers.
+    pub async fn ping(&self) -> bool {
+        self.database
+            .run_command(mongodb::bson::doc! {"ping": 1})
+            .await
+            .is_ok()
     }
 
     /// What is recorded about a job, if anything.

@@ -9,7 +9,8 @@
 //!
 //! With the `runtime` feature, also the pieces every binary shares: the Redis
 //! bus client and stream worker ([`bus`]), layered settings ([`settings`]),
-//! logging ([`telemetry`]) and graceful shutdown ([`shutdown`]).
+//! logging ([`telemetry`]), metrics and probes ([`observability`]) and
+//! graceful shutdown ([`shutdown`]).
 
 pub mod client;
 pub mod envelope;
@@ -20,6 +21,8 @@ pub mod status;
 
 #[cfg(feature = "runtime")]
 pub mod bus;
+#[cfg(feature = "runtime")]
+pub mod observability;
 #[cfg(feature = "runtime")]
 pub mod settings;
 #[cfg(feature = "runtime")]

@@ -145,3 +145,20 @@ impl BusSettings {
         crate::names::Names::new(self.prefix.clone())
     }
 }
+
+/// The probe and metrics server of a service (the gateway uses its own port).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct HttpSettings {
+    /// `127.0.0.1:0` picks a free port (several replicas on one machine);
+    /// containers set `0.0.0.0:9090`.
+    pub listen: String,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            listen: "127.0.0.1:0".into(),
+        }
+    }
+}

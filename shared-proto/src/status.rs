@@ -50,6 +50,27 @@ impl ErrorCode {
     }
 }
 
+impl ErrorCode {
+    /// Every code, for tables and checks.
+    pub const ALL: [ErrorCode; 10] = [
+        ErrorCode::BadRequest,
+        ErrorCode::UnknownAction,
+        ErrorCode::Unauthorized,
+        ErrorCode::Forbidden,
+        ErrorCode::NotFound,
+        ErrorCode::Conflict,
+        ErrorCode::RateLimited,
+        ErrorCode::ServiceUnavailable,
+        ErrorCode::Timeout,
+        ErrorCode::Internal,
+    ];
+
+    /// The code a `rocketStatus` names, if it names one.
+    pub fn parse(status: &str) -> Option<ErrorCode> {
+        Self::ALL.into_iter().find(|code| code.as_str() == status)
+    }
+}
+
 impl std::fmt::Display for ErrorCode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -62,20 +83,11 @@ mod tests {
 
     #[test]
     fn serde_spelling_matches_as_str() {
-        for code in [
-            ErrorCode::BadRequest,
-            ErrorCode::UnknownAction,
-            ErrorCode::Unauthorized,
-            ErrorCode::Forbidden,
-            ErrorCode::NotFound,
-            ErrorCode::Conflict,
-            ErrorCode::RateLimited,
-            ErrorCode::ServiceUnavailable,
-            ErrorCode::Timeout,
-            ErrorCode::Internal,
-        ] {
+        for code in ErrorCode::ALL {
             let json = serde_json::to_value(code).expect("serialise");
             assert_eq!(json, serde_json::Value::String(code.as_str().into()));
+            assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
+        assert_eq!(ErrorCode::parse("USER_LOGGED"), None);
     }
 }

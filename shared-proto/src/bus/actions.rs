@@ -99,6 +99,7 @@ impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
             user_id = request.identity.as_ref().map(|i| i.user_id.as_str()).unwrap_or(""),
             reclaimed = delivery.reclaimed,
         );
+        let started = std::time::Instant::now();
         let result = self
             .service
             .handle(&request, &delivery)
@@ -122,6 +123,11 @@ impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
             }
         };
         info!(status = frame.status(), "action handled");
+        let action = metric_label(&request.action);
+        metrics::histogram!("switchyard_action_duration_seconds", "action" => action)
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!("switchyard_actions_total", "action" => action, "status" => frame.status().to_owned())
+            .increment(1);
         let reply = Publication {
             channel: self.names.gateway_channel(&request.origin.gateway_id),
             message: ToGateway::Reply {
@@ -136,4 +142,16 @@ impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
         publications.extend(events);
         Disposition::Done(publications)
     }
+}
+
+/// An action name as a metric label: only names the system knows, so a
+/// client cannot grow the number of series.
+fn metric_label(action: &str) -> &'static str {
+    crate::routing::AUTH_ACTIONS
+        .iter()
+        .chain(crate::routing::CHAT_ACTIONS)
+        .chain(std::iter::once(&crate::routing::SESSION_STARTED))
+        .find(|known| **known == action)
+        .copied()
+        .unwrap_or("other")
 }

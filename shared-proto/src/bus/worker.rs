@@ -201,6 +201,9 @@ where
                     if let Err(err) = self.claim_abandoned(&shutdown).await {
                         debug!(error = %err, "claiming abandoned entries failed");
                     }
+                    if let Err(err) = self.report_lag().await {
+                        debug!(error = %err, "reading the stream's lag failed");
+                    }
                 }
             }
         }
@@ -230,6 +233,8 @@ where
                 .await?;
             for entry in reply.claimed {
                 info!(entry = %entry.id, stream = %self.config.stream, "claimed an abandoned entry");
+                metrics::counter!("switchyard_bus_entries_claimed_total", "stream" => self.config.stream.clone())
+                    .increment(1);
                 self.clone().dispatch(entry, true, shutdown).await;
             }
             if reply.next_stream_id == "0-0" {
@@ -237,6 +242,33 @@ where
             }
             cursor = reply.next_stream_id;
         }
+        Ok(())
+    }
+
+    /// Publishes how far behind the group is: entries not yet acknowledged
+    /// (acknowledged ones are deleted, so that is the stream's length) and,
+    /// of those, entries delivered to a consumer and not yet done.
+    async fn report_lag(&self) -> redis::RedisResult<()> {
+        let mut connection = self.bus.connection();
+        let (length, pending): (u64, Value) = redis::pipe()
+            .cmd("XLEN")
+            .arg(&self.config.stream)
+            .cmd("XPENDING")
+            .arg(&self.config.stream)
+            .arg(&self.config.group)
+            .query_async(&mut connection)
+            .await?;
+        let pending = match pending {
+            Value::Array(fields) => match fields.first() {
+                Some(Value::Int(count)) => *count as f64,
+                _ => 0.0,
+            },
+            _ => 0.0,
+        };
+        let stream = self.config.stream.clone();
+        metrics::gauge!("switchyard_bus_backlog_entries", "stream" => stream.clone())
+            .set(length as f64);
+        metrics::gauge!("switchyard_bus_pending_entries", "stream" => stream).set(pending);
         Ok(())
     }
 
