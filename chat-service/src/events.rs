@@ -69,12 +69,13 @@ impl Events {
         group_id: &str,
         frame: ServerFrame,
         skip_user: &str,
+        except: Option<&Origin>,
     ) -> Publication {
         Publication {
             channel: self.names.group_channel(group_id),
             message: ToGateway::Event {
                 frame,
-                except: None,
+                except: except.cloned(),
                 skip_user: Some(skip_user.to_owned()),
             },
         }

@@ -77,7 +77,8 @@ pub async fn request(service: &ChatService, call: &Call<'_>) -> Result<Outcome, 
                 "FRIEND_REQUEST_RECEIVED",
                 "Someone wants to be your friend.",
             )
-            .with("from", from),
+            .with("userId", me)
+            .with("user", from),
         ),
     ))
 }
@@ -215,14 +216,16 @@ async fn accept(
         .map_err(|e| unavailable(e.into()))?;
     let me_card = service.store.user(me).await.map_err(unavailable)?;
     let me_json = me_card.as_ref().map_or_else(|| json!({"userId": me}), card);
-    let added = |friend: Value| {
-        ServerFrame::new("FRIEND_ADDED", "You have a new friend.").with("friend", friend)
+    let added = |user_id: &str, user: Value| {
+        ServerFrame::new("FRIEND_ADDED", "You have a new friend.")
+            .with("userId", user_id)
+            .with("user", user)
     };
     Ok(Outcome::reply(responded(other, true))
-        .with_event(service.events.to_user(&other.id, added(me_json)))
+        .with_event(service.events.to_user(&other.id, added(me, me_json)))
         .with_event(service.events.to_user_except(
             me,
-            added(card(other)),
+            added(&other.id, card(other)),
             Some(&call.request.origin),
         )))
 }
@@ -248,7 +251,9 @@ async fn target(
 
 fn request_sent(other: &UserCard) -> Outcome {
     Outcome::reply(
-        ServerFrame::new("FRIEND_REQUEST_SENT", "Friend request sent.").with("to", card(other)),
+        ServerFrame::new("FRIEND_REQUEST_SENT", "Friend request sent.")
+            .with("userId", &other.id)
+            .with("user", card(other)),
     )
 }
 
@@ -260,5 +265,6 @@ fn responded(other: &UserCard, accepted: bool) -> ServerFrame {
     };
     ServerFrame::new("FRIEND_RESPONDED", message)
         .with("accepted", accepted)
+        .with("userId", &other.id)
         .with("user", card(other))
 }

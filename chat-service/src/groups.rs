@@ -76,11 +76,13 @@ pub async fn create(service: &ChatService, call: &Call<'_>) -> Result<Outcome, A
         .insert_group(&group)
         .await
         .map_err(unavailable)?;
+    // The group is stored now: a failure here means "finish later"
+    // (idempotently), not "nothing was done".
     service
         .store
         .ensure_conversation(&group_conversation(&group.id))
         .await
-        .map_err(unavailable)?;
+        .map_err(|err| ActionError::Retry(err.into()))?;
     let view = group_view(service, &group, me).await?;
     Ok(Outcome::reply(
         ServerFrame::new("GROUP_CREATED", "Group created; you are its admin.").with("group", view),
@@ -246,7 +248,7 @@ pub async fn moderate(service: &ChatService, call: &Call<'_>) -> Result<Outcome,
             Outcome::reply(reply)
                 .with_event(events.membership(&target, &group.id, true))
                 .with_event(events.to_user(&target, joined.clone()))
-                .with_event(events.to_group_skipping(&group.id, joined, &target))
+                .with_event(events.to_group_skipping(&group.id, joined, &target, origin))
         }
         "REMOVE_MEMBER" | "BAN_MEMBER" => {
             let (status, text) = if action == "BAN_MEMBER" {

@@ -98,6 +98,12 @@ pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         .await
         .map_err(unavailable)?
     {
+        if call.delivery.reclaimed {
+            // The first handling may have died between storing and finishing.
+            finish_stored(service, &existing)
+                .await
+                .map_err(|err| ActionError::Retry(err.into()))?;
+        }
         let conversation = service
             .store
             .conversation(&existing.conversation_id)
@@ -213,6 +219,26 @@ pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
             "The conversation is too busy right now; send again with the same clientMsgId.",
         ));
     }
+    // The message is stored: from here on a failure means "finish later"
+    // (the entry is handled again and takes the resend path above).
+    finish_stored(service, &message)
+        .await
+        .map_err(|err| ActionError::Retry(err.into()))?;
+    Ok(sent_outcome(
+        service,
+        call,
+        &message,
+        Some(&conversation),
+        true,
+    ))
+}
+
+/// Moves the conversation's last message forward and marks it read for its
+/// sender. Both are idempotent, so a redelivery may run them again.
+async fn finish_stored(
+    service: &ChatService,
+    message: &Message,
+) -> Result<(), crate::store::StoreError> {
     let preview = MessagePreview {
         message_id: message.id.clone(),
         seq: message.seq,
@@ -222,21 +248,12 @@ pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
     };
     service
         .store
-        .record_last_message(&conversation.id, &preview)
-        .await
-        .map_err(unavailable)?;
+        .record_last_message(&message.conversation_id, &preview)
+        .await?;
     service
         .store
-        .mark_read(&conversation.id, me, message.seq)
+        .mark_read(&message.conversation_id, &message.sender_id, message.seq)
         .await
-        .map_err(unavailable)?;
-    Ok(sent_outcome(
-        service,
-        call,
-        &message,
-        Some(&conversation),
-        true,
-    ))
 }
 
 /// Checks that the sender may write to the recipient, and how.

@@ -30,7 +30,8 @@ pub enum Outbound {
 pub mod close_code {
     /// The frame was larger than the configured limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// The client kept sending after being rate limited, or read too slowly.
+    /// The client kept sending after being rate limited. (A client that
+    /// reads too slowly is dropped without a close frame: its queue is full.)
     pub const POLICY_VIOLATION: u16 = 1008;
     /// This replica is going away; reconnect (to any replica).
     pub const SERVICE_RESTART: u16 = 1012;
@@ -244,6 +245,22 @@ impl Hub {
                 handle.send(&ServerFrame::new(
                     "SESSION_CLOSED",
                     "Your session was closed. Log in again to continue.",
+                ));
+            }
+        }
+    }
+
+    /// Logs out every connection whose session has expired, and tells it, so
+    /// that an expired session stops receiving events even if it stays silent.
+    pub fn expire_sessions(&self, now_ms: i64) {
+        let handles: Vec<_> = lock(&self.registry).connections.values().cloned().collect();
+        for handle in handles {
+            let expired = handle.session().is_some_and(|s| s.expires_at_ms <= now_ms);
+            if expired {
+                self.log_out(handle.id);
+                handle.send(&ServerFrame::new(
+                    "SESSION_CLOSED",
+                    "Your session expired. Log in again to continue.",
                 ));
             }
         }
@@ -571,6 +588,32 @@ mod tests {
             },
         );
         assert!(a.identity().is_none());
+    }
+
+    #[test]
+    fn an_expired_session_is_logged_out_and_told() {
+        let (hub, mut changes) = hub();
+        let (tx, mut rx) = mpsc::channel(8);
+        let a = hub.register(tx);
+        let expires = now_ms() + 1_000;
+        hub.log_in(
+            a.id,
+            Session {
+                identity: identity("u1", "s1"),
+                expires_at_ms: expires,
+            },
+        );
+        let _subscribed = changes.try_recv();
+        hub.expire_sessions(expires - 1);
+        assert!(rx.try_recv().is_err(), "not expired yet");
+        hub.expire_sessions(expires);
+        assert!(
+            matches!(rx.try_recv(), Ok(Outbound::Frame(text)) if text.as_str().contains("SESSION_CLOSED"))
+        );
+        assert_eq!(
+            changes.try_recv().ok(),
+            Some(SubscriptionChange::Unsubscribe("switchyard:user:u1".into()))
+        );
     }
 
     #[test]

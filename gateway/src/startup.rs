@@ -113,11 +113,17 @@ impl Application {
 /// Tells clients whose requests got no answer in time.
 async fn sweep_deadlines(hub: Arc<Hub>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
                 hub.expire(Instant::now(), LATE_ANSWER_GRACE);
+                ticks += 1;
+                // Sessions last days; looking every few seconds is plenty.
+                if ticks % 50 == 0 {
+                    hub.expire_sessions(shared_proto::now_ms());
+                }
                 metrics::gauge!("switchyard_gateway_pending_requests").set(hub.pending_count() as f64);
             }
         }
