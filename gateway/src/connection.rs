@@ -2,7 +2,7 @@
 //! bus, and a writer that drains the connection's outbox into the socket.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
@@ -32,35 +32,65 @@ pub struct Context {
     pub draining: CancellationToken,
 }
 
+/// How long a connection this gateway closed waits for the client's own close
+/// frame. Ending the TCP connection before reading it could leave unread
+/// data behind, which makes the kernel send a reset instead of a FIN, and a
+/// client (or a proxy in between) can then lose the close frame and its code.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
 /// Serves one upgraded WebSocket until either side closes it.
 pub async fn serve(socket: WebSocket, context: Arc<Context>) {
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let (outbox, inbox) = mpsc::channel(context.settings.outbox_frames.max(1));
     let handle = context.hub.register(outbox);
     let span = info_span!("connection", id = handle.id);
     let writer =
         tokio::spawn(write_frames(sink, inbox, handle.closed.clone()).instrument(span.clone()));
-    read_frames(stream, &handle, &context)
+    read_frames(&mut stream, &handle, &context)
         .instrument(span)
         .await;
     context.hub.unregister(handle.id);
+    let closed_by_us = handle.closed.is_cancelled();
     // The hub held the last other sender: the writer sees its outbox close,
     // flushes what is queued and ends.
     drop(handle);
     let _ = writer.await;
+    if closed_by_us {
+        linger(&mut stream).await;
+    }
+}
+
+/// Reads until the client answers our close frame (or goes), at most
+/// [`CLOSE_LINGER`].
+async fn linger(stream: &mut futures_util::stream::SplitStream<WebSocket>) {
+    let _ = tokio::time::timeout(CLOSE_LINGER, async {
+        while let Some(Ok(message)) = stream.next().await {
+            if matches!(message, Message::Close(_)) {
+                return;
+            }
+        }
+    })
+    .await;
 }
 
 async fn read_frames(
-    mut stream: futures_util::stream::SplitStream<WebSocket>,
+    stream: &mut futures_util::stream::SplitStream<WebSocket>,
     handle: &Arc<ConnectionHandle>,
     context: &Context,
 ) {
     let mut bucket = TokenBucket::new(context.settings.rate_per_sec, context.settings.rate_burst);
     let mut strikes = 0u32;
+    let mut draining = false;
     loop {
         let message = tokio::select! {
             _ = handle.closed.cancelled() => return,
-            _ = context.draining.cancelled() => return,
+            // The replica is draining: the connection stays registered, so
+            // the answers to its requests already on the bus still reach it,
+            // until the hub closes it with 1012 (see startup).
+            _ = context.draining.cancelled(), if !draining => {
+                draining = true;
+                continue;
+            }
             message = stream.next() => message,
         };
         let message = match message {
@@ -75,6 +105,13 @@ async fn read_frames(
                 return;
             }
         };
+        if draining && !matches!(message, Message::Close(_)) {
+            // Frames sent while the replica drains are read but not taken:
+            // they get no answer, so the client sends them again after it
+            // reconnects elsewhere. Reading them (rather than leaving them in
+            // the socket) keeps the coming close clean; see CLOSE_LINGER.
+            continue;
+        }
         if matches!(message, Message::Text(_) | Message::Binary(_)) {
             metrics::counter!("switchyard_gateway_frames_in_total").increment(1);
         }
@@ -97,10 +134,17 @@ async fn read_frames(
                 handle.close(close_code::POLICY_VIOLATION, "rate limit exceeded");
                 return;
             }
-            handle.send(&ServerFrame::error(
-                ErrorCode::RateLimited,
-                "Too many frames. Slow down; this frame was not processed.",
-            ));
+            // Parsed only to echo its requestId, as every reply does.
+            let request_id = parse_client_frame(text.as_str())
+                .ok()
+                .and_then(|r| r.request_id);
+            handle.send(
+                &ServerFrame::error(
+                    ErrorCode::RateLimited,
+                    "Too many frames. Slow down; this frame was not processed.",
+                )
+                .with_request_id(request_id.as_deref()),
+            );
             continue;
         }
         strikes = 0;

@@ -307,6 +307,12 @@ impl Client {
         }
     }
 
+    /// Takes every frame buffered so far, oldest first, without reading
+    /// the socket: e.g. what arrived before the server closed the connection.
+    pub fn take_buffered(&mut self) -> Vec<Value> {
+        self.buffered.drain(..).collect()
+    }
+
     /// Closes the connection politely (close code 1000).
     pub async fn close(mut self) {
         // The server may already have gone; closing is best effort.

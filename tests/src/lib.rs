@@ -29,8 +29,10 @@
 //! - [`mail`]: what MailDev caught, and the confirmation code in it.
 //! - [`stored`]: what the services wrote to the database.
 
+pub mod chat;
 pub mod client;
 pub mod flows;
+pub mod front_door;
 mod infra;
 pub mod locate;
 pub mod mail;

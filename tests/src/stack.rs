@@ -191,6 +191,7 @@ impl StackBuilder {
             maildev: MailDev::new(smtp_port, web_port),
             mongo,
             wiring,
+            overrides: self.overrides,
             gateway_ports,
             logs,
             dir,
@@ -205,6 +206,8 @@ pub struct Stack {
     maildev: MailDev,
     mongo: mongodb::Client,
     wiring: Wiring,
+    /// Kept for replicas started later ([`Stack::add_gateway`]).
+    overrides: Overrides,
     gateway_ports: Vec<u16>,
     logs: PathBuf,
     dir: WorkDir,
@@ -542,5 +545,38 @@ impl Drop for WorkDir {
                 self.dir.path().display()
             );
         }
+    }
+}
+
+/// Growing a running stack, as a deployment scales out.
+impl Stack {
+    /// Starts one more gateway replica (`gw-<n>`, on a new free port) wired and
+    /// configured like the others, waits until its `/readyz` answers 200, and
+    /// returns its index for [`gateway_url`](Self::gateway_url) and friends.
+    ///
+    /// # Panics
+    /// If it does not become ready within 20 s.
+    pub async fn add_gateway(&mut self) -> usize {
+        let replica = self.gateway_ports.len();
+        let port = free_port();
+        let at = self
+            .dir
+            .placement(&services::replica_name(GATEWAY, replica), &self.logs);
+        let mut component = start(services::gateway(
+            &at,
+            &self.wiring,
+            &self.overrides,
+            replica,
+            port,
+        ));
+        component.wait_ready().await;
+        self.components.push(component);
+        self.gateway_ports.push(port);
+        replica
+    }
+
+    /// The loopback address gateway `i` listens on.
+    pub fn gateway_addr(&self, i: usize) -> std::net::SocketAddr {
+        crate::infra::loopback(self.gateway_port(i))
     }
 }

@@ -34,6 +34,19 @@ pub enum BusError {
     Redis(#[from] redis::RedisError),
     #[error("encoding a bus message: {0}")]
     Encode(#[from] serde_json::Error),
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Bounds a Redis command: while the connection manager reconnects, commands
+/// wait for it, and a client must hear "unavailable" sooner than that.
+async fn bounded<T>(
+    command: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> Result<T, BusError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT, command).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(BusError::Timeout(COMMAND_TIMEOUT)),
+    }
 }
 
 /// A message to publish, and the channel to publish it on.
@@ -62,7 +75,11 @@ impl Bus {
         let client = redis::Client::open(url)?;
         let config = ConnectionManagerConfig::new()
             .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_connection_timeout(Some(COMMAND_TIMEOUT));
+            .set_connection_timeout(Some(COMMAND_TIMEOUT))
+            // Reconnect attempts stay short, so the bus is usable again soon
+            // after Redis is.
+            .set_number_of_retries(3)
+            .set_max_delay(Duration::from_secs(1));
         let mut delay = Duration::from_millis(100);
         loop {
             // Raced against the stop signal: the manager retries by itself
@@ -105,8 +122,7 @@ impl Bus {
     /// True if Redis answers a PING.
     pub async fn is_reachable(&self) -> bool {
         let mut connection = self.connection.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
+        bounded(redis::cmd("PING").query_async::<String>(&mut connection))
             .await
             .is_ok()
     }
@@ -121,7 +137,7 @@ impl Bus {
     pub async fn append(&self, stream: &str, body: &impl Serialize) -> Result<(), BusError> {
         let body = serde_json::to_string(body)?;
         let mut connection = self.connection.clone();
-        let _: String = connection.xadd(stream, "*", &[(ENTRY_FIELD, body)]).await?;
+        let _: String = bounded(connection.xadd(stream, "*", &[(ENTRY_FIELD, body)])).await?;
         Ok(())
     }
 
@@ -148,14 +164,16 @@ impl Bus {
         });
         let body = serde_json::to_string(body)?;
         let mut connection = self.connection.clone();
-        let appended: i64 = SCRIPT
-            .key(self.names.mail_enqueued_marker(job_id))
-            .key(stream)
-            .arg(u64::try_from(remember.as_millis()).unwrap_or(u64::MAX))
-            .arg(ENTRY_FIELD)
-            .arg(body)
-            .invoke_async(&mut connection)
-            .await?;
+        let appended: i64 = bounded(
+            SCRIPT
+                .key(self.names.mail_enqueued_marker(job_id))
+                .key(stream)
+                .arg(u64::try_from(remember.as_millis()).unwrap_or(u64::MAX))
+                .arg(ENTRY_FIELD)
+                .arg(body)
+                .invoke_async(&mut connection),
+        )
+        .await?;
         Ok(appended == 1)
     }
 
@@ -163,9 +181,7 @@ impl Bus {
     /// time it remembers jobs).
     pub async fn was_appended(&self, job_id: &str) -> Result<bool, BusError> {
         let mut connection = self.connection.clone();
-        Ok(connection
-            .exists(self.names.mail_enqueued_marker(job_id))
-            .await?)
+        bounded(connection.exists(self.names.mail_enqueued_marker(job_id))).await
     }
 
     /// Publishes one message.
@@ -191,7 +207,7 @@ impl Bus {
             .ignore();
         }
         let mut connection = self.connection.clone();
-        pipe.query_async::<()>(&mut connection).await?;
+        bounded(pipe.query_async::<()>(&mut connection)).await?;
         Ok(())
     }
 
@@ -199,7 +215,7 @@ impl Bus {
     /// what they acknowledge, so this is simply the stream's length.
     pub async fn backlog(&self, stream: &str) -> Result<u64, BusError> {
         let mut connection = self.connection.clone();
-        Ok(connection.xlen(stream).await?)
+        bounded(connection.xlen(stream)).await
     }
 
     pub(crate) fn connection(&self) -> ConnectionManager {

@@ -1,0 +1,445 @@
+#!/usr/bin/env bash
+# Switchyard benchmark: builds everything in release, starts its own Redis, FerretDB, MailDev,
+# services and gateways, a Centrifugo cluster (Redis engine) and the bare broadcast server, each on
+# free loopback ports, runs the same loadgen scenarios against each several times, and writes the
+# medians to docs/benchmarks.md.
+#
+#   tests/loadgen/bench.sh            (or ./stack bench)
+#
+# Sizes can be changed through the BENCH_* variables below, e.g. BENCH_RUNS=1 BENCH_IDLE_LARGE=0
+# for a quick look. Nothing here touches a stack started with `./stack up` (other ports) or the
+# end-to-end tests.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+ROOT=$(pwd -P)
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/switchyard/target}"
+SY_CACHE="${SWITCHYARD_CACHE:-$HOME/.cache/switchyard}"
+[[ -d $HOME/.cargo/bin ]] && PATH="$HOME/.cargo/bin:$PATH"
+[[ -d /usr/local/go/bin ]] && PATH="$PATH:/usr/local/go/bin"
+export PATH
+
+# ---------------------------------------------------------------------------------------------------
+# What is measured
+# ---------------------------------------------------------------------------------------------------
+
+RUNS="${BENCH_RUNS:-3}"                        # runs per figure; the median is reported
+IDLE_SMALL="${BENCH_IDLE_SMALL:-10000}"        # idle connections on one server
+IDLE_LARGE="${BENCH_IDLE_LARGE:-50000}"        # idle connections over NODES_LARGE servers (0: skip)
+NODES_LARGE="${BENCH_NODES_LARGE:-3}"          # one process holds < 20k sockets under this fd limit
+IDLE_SECS="${BENCH_IDLE_SECS:-10}"
+IDLE_USERS="${BENCH_IDLE_USERS:-100}"
+FANOUT_CONNECTIONS="${BENCH_FANOUT_CONNECTIONS:-1000}"
+FANOUT_GROUP="${BENCH_FANOUT_GROUP:-100}"
+FANOUT_RATE="${BENCH_FANOUT_RATE:-100}"        # messages/s sent in total; each reaches GROUP-1 members
+DIRECT_CONNECTIONS="${BENCH_DIRECT_CONNECTIONS:-200}"
+DIRECT_RATE="${BENCH_DIRECT_RATE:-100}"
+TRAFFIC_SECS="${BENCH_TRAFFIC_SECS:-20}"
+ACCOUNTS="${BENCH_ACCOUNTS:-200}"              # sign-up storm (this product only)
+SOURCE_IPS="${BENCH_SOURCE_IPS:-127.0.0.1-127.0.0.20}"
+OUT_DOC="${BENCH_DOC:-$ROOT/docs/benchmarks.md}"
+
+CENTRIFUGO_VERSION=5.4.9
+CENTRIFUGO_MODULE=github.com/centrifugal/centrifugo/v5
+CENTRIFUGO_SECRET=loadgen-secret
+
+BIN="$CARGO_TARGET_DIR/release"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench.XXXXXX")
+LOGS="$WORK/logs"
+RESULTS="$WORK/results"
+mkdir -p "$LOGS" "$RESULTS"
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+	printf 'bench: error: %s\n' "$*" >&2
+	exit 1
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Processes this script starts: every one is recorded and killed on exit, by pid.
+# ---------------------------------------------------------------------------------------------------
+
+declare -A PID=()
+
+cleanup() {
+	local name
+	for name in "${!PID[@]}"; do
+		kill "${PID[$name]}" 2>/dev/null || true
+	done
+	sleep 1
+	for name in "${!PID[@]}"; do
+		kill -9 "${PID[$name]}" 2>/dev/null || true
+	done
+	log "logs and raw reports kept in $WORK"
+}
+trap cleanup EXIT
+
+# start NAME COMMAND...: runs COMMAND in the background, logging to $LOGS/NAME.log.
+start() {
+	local name=$1
+	shift
+	"$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+	PID[$name]=$!
+}
+
+# stop NAME...: SIGTERM, a bounded wait, then SIGKILL.
+stop() {
+	local name pid i
+	for name in "$@"; do
+		pid=${PID[$name]:-}
+		[[ -n $pid ]] || continue
+		kill "$pid" 2>/dev/null || true
+		for ((i = 0; i < 50; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.2
+		done
+		kill -9 "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+		unset "PID[$name]"
+	done
+}
+
+port_open() {
+	# shellcheck disable=SC2016 # expanded by the inner bash
+	timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0"' "$1" 2>/dev/null
+}
+
+# Ports come from below the ephemeral range (32768+), which the load generator's client
+# sockets use up by the tens of thousands, and away from ./stack up's fixed ports.
+declare -A USED_PORTS=()
+PORT=0
+pick_port() {
+	local p i
+	for ((i = 0; i < 1000; i++)); do
+		p=$((21000 + RANDOM % 11000))
+		[[ -z ${USED_PORTS[$p]:-} ]] || continue
+		port_open "$p" && continue
+		USED_PORTS[$p]=1
+		PORT=$p
+		return 0
+	done
+	die "no free loopback port found"
+}
+
+# wait_until NAME WHAT COMMAND...: polls COMMAND for up to 60 s while NAME is alive.
+wait_until() {
+	local name=$1 what=$2 i
+	shift 2
+	for ((i = 0; i < 300; i++)); do
+		"$@" && return 0
+		kill -0 "${PID[$name]}" 2>/dev/null || {
+			tail -n 20 "$LOGS/$name.log" >&2
+			die "$name exited before $what"
+		}
+		sleep 0.2
+	done
+	tail -n 20 "$LOGS/$name.log" >&2
+	die "$name: no $what within 60 s"
+}
+
+http_ok() { [[ $(curl -s -o /dev/null --max-time 2 -w '%{http_code}' "$1" 2>/dev/null) == 200 ]]; }
+
+# ---------------------------------------------------------------------------------------------------
+# Install and build
+# ---------------------------------------------------------------------------------------------------
+
+install_centrifugo() {
+	CENTRIFUGO_BIN="${BENCH_CENTRIFUGO_BIN:-$SY_CACHE/bin/centrifugo}"
+	if [[ -x $CENTRIFUGO_BIN ]] && "$CENTRIFUGO_BIN" version 2>/dev/null | grep -q "v$CENTRIFUGO_VERSION"; then
+		return 0
+	fi
+	command -v go >/dev/null 2>&1 || die "Centrifugo is built from source with Go; install Go or set BENCH_CENTRIFUGO_BIN"
+	log "building Centrifugo $CENTRIFUGO_VERSION into $CENTRIFUGO_BIN (first run only)"
+	# A throwaway module: `go install module@version` needs the proxy's version list, which may be refused.
+	local tmp
+	tmp=$(mktemp -d)
+	if (
+		cd "$tmp" &&
+			go mod init centrifugo-build >/dev/null &&
+			go get "$CENTRIFUGO_MODULE@v$CENTRIFUGO_VERSION" &&
+			go build -buildvcs=false \
+				-ldflags "-X $CENTRIFUGO_MODULE/internal/build.Version=$CENTRIFUGO_VERSION" \
+				-o "$tmp/centrifugo" "$CENTRIFUGO_MODULE"
+	); then
+		mkdir -p "$(dirname "$CENTRIFUGO_BIN")"
+		mv -f "$tmp/centrifugo" "$CENTRIFUGO_BIN"
+	fi
+	chmod -R u+w "$tmp" 2>/dev/null || true
+	rm -rf "$tmp"
+	[[ -x $CENTRIFUGO_BIN ]] || die "could not build Centrifugo $CENTRIFUGO_VERSION"
+}
+
+install_all() {
+	log "installing what is missing (./stack install)"
+	"$ROOT/stack" install
+	REDIS_BIN="${SWITCHYARD_REDIS_BIN:-$(command -v redis-server || echo /usr/bin/redis-server)}"
+	FERRETDB_BIN="${SWITCHYARD_FERRETDB_BIN:-$SY_CACHE/bin/ferretdb}"
+	MAILDEV_BIN="${SWITCHYARD_MAILDEV_BIN:-$SY_CACHE/maildev/node_modules/.bin/maildev}"
+	for bin in "$REDIS_BIN" "$FERRETDB_BIN" "$MAILDEV_BIN"; do
+		[[ -x $bin ]] || die "$bin is missing after ./stack install"
+	done
+	install_centrifugo
+	log "cargo build --release --workspace --bins"
+	cargo build --release --workspace --bins || die "cargo build --release failed"
+	for bin in gateway auth-service chat-service mailer loadgen bare-broadcast; do
+		[[ -x $BIN/$bin ]] || die "the release build did not produce $BIN/$bin"
+	done
+}
+
+# ---------------------------------------------------------------------------------------------------
+# The systems under test
+# ---------------------------------------------------------------------------------------------------
+
+# This product: its own Redis, FerretDB and MailDev, two auth-services, a chat-service, a mailer.
+start_product_backend() {
+	pick_port && SY_REDIS_PORT=$PORT
+	pick_port && SY_MONGO_PORT=$PORT
+	pick_port && SY_SMTP_PORT=$PORT
+	pick_port && SY_MAILDEV_PORT=$PORT
+	mkdir -p "$WORK/redis-product" "$WORK/ferretdb" "$WORK/maildev"
+	start redis-product "$REDIS_BIN" --port "$SY_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+		--dir "$WORK/redis-product" --maxclients 100000
+	start ferretdb "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$WORK/ferretdb/" \
+		--state-dir="$WORK/ferretdb" --listen-addr="127.0.0.1:$SY_MONGO_PORT" --debug-addr=- \
+		--telemetry=disable --log-level=warn
+	# MailDev reads configuration from its working directory: give it its own.
+	start maildev env -C "$WORK/maildev" "$MAILDEV_BIN" --smtp "$SY_SMTP_PORT" --ip 127.0.0.1 \
+		--web "$SY_MAILDEV_PORT" --web-ip 127.0.0.1
+	wait_port_any "$SY_REDIS_PORT" "$SY_MONGO_PORT" "$SY_SMTP_PORT" "$SY_MAILDEV_PORT"
+	SY_ENV=(
+		SWITCHYARD__REDIS__URL="redis://127.0.0.1:$SY_REDIS_PORT"
+		SWITCHYARD__MONGODB__URI="mongodb://127.0.0.1:$SY_MONGO_PORT"
+		SWITCHYARD__MONGODB__DATABASE=switchyard
+		SWITCHYARD__SMTP__HOST=127.0.0.1
+		SWITCHYARD__SMTP__PORT="$SY_SMTP_PORT"
+		SWITCHYARD__LOG__FILTER=warn
+		NO_COLOR=1
+	)
+	start auth-service-1 env "${SY_ENV[@]}" "$BIN/auth-service"
+	start auth-service-2 env "${SY_ENV[@]}" "$BIN/auth-service"
+	start chat-service env "${SY_ENV[@]}" "$BIN/chat-service"
+	start mailer env "${SY_ENV[@]}" "$BIN/mailer"
+	sleep 1
+	local name
+	for name in auth-service-1 auth-service-2 chat-service mailer; do
+		kill -0 "${PID[$name]}" 2>/dev/null || {
+			tail -n 20 "$LOGS/$name.log" >&2
+			die "$name exited during start-up"
+		}
+	done
+}
+
+wait_port_any() {
+	local port i
+	for port in "$@"; do
+		for ((i = 0; i < 300; i++)); do
+			port_open "$port" && break
+			sleep 0.2
+		done
+		port_open "$port" || die "nothing listens on 127.0.0.1:$port after 60 s (see $LOGS)"
+	done
+}
+
+# start_servers SYSTEM COUNT: COUNT fresh servers of SYSTEM; sets SERVER_PORTS and SERVER_PIDS.
+start_servers() {
+	local system=$1 count=$2 i name
+	SERVER_PORTS=()
+	SERVER_PIDS=()
+	for ((i = 0; i < count; i++)); do
+		pick_port
+		name="$system-$i"
+		case $system in
+		switchyard)
+			start "$name" env "${SY_ENV[@]}" SWITCHYARD__GATEWAY__LISTEN="127.0.0.1:$PORT" \
+				SWITCHYARD__GATEWAY__ID="bench-gw-$i" "$BIN/gateway"
+			wait_until "$name" "readiness" http_ok "http://127.0.0.1:$PORT/readyz"
+			;;
+		centrifugo)
+			centrifugo_config "$PORT" >"$WORK/centrifugo-$i.json"
+			start "$name" "$CENTRIFUGO_BIN" --config "$WORK/centrifugo-$i.json"
+			wait_until "$name" "health" http_ok "http://127.0.0.1:$PORT/health"
+			;;
+		bare)
+			start "$name" "$BIN/bare-broadcast" --listen "127.0.0.1:$PORT"
+			wait_until "$name" "listening" port_open "$PORT"
+			;;
+		esac
+		SERVER_PORTS+=("$PORT")
+		SERVER_PIDS+=("${PID[$name]}")
+	done
+}
+
+stop_servers() {
+	local system=$1 i
+	for ((i = 0; i < 8; i++)); do stop "$system-$i"; done
+}
+
+start_centrifugo_redis() {
+	pick_port && CF_REDIS_PORT=$PORT
+	mkdir -p "$WORK/redis-centrifugo"
+	start redis-centrifugo "$REDIS_BIN" --port "$CF_REDIS_PORT" --bind 127.0.0.1 --save "" \
+		--appendonly no --dir "$WORK/redis-centrifugo" --maxclients 100000
+	wait_port_any "$CF_REDIS_PORT"
+}
+
+# Centrifugo with its Redis engine, HMAC tokens, and a namespace clients may publish to.
+centrifugo_config() {
+	cat <<EOF
+{
+  "address": "127.0.0.1",
+  "port": $1,
+  "engine": "redis",
+  "redis_address": "redis://127.0.0.1:$CF_REDIS_PORT",
+  "token_hmac_secret_key": "$CENTRIFUGO_SECRET",
+  "api_key": "bench-$RANDOM$RANDOM",
+  "health": true,
+  "log_level": "error",
+  "namespaces": [
+    {"name": "lg", "allow_subscribe_for_client": true, "allow_publish_for_client": true}
+  ]
+}
+EOF
+}
+
+# ---------------------------------------------------------------------------------------------------
+# Runs
+# ---------------------------------------------------------------------------------------------------
+
+LOADGEN_COMMANDS=()
+
+# loadgen OUT ARGS...: one loadgen run; a failed run is logged and its report left out.
+loadgen() {
+	local out=$1
+	shift
+	mkdir -p "$out"
+	LOADGEN_COMMANDS+=("loadgen $*")
+	if ! "$BIN/loadgen" "$@" --out "$out" --source-ips "$SOURCE_IPS" >"$out/loadgen.log" 2>&1; then
+		log "a loadgen run failed (see $out/loadgen.log): loadgen $*"
+		tail -n 5 "$out/loadgen.log" >&2 || true
+	fi
+}
+
+protocol_args() {
+	case $1 in
+	switchyard) echo "--protocol switchyard --maildev http://127.0.0.1:$SY_MAILDEV_PORT --accounts-file $WORK/accounts.json" ;;
+	centrifugo) echo "--protocol centrifugo --centrifugo-secret $CENTRIFUGO_SECRET" ;;
+	bare) echo "--protocol bare" ;;
+	esac
+}
+
+watch_args() {
+	case $1 in
+	switchyard)
+		echo "--watch chat-service=${PID[chat-service]},auth-service-1=${PID[auth-service-1]},auth-service-2=${PID[auth-service-2]},ferretdb=${PID[ferretdb]},redis=${PID[redis-product]}"
+		;;
+	centrifugo) echo "--watch redis=${PID[redis-centrifugo]}" ;;
+	bare) echo "" ;;
+	esac
+}
+
+# idle SYSTEM CONNECTIONS NODES RUN: CONNECTIONS idle connections over NODES fresh servers, one
+# loadgen process per server (each process stays under the open-file limit).
+idle_run() {
+	local system=$1 connections=$2 nodes=$3 run=$4 i per out
+	start_servers "$system" "$nodes"
+	per=$(((connections + nodes - 1) / nodes))
+	local -a waits=()
+	for ((i = 0; i < nodes; i++)); do
+		out="$RESULTS/$system/idle-$connections/run$run/part$i"
+		# shellcheck disable=SC2046 # word splitting of the argument lists is intended
+		loadgen "$out" idle --target "ws://127.0.0.1:${SERVER_PORTS[i]}" --gateway-pids "${SERVER_PIDS[i]}" \
+			--connections "$per" --users "$IDLE_USERS" --duration "$IDLE_SECS" --concurrency 256 \
+			--max-runtime 900 --run-id "idle$connections-$run-$i" $(protocol_args "$system") &
+		waits+=($!)
+	done
+	for i in "${waits[@]}"; do wait "$i" || true; done
+	stop_servers "$system"
+}
+
+traffic_run() {
+	local system=$1 scenario=$2 run=$3 out
+	start_servers "$system" 1
+	out="$RESULTS/$system/$scenario/run$run"
+	local -a args
+	if [[ $scenario == fanout ]]; then
+		args=(fanout --connections "$FANOUT_CONNECTIONS" --group-size "$FANOUT_GROUP" --rate "$FANOUT_RATE")
+	else
+		args=(direct --connections "$DIRECT_CONNECTIONS" --rate "$DIRECT_RATE")
+	fi
+	# shellcheck disable=SC2046
+	loadgen "$out" "${args[@]}" --target "ws://127.0.0.1:${SERVER_PORTS[0]}" --gateway-pids "${SERVER_PIDS[0]}" \
+		--duration "$TRAFFIC_SECS" --max-runtime 900 --run-id "$scenario-$run" \
+		$(protocol_args "$system") $(watch_args "$system")
+	stop_servers "$system"
+}
+
+run_system() {
+	local system=$1 run
+	log "== $system"
+	for ((run = 1; run <= RUNS; run++)); do
+		log "$system: idle $IDLE_SMALL, run $run"
+		idle_run "$system" "$IDLE_SMALL" 1 "$run"
+		if ((IDLE_LARGE > 0)); then
+			log "$system: idle $IDLE_LARGE over $NODES_LARGE servers, run $run"
+			idle_run "$system" "$IDLE_LARGE" "$NODES_LARGE" "$run"
+		fi
+		log "$system: fanout, run $run"
+		traffic_run "$system" fanout "$run"
+		log "$system: direct, run $run"
+		traffic_run "$system" direct "$run"
+	done
+}
+
+# ---------------------------------------------------------------------------------------------------
+
+main() {
+	local hard soft
+	hard=$(ulimit -Hn)
+	ulimit -n "$hard" 2>/dev/null || true
+	soft=$(ulimit -n)
+	log "open-file limit: $soft (hard $hard)"
+	((soft >= 20000)) || log "warning: an open-file limit of $soft caps connections per process"
+
+	install_all
+	local started_at
+	started_at=$(date -u '+%Y-%m-%d %H:%M UTC')
+
+	start_product_backend
+	# Sign up every user the product runs need once, through the real flow, and keep them.
+	local users=$((FANOUT_CONNECTIONS > DIRECT_CONNECTIONS ? FANOUT_CONNECTIONS : DIRECT_CONNECTIONS))
+	((users > IDLE_USERS)) || users=$IDLE_USERS
+	start_servers switchyard 1
+	log "switchyard: signing up $users users (Argon2id; takes a while)"
+	# shellcheck disable=SC2046
+	loadgen "$RESULTS/switchyard/prepare" storm --connections 1 --users "$users" \
+		--target "ws://127.0.0.1:${SERVER_PORTS[0]}" --max-runtime 1200 --signup-concurrency 16 \
+		$(protocol_args switchyard)
+	[[ -s $WORK/accounts.json ]] || die "signing up the benchmark users failed (see $RESULTS/switchyard/prepare)"
+	log "switchyard: sign-up storm of $ACCOUNTS accounts"
+	loadgen "$RESULTS/switchyard/accounts" accounts --connections "$ACCOUNTS" --concurrency 16 \
+		--target "ws://127.0.0.1:${SERVER_PORTS[0]}" --maildev "http://127.0.0.1:$SY_MAILDEV_PORT" \
+		--max-runtime 900 --run-id "accounts"
+	stop_servers switchyard
+
+	run_system switchyard
+	start_centrifugo_redis
+	run_system centrifugo
+	run_system bare
+
+	log "writing $OUT_DOC"
+	local versions
+	versions=$(
+		printf 'switchyard %s (commit %s)\n' "$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+		printf 'centrifugo %s\n' "$("$CENTRIFUGO_BIN" version 2>/dev/null | head -n 1)"
+		printf 'redis %s\n' "$("$REDIS_BIN" --version | head -n 1)"
+		printf 'ferretdb %s\n' "$("$FERRETDB_BIN" --version 2>/dev/null | head -n 1)"
+		printf 'rustc %s\n' "$(rustc --version)"
+	)
+	BENCH_STARTED="$started_at" BENCH_VERSIONS="$versions" BENCH_FD_LIMIT="$soft" \
+		BENCH_COMMANDS="$(printf '%s\n' "${LOADGEN_COMMANDS[@]}" | sort -u | head -n 40)" \
+		python3 "$ROOT/tests/loadgen/summarize.py" "$RESULTS" "$OUT_DOC"
+	log "done: $OUT_DOC"
+}
+
+main "$@"
