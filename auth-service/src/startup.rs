@@ -22,7 +22,10 @@ pub async fn run_until_stopped(
     let names = settings.bus.names();
     let bus = Bus::connect(&settings.redis.url, names.clone(), &shutdown).await?;
     let store = Store::connect(&settings.mongodb).await?;
-    ensure_indexes(&store, &shutdown).await?;
+    // Without the unique e-mail index, concurrent registrations could create
+    // two accounts: take no action before it exists.
+    shared_proto::shutdown::retry_until_ok(&shutdown, "create indexes", || store.ensure_indexes())
+        .await?;
 
     let service = Arc::new(AuthService {
         store: store.clone(),
@@ -53,25 +56,6 @@ pub async fn run_until_stopped(
     worker::run(bus, config, handler, shutdown).await;
     cleaner.abort();
     Ok(())
-}
-
-/// Without the unique e-mail index, concurrent registrations could create
-/// two accounts: do not take actions before it exists.
-async fn ensure_indexes(store: &Store, shutdown: &CancellationToken) -> anyhow::Result<()> {
-    let mut delay = Duration::from_millis(200);
-    loop {
-        match store.ensure_indexes().await {
-            Ok(()) => return Ok(()),
-            Err(err) => {
-                warn!(error = %err, "cannot create indexes yet; retrying");
-                tokio::select! {
-                    _ = shutdown.cancelled() => anyhow::bail!("stopped before the database was reachable"),
-                    _ = tokio::time::sleep(delay) => {}
-                }
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
-        }
-    }
 }
 
 /// The database keeps no TTL index (FerretDB has none), so expired sessions

@@ -8,7 +8,6 @@ use shared_proto::bus::actions::ActionHandler;
 use shared_proto::bus::worker::{self, WorkerConfig};
 use shared_proto::routing::Service;
 use tokio_util::sync::CancellationToken;
-use tracing::warn;
 
 use crate::events::Events;
 use crate::handler::ChatService;
@@ -24,15 +23,8 @@ pub async fn run_until_stopped(
     let store = Store::connect(&settings.mongodb).await?;
     // The unique indexes are what keep sequence numbers gapless and resends
     // single: take no action before they exist.
-    let mut delay = Duration::from_millis(200);
-    while let Err(err) = store.ensure_indexes().await {
-        warn!(error = %err, "cannot create indexes yet; retrying");
-        tokio::select! {
-            _ = shutdown.cancelled() => anyhow::bail!("stopped before the database was reachable"),
-            _ = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(Duration::from_secs(5));
-    }
+    shared_proto::shutdown::retry_until_ok(&shutdown, "create indexes", || store.ensure_indexes())
+        .await?;
     let metrics = shared_proto::observability::install()?;
     let ready = {
         let (bus, store) = (bus.clone(), store.clone());

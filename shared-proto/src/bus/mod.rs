@@ -14,7 +14,6 @@ use std::time::Duration;
 use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use serde::Serialize;
-use tracing::warn;
 
 use crate::envelope::{ActionRequest, ToGateway};
 use crate::names::Names;
@@ -80,32 +79,15 @@ impl Bus {
             // after Redis is.
             .set_number_of_retries(3)
             .set_max_delay(Duration::from_secs(1));
-        let mut delay = Duration::from_millis(100);
-        loop {
-            // Raced against the stop signal: the manager retries by itself
-            // for several seconds before it reports a failure.
-            let attempt = tokio::select! {
-                _ = give_up.cancelled() => anyhow::bail!("stopped while waiting for redis"),
-                attempt = client.get_connection_manager_with_config(config.clone()) => attempt,
-            };
-            match attempt {
-                Ok(connection) => {
-                    return Ok(Bus {
-                        client,
-                        connection,
-                        names,
-                    });
-                }
-                Err(err) => {
-                    warn!(error = %err, "redis is not reachable yet; retrying");
-                    tokio::select! {
-                        _ = give_up.cancelled() => anyhow::bail!("stopped while waiting for redis: {err}"),
-                        _ = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+        let connection = crate::shutdown::retry_until_ok(give_up, "connect to redis", || {
+            client.get_connection_manager_with_config(config.clone())
+        })
+        .await?;
+        Ok(Bus {
+            client,
+            connection,
+            names,
+        })
     }
 
     /// The names of streams and channels.
