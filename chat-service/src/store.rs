@@ -263,7 +263,8 @@ impl Store {
         Ok(result.matched_count == 1)
     }
 
-    /// Users whose nickname starts with `prefix` (case-insensitive).
+    /// Confirmed users whose nickname starts with `prefix` (case-insensitive);
+    /// an account nobody has confirmed is nobody to find.
     pub async fn users_by_nickname_prefix(
         &self,
         prefix: &str,
@@ -272,7 +273,7 @@ impl Store {
         let pattern = format!("^{}", regex_escape(&prefix.to_lowercase()));
         Ok(self
             .users
-            .find(doc! {"profile.nickname_lower": {"$regex": pattern}})
+            .find(doc! {"profile.nickname_lower": {"$regex": pattern}, "confirmed": true})
             .sort(doc! {"profile.nickname_lower": 1})
             .limit(limit)
             .await?
@@ -281,7 +282,7 @@ impl Store {
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserCard>, StoreError> {
-        Ok(self.users.find_one(doc! {"email": email}).await?)
+        Ok(self.users.find_one(doc! {"email": email, "confirmed": true}).await?)
     }
 
     pub async fn friendship(&self, a: &str, b: &str) -> Result<Option<Friendship>, StoreError> {

@@ -79,10 +79,13 @@ async fn chat_actions_need_a_logged_in_connection() {
         ("never logged in", &mut never),
         ("failed login", &mut failed),
         ("logged out", &mut left),
+        ("session closed elsewhere", &mut ana.client),
     ] {
         for (action, payload) in chat_actions(&ana.user_id, &group_id) {
             let reply = client.chat(action, payload).await;
             assert_refused(&reply, "UNAUTHORIZED");
+            // The gateway's refusal names the action: it, not chat-service,
+            // turned the request away.
             assert!(
                 reply["message"]
                     .as_str()
