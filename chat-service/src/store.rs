@@ -282,7 +282,10 @@ impl Store {
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserCard>, StoreError> {
-        Ok(self.users.find_one(doc! {"email": email, "confirmed": true}).await?)
+        Ok(self
+            .users
+            .find_one(doc! {"email": email, "confirmed": true})
+            .await?)
     }
 
     pub async fn friendship(&self, a: &str, b: &str) -> Result<Option<Friendship>, StoreError> {
