@@ -59,9 +59,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         format!("{}{:03}", now.as_secs(), now.subsec_millis())
     });
     let rate = cli.rate.unwrap_or(cli.scenario.default_rate());
+    // --rate paces messages in direct and fanout, and openings or sign-ups otherwise.
+    let sends_messages = matches!(cli.scenario, Scenario::Direct | Scenario::Fanout);
     let options = Options {
         connections: cli.connections,
-        rate,
+        rate: if sends_messages { rate } else { 0.0 },
+        open_rate: if sends_messages { 0.0 } else { rate },
         duration: Duration::from_secs_f64(cli.duration),
         group_size: cli.group_size,
         users: cli.users,

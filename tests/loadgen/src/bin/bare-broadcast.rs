@@ -23,6 +23,8 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 const MAX_FRAME: usize = 64 * 1024;
 /// The gateway's default outbox (`outbox_frames`).
 const OUTBOX: usize = 256;
+/// The gateway's read buffer per connection (`gateway/src/http.rs`).
+const READ_BUFFER: usize = 1024;
 
 /// Bare broadcast WebSocket server: rooms, no bus, no storage.
 #[derive(Parser)]
@@ -31,12 +33,15 @@ struct Cli {
     /// Address to listen on (loopback).
     #[arg(long, default_value = "127.0.0.1:9000")]
     listen: String,
+    /// WebSocket read buffer per connection, in bytes (default: the gateway's).
+    #[arg(long, default_value_t = READ_BUFFER)]
+    read_buffer_size: usize,
 }
 
 /// The gateway's buffer settings, as set in `gateway/src/http.rs`.
-fn config() -> WebSocketConfig {
+fn config(read_buffer_size: usize) -> WebSocketConfig {
     WebSocketConfig::default()
-        .read_buffer_size(4 * 1024)
+        .read_buffer_size(read_buffer_size)
         .write_buffer_size(0)
         .max_write_buffer_size(MAX_FRAME * 4)
         .max_message_size(Some(MAX_FRAME))
@@ -112,7 +117,7 @@ async fn main() -> anyhow::Result<()> {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let id = next_id.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(serve(stream, id, rooms.clone()));
+                    tokio::spawn(serve(stream, id, rooms.clone(), config(cli.read_buffer_size)));
                 }
                 Err(e) => {
                     // Out of file descriptors, usually: back off instead of spinning.
@@ -124,9 +129,9 @@ async fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(stream: TcpStream, id: u64, rooms: Arc<Rooms>) {
+async fn serve(stream: TcpStream, id: u64, rooms: Arc<Rooms>, config: WebSocketConfig) {
     let _ = stream.set_nodelay(true);
-    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config())).await else {
+    let Ok(ws) = tokio_tungstenite::accept_async_with_config(stream, Some(config)).await else {
         return;
     };
     let (mut sink, mut source) = ws.split();

@@ -30,7 +30,7 @@ pub async fn run(protocol: Switchyard, ctx: &Ctx) -> anyhow::Result<Findings> {
             )
         },
     );
-    let rate = ctx.options.rate;
+    let rate = ctx.options.open_rate;
     let start = Instant::now();
     let protocol = &protocol;
     let codes = &codes;

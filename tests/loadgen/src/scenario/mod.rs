@@ -27,9 +27,11 @@ pub mod traffic;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub connections: usize,
-    /// Messages per second in total (direct, fanout); connections or accounts
-    /// per second (idle, storm, accounts), 0 for as fast as allowed.
+    /// Messages per second in total (direct, fanout).
     pub rate: f64,
+    /// New connections or sign-ups per second (idle, storm, accounts); 0 for
+    /// as fast as the concurrency allows.
+    pub open_rate: f64,
     pub duration: Duration,
     pub group_size: usize,
     pub users: usize,
@@ -85,7 +87,7 @@ impl Ctx {
 }
 
 /// Opens connections `0..count`, each logged in as `user_of(index)`, with at
-/// most `concurrency` handshakes in flight and, if `rate` > 0, at most `rate`
+/// most `concurrency` handshakes in flight and, if `open_rate` > 0, at most that many
 /// new connections a second. Failures are recorded and skipped. Returns the
 /// open connections and how long opening took.
 pub async fn open_all<P: Protocol>(
@@ -107,7 +109,7 @@ pub async fn open_all<P: Protocol>(
         },
     );
     let start = Instant::now();
-    let rate = ctx.options.rate;
+    let rate = ctx.options.open_rate;
     let results = futures_util::stream::iter(0..count)
         .map(|index| {
             let user = user_of(index);
