@@ -111,13 +111,7 @@ pub async fn register(
         .map_err(unavailable)?
     {
         Inserted::Created => {
-            let job = confirmation_mail(
-                confirmation_job_id(&request.action_id),
-                &user.email,
-                &code,
-                service.settings.code_ttl(),
-            );
-            enqueue_once(&service.bus, &job).await.map_err(retry)?;
+            mail_code(service, &request.action_id, &user.email, &code).await?;
             registered()
         }
         Inserted::EmailTaken => {
@@ -307,13 +301,7 @@ pub async fn resend(
             "Another code was just issued; use the newest mail.",
         ));
     }
-    let job = confirmation_mail(
-        confirmation_job_id(&request.action_id),
-        &user.email,
-        &code,
-        service.settings.code_ttl(),
-    );
-    enqueue_once(&service.bus, &job).await.map_err(retry)?;
+    mail_code(service, &request.action_id, &user.email, &code).await?;
     sent()
 }
 
@@ -344,9 +332,26 @@ async fn ensure_code_mailed(
         .await
         .map_err(unavailable)?;
     if replaced {
-        let job = confirmation_mail(job_id, &user.email, &code, service.settings.code_ttl());
-        enqueue_once(&service.bus, &job).await.map_err(retry)?;
+        mail_code(service, action_id, &user.email, &code).await?;
     }
+    Ok(())
+}
+
+/// Puts the mail carrying `code` on the mail stream, once per issuing action.
+/// A bus failure leaves the action half done, so it is handled again.
+async fn mail_code(
+    service: &AuthService,
+    action_id: &str,
+    to: &str,
+    code: &str,
+) -> Result<(), ActionError> {
+    let job = confirmation_mail(
+        confirmation_job_id(action_id),
+        to,
+        code,
+        service.settings.code_ttl(),
+    );
+    enqueue_once(&service.bus, &job).await.map_err(retry)?;
     Ok(())
 }
 

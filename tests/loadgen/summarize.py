@@ -95,6 +95,39 @@ def traffic_figures(run):
     }
 
 
+def commands(results):
+    """The loadgen command of the first run of each system and scenario: from the command.txt
+    bench.sh writes beside a report, or else rebuilt from the report's parameters."""
+    out = []
+    for system in SYSTEMS:
+        for scenario_dir in sorted((results / system).glob("*")):
+            first = sorted(scenario_dir.glob("run1/part0")) or sorted(scenario_dir.glob("run1")) or [scenario_dir]
+            where = first[0]
+            parts = len(list(scenario_dir.glob("run1/part*")))
+            suffix = f"   # one of {parts} at once, one per server" if parts > 1 else ""
+            text = where / "command.txt"
+            if text.exists():
+                out.append(text.read_text().strip() + suffix)
+                continue
+            report = load(where / "report.json")
+            if not report:
+                continue
+            p = report["params"]
+            line = (f"loadgen {report['scenario']} --protocol {report['protocol']} "
+                    f"--target {','.join(report['targets'])} --connections {p['connections']}")
+            if report["scenario"] in ("direct", "fanout"):
+                line += f" --rate {p['rate']:g} --duration {p['duration_secs']:g}"
+            if report["scenario"] == "fanout":
+                line += f" --group-size {p['group_size']}"
+            if report["scenario"] in ("idle", "storm"):
+                line += f" --users {p['users']} --duration {p['duration_secs']:g}"
+            if report["scenario"] == "accounts":
+                line += f" --concurrency {p['concurrency']}"
+            line += f" --concurrency {p['concurrency']}" if report["scenario"] != "accounts" else ""
+            out.append(line + suffix)
+    return out
+
+
 def fmt(value, digits=0, unit=""):
     if value is None:
         return "—"
@@ -359,11 +392,11 @@ def main():
       "WebSocket buffer settings and outbox size as the gateway; a message goes to every other member of the room.")
     w("- Idle memory is measured on freshly started servers; fan-out and one-to-one use one server each.")
     w("")
-    w("Commands (as run by bench.sh; ports and paths vary per run):")
+    w("Commands (the first run of each; bench.sh picks free ports and temporary paths for every run):")
     w("")
     w("```sh")
     w("tests/loadgen/bench.sh")
-    for line in env.get("BENCH_COMMANDS", "").splitlines():
+    for line in commands(results):
         w(line)
     w("```")
     output.write_text("\n".join(lines) + "\n")

@@ -58,11 +58,14 @@ pub async fn run<P: Protocol>(
     let counters = &ctx.recorder.counters;
     let fleet = Fleet::spawn(protocol.clone(), conns, ctx.recorder.clone());
 
-    // Probes: not measured, only awaited. A round whose probes do not all
+    // Probes: not measured, only awaited. They go out at the scenario's rate,
+    // not in one burst: a burst of hundreds of stored messages is a load the
+    // run does not ask the server to take. A round whose probes do not all
     // arrive (a subscription still settling) is sent again, a bounded number
     // of times; only receipts of the current round count.
     let expected_probes: u64 = probes.iter().map(|p| u64::from(p.receivers)).sum();
-    let probe_deadline = Instant::now() + ctx.bounded(PROBE_WAIT);
+    let probe_gap = Duration::from_secs_f64(1.0 / ctx.options.rate.max(1.0));
+    let probe_deadline = Instant::now() + ctx.bounded(PROBE_WAIT + probe_gap * probes.len() as u32 * 2);
     let mut round = 0u64;
     let mut wired = expected_probes == 0;
     while !wired && round < PROBE_ROUNDS && Instant::now() < probe_deadline {
@@ -73,6 +76,9 @@ pub async fn run<P: Protocol>(
             .probes
             .store(0, std::sync::atomic::Ordering::Relaxed);
         for (i, probe) in probes.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(probe_gap).await;
+            }
             let stamp = Stamp {
                 id: PROBE_BIT | (round << 32) | i as u64,
                 from: probe.from as u32,
