@@ -65,7 +65,8 @@ pub async fn run<P: Protocol>(
     // of times; only receipts of the current round count.
     let expected_probes: u64 = probes.iter().map(|p| u64::from(p.receivers)).sum();
     let probe_gap = Duration::from_secs_f64(1.0 / ctx.options.rate.max(1.0));
-    let probe_deadline = Instant::now() + ctx.bounded(PROBE_WAIT + probe_gap * probes.len() as u32 * 2);
+    let probe_deadline =
+        Instant::now() + ctx.bounded(PROBE_WAIT + probe_gap * probes.len() as u32 * 2);
     let mut round = 0u64;
     let mut wired = expected_probes == 0;
     while !wired && round < PROBE_ROUNDS && Instant::now() < probe_deadline {
