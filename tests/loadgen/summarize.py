@@ -27,20 +27,28 @@ def load(path):
         return None
 
 
+FAILED = {}
+
+
+def usable(reports):
+    """A run counts if every part wrote a report and opened at least 90 % of its connections."""
+    return all(reports) and all(
+        r["counts"]["connections_opened"] >= 0.9 * r["params"]["connections"] for r in reports
+    )
+
+
 def runs(results, system, scenario):
-    """Reports per run; a run of several parts (one per server) is a list."""
+    """Reports per usable run; a run of several parts (one per server) is a list. Runs that
+    failed are counted in FAILED, so the document can say how many there were."""
     base = results / system / scenario
     out = []
     for run_dir in sorted(base.glob("run*")):
-        parts = sorted(run_dir.glob("part*/report.json"))
-        if parts:
-            reports = [load(p) for p in parts]
-            if all(reports):
-                out.append(reports)
+        parts = sorted(run_dir.glob("part*"))
+        reports = [load(p / "report.json") for p in parts] if parts else [load(run_dir / "report.json")]
+        if usable(reports):
+            out.append(reports)
         else:
-            report = load(run_dir / "report.json")
-            if report:
-                out.append([report])
+            FAILED.setdefault((system, scenario), set()).add(run_dir.name)
     return out
 
 
@@ -365,6 +373,9 @@ def main():
                                 "not keep up, so its latency figures describe an overloaded system.")
             if d is not None and e and d < e:
                 analysis.append(f"- {LABEL[s]} {name}: {e - d:,.0f} deliveries (median) missing at the end of the drain.")
+    for (system, scenario), names in sorted(FAILED.items()):
+        analysis.append(f"- {LABEL[system]}, {scenario}: {len(names)} run(s) failed and are left out of the "
+                        f"medians ({', '.join(sorted(names))}); see the notes below.")
     notes_file = Path(__file__).with_name("bench-notes.md")
     if analysis:
         lines.extend(analysis)
