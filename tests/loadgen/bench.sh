@@ -7,7 +7,8 @@
 #   tests/loadgen/bench.sh            (or ./stack bench)
 #
 # Sizes can be changed through the BENCH_* variables below, e.g. BENCH_RUNS=1 BENCH_IDLE_LARGE=0
-# for a quick look. Nothing here touches a stack started with `./stack up` (other ports) or the
+# for a quick look; BENCH_SYSTEMS and BENCH_SCENARIOS re-measure a subset, and BENCH_SKIP_BUILD=1
+# keeps the release binaries of an earlier run. Nothing here touches a stack started with `./stack up` (other ports) or the
 # end-to-end tests.
 set -euo pipefail
 
@@ -41,6 +42,8 @@ DIRECT_RATE="${BENCH_DIRECT_RATE:-10}"
 TRAFFIC_SECS="${BENCH_TRAFFIC_SECS:-30}"
 ACCOUNTS="${BENCH_ACCOUNTS:-100}"              # sign-up storm (this product only)
 SOURCE_IPS="${BENCH_SOURCE_IPS:-127.0.0.1-127.0.0.20}"
+SYSTEMS="${BENCH_SYSTEMS:-switchyard centrifugo bare}"   # a subset re-measures some systems only
+SCENARIOS="${BENCH_SCENARIOS:-idle fanout direct accounts}"
 OUT_DOC="${BENCH_DOC:-$ROOT/docs/benchmarks.md}"
 
 CENTRIFUGO_VERSION=5.4.9
@@ -174,8 +177,10 @@ install_centrifugo() {
 }
 
 install_all() {
-	log "installing what is missing (./stack install)"
-	"$ROOT/stack" install
+	if [[ -z ${BENCH_SKIP_BUILD:-} ]]; then
+		log "installing what is missing (./stack install)"
+		"$ROOT/stack" install
+	fi
 	REDIS_BIN="${SWITCHYARD_REDIS_BIN:-$(command -v redis-server || echo /usr/bin/redis-server)}"
 	FERRETDB_BIN="${SWITCHYARD_FERRETDB_BIN:-$SY_CACHE/bin/ferretdb}"
 	MAILDEV_BIN="${SWITCHYARD_MAILDEV_BIN:-$SY_CACHE/maildev/node_modules/.bin/maildev}"
@@ -183,8 +188,13 @@ install_all() {
 		[[ -x $bin ]] || die "$bin is missing after ./stack install"
 	done
 	install_centrifugo
-	log "cargo build --release --workspace --bins"
-	cargo build --release --workspace --bins || die "cargo build --release failed"
+	if [[ -n ${BENCH_SKIP_BUILD:-} ]]; then
+		# Re-measuring with the binaries of an earlier run, unchanged.
+		log "BENCH_SKIP_BUILD is set: using the release binaries in $BIN as they are"
+	else
+		log "cargo build --release --workspace --bins"
+		cargo build --release --workspace --bins || die "cargo build --release failed"
+	fi
 	for bin in gateway auth-service chat-service mailer loadgen bare-broadcast; do
 		[[ -x $BIN/$bin ]] || die "the release build did not produce $BIN/$bin"
 	done
@@ -317,6 +327,7 @@ loadgen() {
 	shift
 	mkdir -p "$out"
 	LOADGEN_COMMANDS+=("loadgen $*")
+	printf 'loadgen %s --out %s --source-ips %s\n' "$*" "$out" "$SOURCE_IPS" >"$out/command.txt"
 	if ! "$BIN/loadgen" "$@" --out "$out" --source-ips "$SOURCE_IPS" >"$out/loadgen.log" 2>&1; then
 		log "a loadgen run failed (see $out/loadgen.log): loadgen $*"
 		tail -n 5 "$out/loadgen.log" >&2 || true
@@ -377,20 +388,30 @@ traffic_run() {
 	stop_servers "$system"
 }
 
+# wanted WORD LIST: WORD is one of the words of LIST.
+wanted() { [[ " $2 " == *" $1 "* ]]; }
+
 run_system() {
 	local system=$1 run
+	wanted "$system" "$SYSTEMS" || return 0
 	log "== $system"
 	for ((run = 1; run <= RUNS; run++)); do
-		log "$system: idle $IDLE_SMALL, run $run"
-		idle_run "$system" "$IDLE_SMALL" 1 "$run"
-		if ((IDLE_LARGE > 0)); then
-			log "$system: idle $IDLE_LARGE over $NODES_LARGE servers, run $run"
-			idle_run "$system" "$IDLE_LARGE" "$NODES_LARGE" "$run"
+		if wanted idle "$SCENARIOS"; then
+			log "$system: idle $IDLE_SMALL, run $run"
+			idle_run "$system" "$IDLE_SMALL" 1 "$run"
+			if ((IDLE_LARGE > 0)); then
+				log "$system: idle $IDLE_LARGE over $NODES_LARGE servers, run $run"
+				idle_run "$system" "$IDLE_LARGE" "$NODES_LARGE" "$run"
+			fi
 		fi
-		log "$system: fanout, run $run"
-		traffic_run "$system" fanout "$run"
-		log "$system: direct, run $run"
-		traffic_run "$system" direct "$run"
+		if wanted fanout "$SCENARIOS"; then
+			log "$system: fanout, run $run"
+			traffic_run "$system" fanout "$run"
+		fi
+		if wanted direct "$SCENARIOS"; then
+			log "$system: direct, run $run"
+			traffic_run "$system" direct "$run"
+		fi
 	done
 }
 
@@ -408,10 +429,24 @@ main() {
 	local started_at
 	started_at=$(date -u '+%Y-%m-%d %H:%M UTC')
 
+	if wanted switchyard "$SYSTEMS"; then
+		prepare_product
+	fi
+	run_system switchyard
+	if wanted centrifugo "$SYSTEMS"; then
+		start_centrifugo_redis
+	fi
+	run_system centrifugo
+	run_system bare
+	summarize "$started_at" "$soft"
+}
+
+prepare_product() {
 	start_product_backend
 	# Sign up every user the product runs need once, through the real flow, and keep them.
-	local users=$((FANOUT_CONNECTIONS > DIRECT_CONNECTIONS ? FANOUT_CONNECTIONS : DIRECT_CONNECTIONS))
-	((users > IDLE_USERS)) || users=$IDLE_USERS
+	local users=$IDLE_USERS
+	if wanted fanout "$SCENARIOS" && ((FANOUT_CONNECTIONS > users)); then users=$FANOUT_CONNECTIONS; fi
+	if wanted direct "$SCENARIOS" && ((DIRECT_CONNECTIONS > users)); then users=$DIRECT_CONNECTIONS; fi
 	start_servers switchyard 1
 	log "switchyard: signing up $users users (Argon2id; takes a while)"
 	# shellcheck disable=SC2046
@@ -419,17 +454,18 @@ main() {
 		--target "ws://127.0.0.1:${SERVER_PORTS[0]}" --max-runtime 1200 --signup-concurrency 16 \
 		$(protocol_args switchyard)
 	[[ -s $WORK/accounts.json ]] || die "signing up the benchmark users failed (see $RESULTS/switchyard/prepare)"
-	log "switchyard: sign-up storm of $ACCOUNTS accounts"
-	loadgen "$RESULTS/switchyard/accounts" accounts --connections "$ACCOUNTS" --concurrency 16 \
-		--target "ws://127.0.0.1:${SERVER_PORTS[0]}" --maildev "http://127.0.0.1:$SY_MAILDEV_PORT" \
-		--max-runtime 900 --run-id "accounts"
+	if wanted accounts "$SCENARIOS"; then
+		log "switchyard: sign-up storm of $ACCOUNTS accounts"
+		loadgen "$RESULTS/switchyard/accounts" accounts --connections "$ACCOUNTS" --concurrency 16 \
+			--target "ws://127.0.0.1:${SERVER_PORTS[0]}" --maildev "http://127.0.0.1:$SY_MAILDEV_PORT" \
+			--max-runtime 900 --run-id "accounts"
+	fi
 	stop_servers switchyard
+}
 
-	run_system switchyard
-	start_centrifugo_redis
-	run_system centrifugo
-	run_system bare
-
+# summarize START FD_LIMIT: docs/benchmarks.md from every report in $RESULTS.
+summarize() {
+	local started_at=$1 soft=$2
 	log "writing $OUT_DOC"
 	local versions
 	versions=$(

@@ -147,6 +147,13 @@ impl Protocol for Centrifugo {
         )
     }
 
+    fn batched_ping_reply(&self, text: &str) -> Option<Message> {
+        // A ping left unanswered gets the connection closed ("no pong").
+        text.lines()
+            .any(|line| line.trim() == "{}")
+            .then(|| Message::text("{}"))
+    }
+
     fn classify(&self, text: &str) -> Other {
         for line in text.lines() {
             let line = line.trim();
@@ -191,5 +198,8 @@ mod tests {
             Other::Error("centrifugo_103".into())
         );
         assert_eq!(c.classify("{\"id\":4,\"publish\":{}}"), Other::Ignore);
+        let batched = "{\"push\":{\"pub\":{\"data\":{\"m\":\"#LG1.2.3#\"}}}}\n{}";
+        assert_eq!(c.batched_ping_reply(batched), Some(Message::text("{}")));
+        assert_eq!(c.batched_ping_reply("{\"push\":{}}"), None);
     }
 }

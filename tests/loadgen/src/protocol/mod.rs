@@ -161,6 +161,12 @@ pub trait Protocol: Send + Sync + 'static {
 
     /// What a received text frame without a marker means.
     fn classify(&self, text: &str) -> Other;
+
+    /// The answer to an application-level ping batched into a frame that
+    /// also carries messages, if the protocol batches them (Centrifugo does).
+    fn batched_ping_reply(&self, _text: &str) -> Option<Message> {
+        None
+    }
 }
 
 /// How long a set-up request may wait for its reply.

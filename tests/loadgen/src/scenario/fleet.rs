@@ -178,7 +178,13 @@ async fn drive<P: Protocol>(
                         recorder.mark_delivered(now.saturating_sub(stamp.at_us), me);
                     }
                 });
-                if found == 0 {
+                if found > 0 {
+                    if let Some(pong) = protocol.batched_ping_reply(text.as_str()) {
+                        if let Err(e) = sink.send(pong).await {
+                            recorder.error(&Failure::new("send", e.to_string()));
+                        }
+                    }
+                } else {
                     match protocol.classify(text.as_str()) {
                         Other::Ignore => {}
                         Other::Reply(frame) => {
