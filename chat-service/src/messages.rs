@@ -3,8 +3,8 @@
 //! A message is written to the database before MESSAGE_SENT is answered. Its
 //! sequence number is the conversation's last plus one, claimed by inserting
 //! under a unique (conversation, seq) index, so numbers have no gaps even with
-//! several replicas; a unique (sender, clientMsgId) index makes a resent
-//! message return the first one instead of creating another.
+//! several replicas; its primary key is (sender, clientMsgId), so a resent
+//! message returns the first one instead of creating another.
 
 use std::collections::HashMap;
 
@@ -91,82 +91,28 @@ pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
     let client_msg_id = client_msg_id(&input.client_msg_id)?;
     let me = &call.me.user_id;
 
-    // A resend of a message that was stored: answer as the first time.
-    if let Some(existing) = service
-        .store
-        .message_by_client_id(me, client_msg_id)
-        .await
-        .map_err(unavailable)?
-    {
-        if call.delivery.reclaimed {
-            // The first handling may have died between storing and finishing.
-            finish_stored(service, &existing)
-                .await
-                .map_err(|err| ActionError::Retry(err.into()))?;
-        }
-        let conversation = service
-            .store
-            .conversation(&existing.conversation_id)
-            .await
-            .map_err(unavailable)?;
-        return Ok(sent_outcome(
-            service,
-            call,
-            &existing,
-            conversation.as_ref(),
-            call.delivery.reclaimed,
-        ));
-    }
-
-    let destination = authorize_send(service, me, &input.to).await?;
-    let conversation = match &destination {
-        Destination::User { user_id, temporary } => {
-            let mut participants = vec![me.clone(), user_id.clone()];
-            participants.sort();
-            let conversation = Conversation {
-                id: direct_conversation_id(me, user_id),
-                kind: "direct".into(),
-                participants,
-                group_id: None,
-                temporary: *temporary,
-                last_seq: 0,
-                last_message: None,
-                updated_at_ms: now_ms(),
+    let destination = match authorize_send(service, me, &input.to).await {
+        Ok(destination) => destination,
+        Err(refusal @ ActionError::Refused(_)) => {
+            // A resend of a message stored before the sender lost the right
+            // to send it is still answered as the first time.
+            return match stored_message(service, me, client_msg_id).await? {
+                Some(existing) => resent(service, call, existing).await,
+                None => Err(refusal),
             };
-            service
-                .store
-                .ensure_conversation(&conversation)
-                .await
-                .map_err(unavailable)?;
-            let stored = service
-                .store
-                .conversation(&conversation.id)
-                .await
-                .map_err(unavailable)?;
-            if stored.as_ref().is_some_and(|c| c.temporary != *temporary) {
-                service
-                    .store
-                    .set_temporary(&conversation.id, *temporary)
-                    .await
-                    .map_err(unavailable)?;
-            }
-            conversation
         }
-        Destination::Group { group_id } => {
-            let conversation = group_conversation(group_id);
-            service
-                .store
-                .ensure_conversation(&conversation)
-                .await
-                .map_err(unavailable)?;
-            conversation
-        }
+        Err(err) => return Err(err),
     };
+    let conversation = open_conversation(service, me, &destination).await?;
 
+    // Resends are found by the insert itself (the message's key is taken)
+    // rather than by a lookup first: the messages collection only grows,
+    // and the common case should not read it.
     let mut message = Message {
+        key: Message::key(me, client_msg_id),
         id: uuid::Uuid::now_v7().to_string(),
         conversation_id: conversation.id.clone(),
-        seq: 0,
+        seq: conversation.last_seq + 1,
         sender_id: me.clone(),
         client_msg_id: client_msg_id.to_owned(),
         text,
@@ -175,12 +121,6 @@ pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
     };
     let mut stored = false;
     for _ in 0..SEQ_ATTEMPTS {
-        message.seq = service
-            .store
-            .last_seq(&conversation.id)
-            .await
-            .map_err(unavailable)?
-            + 1;
         match service
             .store
             .insert_message(&message)
@@ -191,25 +131,29 @@ pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
                 stored = true;
                 break;
             }
-            MessageInsert::SeqTaken => continue,
-            MessageInsert::Duplicate => {
-                // The same message raced itself (a resend while the first was
-                // in flight): answer with the one that won.
-                let existing = service
+            MessageInsert::SeqTaken => {
+                // Another sender got there first, or the conversation's
+                // last_seq lags behind a message whose handling died before
+                // finishing. Either way this number is taken, so the next
+                // free one is above it: stepping one at a time from a taken
+                // number is what keeps the sequence gapless.
+                let latest = service
                     .store
-                    .message_by_client_id(me, client_msg_id)
+                    .conversation(&conversation.id)
                     .await
                     .map_err(unavailable)?
+                    .map_or(0, |c| c.last_seq);
+                message.seq = (message.seq + 1).max(latest + 1);
+            }
+            MessageInsert::Duplicate => {
+                // A resend, or this very action handled again after its
+                // first handling stored the message.
+                let existing = stored_message(service, me, client_msg_id)
+                    .await?
                     .ok_or_else(|| {
                         ActionError::Unavailable(anyhow::anyhow!("duplicate message vanished"))
                     })?;
-                return Ok(sent_outcome(
-                    service,
-                    call,
-                    &existing,
-                    Some(&conversation),
-                    false,
-                ));
+                return resent(service, call, existing).await;
             }
         }
     }
@@ -220,7 +164,7 @@ pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         ));
     }
     // The message is stored: from here on a failure means "finish later"
-    // (the entry is handled again and takes the resend path above).
+    // (the entry is handled again and takes the resend path).
     finish_stored(service, &message)
         .await
         .map_err(|err| ActionError::Retry(err.into()))?;
@@ -233,6 +177,100 @@ pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
     ))
 }
 
+async fn stored_message(
+    service: &ChatService,
+    me: &str,
+    client_msg_id: &str,
+) -> Result<Option<Message>, ActionError> {
+    service
+        .store
+        .message_by_client_id(me, client_msg_id)
+        .await
+        .map_err(unavailable)
+}
+
+/// The answer to a message that is stored already: the first answer again.
+/// An action handled again after its first handling died (`reclaimed`) may
+/// also have to finish storing it and push it, which the first did not.
+async fn resent(
+    service: &ChatService,
+    call: &Call<'_>,
+    existing: Message,
+) -> Result<Outcome, ActionError> {
+    if call.delivery.reclaimed {
+        finish_stored(service, &existing)
+            .await
+            .map_err(|err| ActionError::Retry(err.into()))?;
+    }
+    let conversation = service
+        .store
+        .conversation(&existing.conversation_id)
+        .await
+        .map_err(unavailable)?;
+    Ok(sent_outcome(
+        service,
+        call,
+        &existing,
+        conversation.as_ref(),
+        call.delivery.reclaimed,
+    ))
+}
+
+/// The conversation a message goes to, created on its first message, with
+/// its current last sequence number.
+async fn open_conversation(
+    service: &ChatService,
+    me: &str,
+    destination: &Destination,
+) -> Result<Conversation, ActionError> {
+    let (id, temporary) = match destination {
+        Destination::User { user_id, temporary } => {
+            (direct_conversation_id(me, user_id), *temporary)
+        }
+        Destination::Group { group_id } => (group_conversation_id(group_id), false),
+    };
+    let store = &service.store;
+    let mut conversation = store.conversation(&id).await.map_err(unavailable)?;
+    if conversation.is_none() {
+        let fresh = match destination {
+            Destination::User { user_id, temporary } => {
+                let mut participants = vec![me.to_owned(), user_id.clone()];
+                participants.sort();
+                Conversation {
+                    id: id.clone(),
+                    kind: "direct".into(),
+                    participants,
+                    group_id: None,
+                    temporary: *temporary,
+                    last_seq: 0,
+                    last_message: None,
+                    updated_at_ms: now_ms(),
+                }
+            }
+            Destination::Group { group_id } => group_conversation(group_id),
+        };
+        // Another replica may create it at the same moment: read back
+        // whichever document won.
+        store
+            .ensure_conversation(&fresh)
+            .await
+            .map_err(unavailable)?;
+        conversation = store.conversation(&id).await.map_err(unavailable)?;
+    }
+    let mut conversation = conversation
+        .ok_or_else(|| ActionError::Unavailable(anyhow::anyhow!("conversation {id} vanished")))?;
+    // Friends who fell out but share a group (or the other way round): the
+    // conversation follows what the two users are to each other now.
+    if conversation.kind == "direct" && conversation.temporary != temporary {
+        store
+            .set_temporary(&id, temporary)
+            .await
+            .map_err(unavailable)?;
+        conversation.temporary = temporary;
+    }
+    Ok(conversation)
+}
+
 /// Moves the conversation's last message forward and marks it read for its
 /// sender. Both are idempotent, so a redelivery may run them again.
 async fn finish_stored(
@@ -240,20 +278,22 @@ async fn finish_stored(
     message: &Message,
 ) -> Result<(), crate::store::StoreError> {
     let preview = MessagePreview {
-        message_id: message.id.clone(),
         seq: message.seq,
+        message_id: message.id.clone(),
         sender_id: message.sender_id.clone(),
         text: message.text.clone(),
         sent_at_ms: message.sent_at_ms,
     };
-    service
-        .store
-        .record_last_message(&message.conversation_id, &preview)
-        .await?;
-    service
-        .store
-        .mark_read(&message.conversation_id, &message.sender_id, message.seq)
-        .await
+    // Two documents, independent of each other: written at the same time.
+    let (recorded, marked) = tokio::join!(
+        service
+            .store
+            .record_last_message(&message.conversation_id, &preview),
+        service
+            .store
+            .mark_read(&message.conversation_id, &message.sender_id, message.seq),
+    );
+    recorded.and(marked)
 }
 
 /// Checks that the sender may write to the recipient, and how.
@@ -268,6 +308,19 @@ async fn authorize_send(
             if user_id == me {
                 return Err(bad_request("You cannot message yourself."));
             }
+            // Friends exist (the usual case, settled in one read); anyone
+            // else is looked up before the slower shared-group check.
+            if service
+                .store
+                .are_friends(me, user_id)
+                .await
+                .map_err(unavailable)?
+            {
+                return Ok(Destination::User {
+                    user_id: user_id.to_owned(),
+                    temporary: false,
+                });
+            }
             if service
                 .store
                 .user(user_id)
@@ -279,17 +332,6 @@ async fn authorize_send(
                     ErrorCode::NotFound,
                     "No user with this id.",
                 ));
-            }
-            if service
-                .store
-                .are_friends(me, user_id)
-                .await
-                .map_err(unavailable)?
-            {
-                return Ok(Destination::User {
-                    user_id: user_id.to_owned(),
-                    temporary: false,
-                });
             }
             if service
                 .store

@@ -7,9 +7,18 @@
 //!   only by compare-and-set on `version` (no transactions needed).
 //! - `conversations`: one per pair of users or per group, with its last
 //!   sequence number and message.
-//! - `messages`: unique by (conversation, seq) and by (sender, clientMsgId),
-//!   which is what makes sequence numbers gapless and retries harmless.
+//! - `messages`: keyed by (sender, clientMsgId) and unique by (conversation,
+//!   seq), which is what makes retries harmless and sequence numbers gapless.
 //! - `reads`: how far each user has read each conversation.
+//!
+//! The path of a message never reads `messages`, the one collection that
+//! grows with use: a resend is recognised by its insert failing on the
+//! message's key. Every other read and write on that path names one document
+//! by its `_id` in a collection that grows with users, not messages, and
+//! every update that must never move backwards is a `$max`, so each is one
+//! round trip. (FerretDB 1.24 on SQLite answers even an `_id` lookup by
+//! reading the whole table, and any other filter by decoding every document,
+//! so on it the size of the collection read is the cost of the read.)
 
 use std::time::Duration;
 
@@ -98,10 +107,15 @@ pub struct Group {
     pub recent_actions: Vec<String>,
 }
 
+/// The conversation's newest message, kept in its document.
+///
+/// `seq` must stay the first field: the preview is moved forward with `$max`,
+/// which compares embedded documents field by field, so the first field
+/// decides which preview is the newer one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessagePreview {
-    pub message_id: String,
     pub seq: i64,
+    pub message_id: String,
     pub sender_id: String,
     pub text: String,
     pub sent_at_ms: i64,
@@ -137,7 +151,12 @@ pub struct Attachment {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Message {
+    /// [`Message::key`]: a resend of the same message finds the first one by
+    /// its primary key.
     #[serde(rename = "_id")]
+    pub key: String,
+    /// The public id clients see (UUIDv7, so ids sort by time).
+    #[serde(rename = "message_id")]
     pub id: String,
     pub conversation_id: String,
     pub seq: i64,
@@ -156,6 +175,14 @@ pub struct ReadMark {
     pub conversation_id: String,
     pub user_id: String,
     pub last_read_seq: i64,
+}
+
+impl Message {
+    /// The primary key of a sender's message with this client id. User ids
+    /// are UUIDs, so the separator cannot occur in the first part.
+    pub fn key(sender: &str, client_msg_id: &str) -> String {
+        format!("{sender}/{client_msg_id}")
+    }
 }
 
 /// What inserting a message did.
@@ -199,7 +226,9 @@ impl Store {
         })
     }
 
-    /// The indexes every query here relies on; none of them scans.
+    /// The indexes the queries here rely on on MongoDB. (The unique ones are
+    /// enforced by FerretDB too; its SQLite backend does not use the others to
+    /// answer queries, which is why the hot path goes by `_id`.)
     pub async fn ensure_indexes(&self) -> Result<(), StoreError> {
         let unique = || IndexOptions::builder().unique(true).build();
         let index = |keys: Document| IndexModel::builder().keys(keys).build();
@@ -223,9 +252,6 @@ impl Store {
             .await?;
         self.messages
             .create_index(unique_index(doc! {"conversation_id": 1, "seq": 1}))
-            .await?;
-        self.messages
-            .create_index(unique_index(doc! {"sender_id": 1, "client_msg_id": 1}))
             .await?;
         self.reads.create_index(index(doc! {"user_id": 1})).await?;
         Ok(())
@@ -422,15 +448,6 @@ impl Store {
             .await?)
     }
 
-    pub async fn last_seq(&self, conversation_id: &str) -> Result<i64, StoreError> {
-        let last = self
-            .messages
-            .find_one(doc! {"conversation_id": conversation_id})
-            .sort(doc! {"seq": -1})
-            .await?;
-        Ok(last.map_or(0, |m| m.seq))
-    }
-
     pub async fn message_by_client_id(
         &self,
         sender: &str,
@@ -438,7 +455,7 @@ impl Store {
     ) -> Result<Option<Message>, StoreError> {
         Ok(self
             .messages
-            .find_one(doc! {"sender_id": sender, "client_msg_id": client_msg_id})
+            .find_one(doc! {"_id": Message::key(sender, client_msg_id)})
             .await?)
     }
 
@@ -446,8 +463,11 @@ impl Store {
         match self.messages.insert_one(message).await {
             Ok(_) => Ok(MessageInsert::Inserted),
             Err(err) if is_duplicate_key(&err) => {
+                // Either key may be the one taken: the primary key means this
+                // very message is stored already.
                 let duplicate = self
-                    .message_by_client_id(&message.sender_id, &message.client_msg_id)
+                    .messages
+                    .find_one(doc! {"_id": &message.key})
                     .await?
                     .is_some();
                 Ok(if duplicate {
@@ -460,7 +480,8 @@ impl Store {
         }
     }
 
-    /// Moves the conversation's last message forward (never back).
+    /// Moves the conversation's last message forward (never back): `$max`
+    /// on the preview compares its first field, `seq`.
     pub async fn record_last_message(
         &self,
         conversation_id: &str,
@@ -469,8 +490,8 @@ impl Store {
         let preview_doc = mongodb::bson::to_document(preview)?;
         self.conversations
             .update_one(
-                doc! {"_id": conversation_id, "last_seq": {"$lt": preview.seq}},
-                doc! {"$set": {"last_seq": preview.seq, "last_message": preview_doc, "updated_at_ms": preview.sent_at_ms}},
+                doc! {"_id": conversation_id},
+                doc! {"$max": {"last_seq": preview.seq, "last_message": preview_doc, "updated_at_ms": preview.sent_at_ms}},
             )
             .await?;
         Ok(())
@@ -500,32 +521,24 @@ impl Store {
         user_id: &str,
         seq: i64,
     ) -> Result<(), StoreError> {
-        let id = format!("{conversation_id}|{user_id}");
-        let existing = self.reads.find_one(doc! {"_id": &id}).await?;
-        match existing {
-            Some(mark) if mark.last_read_seq >= seq => Ok(()),
-            Some(mark) => {
-                self.reads
-                    .update_one(
-                        doc! {"_id": &id, "last_read_seq": mark.last_read_seq},
-                        doc! {"$set": {"last_read_seq": seq}},
-                    )
-                    .await?;
-                Ok(())
-            }
-            None => {
-                let mark = ReadMark {
-                    id,
-                    conversation_id: conversation_id.to_owned(),
-                    user_id: user_id.to_owned(),
-                    last_read_seq: seq,
-                };
-                match self.reads.insert_one(&mark).await {
-                    Ok(_) => Ok(()),
-                    Err(err) if is_duplicate_key(&err) => Ok(()),
-                    Err(err) => Err(err.into()),
-                }
-            }
+        let update = doc! {
+            "$max": {"last_read_seq": seq},
+            "$setOnInsert": {"conversation_id": conversation_id, "user_id": user_id},
+        };
+        let upsert = || {
+            self.reads
+                .update_one(
+                    doc! {"_id": format!("{conversation_id}|{user_id}")},
+                    update.clone(),
+                )
+                .upsert(true)
+        };
+        match upsert().await {
+            Ok(_) => Ok(()),
+            // Two first marks raced to insert: the loser's update now finds
+            // the document.
+            Err(err) if is_duplicate_key(&err) => Ok(upsert().await.map(|_| ())?),
+            Err(err) => Err(err.into()),
         }
     }
 
@@ -566,6 +579,19 @@ mod tests {
     #[test]
     fn pair_ids_do_not_depend_on_order() {
         assert_eq!(Friendship::pair_id("a", "b"), Friendship::pair_id("b", "a"));
+    }
+
+    #[test]
+    fn a_preview_is_ordered_by_its_sequence_number_first() {
+        let preview = MessagePreview {
+            seq: 7,
+            message_id: "m".into(),
+            sender_id: "u".into(),
+            text: "hi".into(),
+            sent_at_ms: 1,
+        };
+        let stored = mongodb::bson::to_document(&preview).expect("a preview serializes");
+        assert_eq!(stored.keys().next().map(String::as_str), Some("seq"));
     }
 
     #[test]

@@ -223,24 +223,35 @@ async fn accept_frame(text: &str, handle: &ConnectionHandle, context: &Context) 
 }
 
 /// Writes queued frames, batching whatever is ready into one flush.
+///
+/// This loop runs once per delivered frame, so it keeps its per-frame work
+/// small: the cancellation future is registered once rather than on every
+/// wake-up, and the frame counter is looked up once per connection.
 async fn write_frames(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut inbox: mpsc::Receiver<Outbound>,
     closed: CancellationToken,
 ) {
+    let frames_out = metrics::counter!("switchyard_gateway_frames_out_total");
+    let cancelled = closed.cancelled();
+    tokio::pin!(cancelled);
     loop {
         let first = tokio::select! {
+            biased;
+            // A closed connection (say, one too slow to read) stops at once,
+            // whatever is still queued.
+            () = &mut cancelled => None,
             next = inbox.recv() => next,
-            _ = closed.cancelled() => None,
         };
         let Some(mut next) = first else { break };
+        let mut written = 0;
         loop {
             match next {
                 Outbound::Frame(text) => {
                     if sink.feed(Message::Text(text)).await.is_err() {
                         return;
                     }
-                    metrics::counter!("switchyard_gateway_frames_out_total").increment(1);
+                    written += 1;
                 }
                 Outbound::Close { code, reason } => {
                     let frame = CloseFrame {
@@ -257,6 +268,7 @@ async fn write_frames(
                 Err(_) => break,
             }
         }
+        frames_out.increment(written);
         if sink.flush().await.is_err() {
             return;
         }

@@ -539,7 +539,7 @@ async fn message_text_must_be_printable_and_at_most_4000_characters() {
             "{what}: delivered as stored"
         );
         let document = stack
-            .stored_where(MESSAGES, doc! {"_id": &message.message_id})
+            .stored_where(MESSAGES, doc! {"message_id": &message.message_id})
             .await;
         assert_eq!(document.len(), 1, "{what}");
         assert_eq!(

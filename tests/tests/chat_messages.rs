@@ -357,6 +357,85 @@ fn assert_page(page: &Value, seqs: std::ops::RangeInclusive<i64>, has_more: bool
     assert_eq!(page["hasMore"], has_more, "hasMore of {page}");
 }
 
+/// A handler that stored a message and died before moving the
+/// conversation's last sequence number on leaves the conversation one
+/// behind. The next message must not reuse that number nor skip one, and a
+/// resend of the orphan must find it.
+#[tokio::test]
+async fn a_message_stored_by_a_handler_that_died_keeps_its_number() {
+    let stack = chat_stack().await;
+    let mut ana = ChatUser::sign_up(&stack, 0, ANA, "Ana").await;
+    let mut bob = ChatUser::sign_up(&stack, 1, BOB, "Bob").await;
+    befriend(&mut ana, &mut bob).await;
+    let first = sent(&ana.client.send_to_user(&bob.user_id, "One", "one").await);
+
+    // The state such a crash leaves: the message is stored, the
+    // conversation still says 1.
+    let orphan_id = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+    stack
+        .mongo()
+        .collection::<mongodb::bson::Document>(MESSAGES)
+        .insert_one(doc! {
+            "_id": format!("{}/two", ana.user_id),
+            "message_id": orphan_id,
+            "conversation_id": &first.conversation_id,
+            "seq": 2_i64,
+            "sender_id": &ana.user_id,
+            "client_msg_id": "two",
+            "text": "Two",
+            "attachments": [],
+            "sent_at_ms": 1_i64,
+        })
+        .await
+        .expect("storing the orphan message");
+
+    let third = sent(
+        &ana.client
+            .send_to_user(&bob.user_id, "Three", "three")
+            .await,
+    );
+    assert_eq!(third.seq, 3, "the orphan's number is not reused");
+    let resend = sent(&ana.client.send_to_user(&bob.user_id, "Two", "two").await);
+    assert_eq!(
+        (resend.message_id.as_str(), resend.seq),
+        (orphan_id, 2),
+        "a resend of the orphan answers the stored message"
+    );
+
+    let history = bob.client.history(&first.conversation_id, None, None).await;
+    assert_eq!(
+        history_texts(&history),
+        vec!["One", "Two", "Three"],
+        "{history}"
+    );
+    let seqs: Vec<i64> = messages_of(&history)
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap_or_default())
+        .collect();
+    assert_eq!(seqs, vec![1, 2, 3], "{history}");
+    let conversations = bob.client.conversations().await;
+    let listed = only_conversation(&conversations, &first.conversation_id);
+    assert_eq!(listed["lastSeq"], 3, "{listed}");
+    assert_eq!(listed["lastMessage"]["text"], "Three", "{listed}");
+
+    // Once they are no longer friends Ana may send nothing new, but a resend
+    // of what was stored still gets its first answer.
+    assert_status(
+        &bob.client.chat("FRIEND_REMOVE", ana.target()).await,
+        "FRIEND_REMOVED",
+    );
+    let late_resend = sent(
+        &ana.client
+            .send_to_user(&bob.user_id, "Three", "three")
+            .await,
+    );
+    assert_eq!(late_resend, third, "a resend after the friendship ended");
+    assert_refused(
+        &ana.client.send_to_user(&bob.user_id, "Four", "four").await,
+        "FORBIDDEN",
+    );
+}
+
 /// The one entry of `conversations`, which must be `conversation_id`.
 #[track_caller]
 fn only_conversation(conversations: &[Value], conversation_id: &str) -> Value {
