@@ -43,18 +43,26 @@ pub async fn serve(socket: WebSocket, context: Arc<Context>) {
     let (sink, mut stream) = socket.split();
     let (outbox, inbox) = mpsc::channel(context.settings.outbox_frames.max(1));
     let handle = context.hub.register(outbox);
-    let span = info_span!("connection", id = handle.id);
-    let writer =
-        tokio::spawn(write_frames(sink, inbox, handle.closed.clone()).instrument(span.clone()));
+    // The writer runs outside the connection's span: it is polled once per
+    // frame delivered, and logs nothing.
+    let mut writer = tokio::spawn(write_frames(sink, inbox, handle.closed.clone()));
     read_frames(&mut stream, &handle, &context)
-        .instrument(span)
+        .instrument(info_span!("connection", id = handle.id))
         .await;
     context.hub.unregister(handle.id);
     let closed_by_us = handle.closed.is_cancelled();
     // The hub held the last other sender: the writer sees its outbox close,
-    // flushes what is queued and ends.
+    // flushes what is queued and ends. A client that stopped reading would
+    // keep it waiting for room in the socket for ever, so it gets as long as
+    // a close takes.
     drop(handle);
-    let _ = writer.await;
+    if tokio::time::timeout(CLOSE_LINGER, &mut writer)
+        .await
+        .is_err()
+    {
+        debug!("the client does not read; dropping what was left to write");
+        writer.abort();
+    }
     if closed_by_us {
         linger(&mut stream).await;
     }
@@ -222,28 +230,19 @@ async fn accept_frame(text: &str, handle: &ConnectionHandle, context: &Context) 
     }
 }
 
-/// Writes queued frames, batching whatever is ready into one flush.
+/// Writes queued frames, batching whatever is ready into one flush, until
+/// the outbox closes or a close frame is written.
 ///
-/// This loop runs once per delivered frame, so it keeps its per-frame work
-/// small: the cancellation future is registered once rather than on every
-/// wake-up, and the frame counter is looked up once per connection.
+/// This loop runs once per delivered frame, so it does no more per frame than
+/// it must: it waits on the outbox alone (a connection closed for reading too
+/// slowly is stopped by [`serve`]), and counts frames once per batch.
 async fn write_frames(
     mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
     mut inbox: mpsc::Receiver<Outbound>,
     closed: CancellationToken,
 ) {
     let frames_out = metrics::counter!("switchyard_gateway_frames_out_total");
-    let cancelled = closed.cancelled();
-    tokio::pin!(cancelled);
-    loop {
-        let first = tokio::select! {
-            biased;
-            // A closed connection (say, one too slow to read) stops at once,
-            // whatever is still queued.
-            () = &mut cancelled => None,
-            next = inbox.recv() => next,
-        };
-        let Some(mut next) = first else { break };
+    while let Some(mut next) = inbox.recv().await {
         let mut written = 0;
         loop {
             match next {

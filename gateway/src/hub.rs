@@ -132,6 +132,46 @@ struct Registry {
     user_groups: HashMap<String, HashSet<String>>,
     /// Locally connected members of each group.
     group_users: HashMap<String, HashSet<String>>,
+    /// The connections a group's events go to, built on the group's first
+    /// event and dropped whenever its members or their connections change:
+    /// a group event then costs one lookup, not one per member.
+    group_audiences: HashMap<String, Audience>,
+}
+
+/// The local connections of a group's members, with each one's user.
+type Audience = Arc<[(String, Arc<ConnectionHandle>)]>;
+
+impl Registry {
+    fn audience(&mut self, group_id: &str) -> Option<Audience> {
+        if let Some(audience) = self.group_audiences.get(group_id) {
+            return Some(audience.clone());
+        }
+        let members = self.group_users.get(group_id)?;
+        let audience: Audience = members
+            .iter()
+            .flat_map(|user| {
+                self.users
+                    .get(user)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|id| self.connections.get(id))
+                    .map(move |handle| (user.clone(), handle.clone()))
+            })
+            .collect();
+        self.group_audiences
+            .insert(group_id.to_owned(), audience.clone());
+        Some(audience)
+    }
+
+    /// Forgets the audiences of every group `user_id` is in, after a change
+    /// to the user's connections.
+    fn forget_audiences_of(&mut self, user_id: &str) {
+        if let Some(groups) = self.user_groups.get(user_id) {
+            for group in groups {
+                self.group_audiences.remove(group);
+            }
+        }
+    }
 }
 
 /// The connections of this replica.
@@ -218,7 +258,9 @@ impl Hub {
             let mut registry = lock(&self.registry);
             let connections = registry.users.entry(user_id.clone()).or_default();
             connections.insert(connection_id);
-            connections.len() == 1
+            let first = connections.len() == 1;
+            registry.forget_audiences_of(&user_id);
+            first
         };
         if first {
             self.subscribe(self.names.user_channel(&user_id));
@@ -273,6 +315,7 @@ impl Hub {
             if !registry.users.contains_key(user_id) {
                 return;
             }
+            registry.group_audiences.remove(group_id);
             if member {
                 registry
                     .user_groups
@@ -316,22 +359,12 @@ impl Hub {
         except: Option<&Origin>,
         skip_user: Option<&str>,
     ) {
-        let handles: Vec<Arc<ConnectionHandle>> = {
-            let registry = lock(&self.registry);
-            let Some(members) = registry.group_users.get(group_id) else {
-                return;
-            };
-            members
-                .iter()
-                .filter(|user| Some(user.as_str()) != skip_user)
-                .filter_map(|user| registry.users.get(user))
-                .flatten()
-                .filter_map(|id| registry.connections.get(id).cloned())
-                .collect()
+        let Some(audience) = lock(&self.registry).audience(group_id) else {
+            return;
         };
         let mut delivered = 0u64;
-        for handle in handles {
-            if !self.is_origin(&handle, except) {
+        for (user, handle) in audience.iter() {
+            if Some(user.as_str()) != skip_user && !self.is_origin(handle, except) {
                 handle.send_text(frame.clone());
                 delivered += 1;
             }
@@ -450,7 +483,9 @@ impl Hub {
                 return;
             };
             connections.remove(&connection_id);
-            if !connections.is_empty() {
+            let gone = connections.is_empty();
+            registry.forget_audiences_of(user_id);
+            if !gone {
                 return;
             }
             registry.users.remove(user_id);
@@ -544,6 +579,58 @@ mod tests {
             changes.try_recv().ok(),
             Some(SubscriptionChange::Unsubscribe("switchyard:user:u1".into()))
         );
+    }
+
+    /// Frames queued on a connection's outbox so far.
+    fn frames(rx: &mut mpsc::Receiver<Outbound>) -> Vec<String> {
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .filter_map(|outbound| match outbound {
+                Outbound::Frame(text) => Some(text.as_str().to_owned()),
+                Outbound::Close { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn group_events_follow_members_and_their_connections() {
+        let (hub, _changes) = hub();
+        let far = now_ms() + 60_000;
+        let connect = |user: &str| {
+            let (tx, rx) = mpsc::channel(8);
+            let handle = hub.register(tx);
+            hub.log_in(
+                handle.id,
+                Session {
+                    identity: identity(user, &format!("{user}-{}", handle.id)),
+                    expires_at_ms: far,
+                },
+            );
+            (handle, rx)
+        };
+        let (_ana, mut ana_rx) = connect("ana");
+        let (bob, mut bob_rx) = connect("bob");
+        hub.set_membership("ana", "g", true);
+        hub.set_membership("bob", "g", true);
+        hub.deliver_to_group("g", "one".into(), None, None);
+        assert_eq!(frames(&mut ana_rx), ["one"]);
+        assert_eq!(frames(&mut bob_rx), ["one"]);
+
+        // Bob's second connection gets the next event; his first, once
+        // gone, gets nothing; Ana, once out of the group, gets nothing.
+        let (_bob_phone, mut bob_phone_rx) = connect("bob");
+        hub.deliver_to_group("g", "two".into(), None, Some("ana"));
+        assert_eq!(frames(&mut ana_rx), Vec::<String>::new(), "skipped");
+        assert_eq!(frames(&mut bob_phone_rx), ["two"]);
+        hub.unregister(bob.id);
+        hub.set_membership("ana", "g", false);
+        hub.deliver_to_group("g", "three".into(), None, None);
+        assert_eq!(frames(&mut ana_rx), Vec::<String>::new(), "left the group");
+        assert_eq!(
+            frames(&mut bob_rx),
+            ["two"],
+            "only what came before it went"
+        );
+        assert_eq!(frames(&mut bob_phone_rx), ["three"]);
     }
 
     #[test]
