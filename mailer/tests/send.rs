@@ -1,40 +1,35 @@
-//! The mailer against real Redis, FerretDB and MailDev, each started here on
-//! free loopback ports in a temporary directory and killed on drop. The
-//! mailer itself runs in this process.
-//!
-//! Binaries: `redis-server` on PATH, FerretDB and MailDev where `./stack
-//! install` puts them; `SWITCHYARD_REDIS_BIN`, `SWITCHYARD_FERRETDB_BIN` and
-//! `SWITCHYARD_MAILDEV_BIN` override. A missing one fails the test: a skipped
-//! test would pass without proving anything.
+//! The mailer against real Redis, FerretDB and MailDev, started by the
+//! shared test harness (`switchyard-tests`) on free loopback ports and killed
+//! on drop. The mailer itself runs in this process.
 
-use std::fs::File;
 use std::future::Future;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mailer::handler::DeadLetter;
 use mailer::settings::Settings;
 use mailer::startup::Application;
 use mailer::store::{MailLog, Status};
-use serde_json::Value;
 use shared_proto::bus::{Bus, ENTRY_FIELD};
 use shared_proto::mail::MailJob;
 use shared_proto::names::Names;
 use shared_proto::settings::Secret;
+use switchyard_tests::{FERRETDB, Stack};
 use tokio_util::sync::CancellationToken;
 
 /// The longest any single wait in these tests may take.
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Redis, FerretDB and MailDev, and no Switchyard service.
+async fn infrastructure() -> Stack {
+    Stack::builder().infrastructure_only().start().await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_is_sent_once_even_when_enqueued_twice() {
-    let redis = Redis::start();
-    let mongo = FerretDb::start();
-    let maildev = MailDev::start();
-    let mut settings = settings("sent-once", &redis, &mongo);
-    settings.smtp.port = maildev.smtp_port;
+    let stack = infrastructure().await;
+    let maildev = stack.maildev();
+    let mut settings = settings("sent-once", &stack);
+    settings.smtp.port = maildev.smtp_port();
     let mailer = RunningMailer::start(&settings).await;
     let bus = bus(&settings).await;
     let mail_stream = settings.bus.names().mail_stream();
@@ -43,35 +38,35 @@ async fn a_job_is_sent_once_even_when_enqueued_twice() {
     bus.append(&mail_stream, &job).await.expect("enqueue");
 
     let emails = eventually("the mail to arrive in MailDev", || async {
-        let emails = maildev.emails().await;
+        let emails = maildev.mails().await;
         (!emails.is_empty()).then_some(emails)
     })
     .await;
     assert_eq!(emails.len(), 1, "{emails:#?}");
     let email = &emails[0];
-    assert_eq!(email["subject"], job.subject, "{email:#}");
-    assert_eq!(email["to"][0]["address"], "ada@example.test", "{email:#}");
+    assert_eq!(email.subject, job.subject, "{email:#?}");
+    assert_eq!(addresses(&email.to), ["ada@example.test"], "{email:#?}");
     assert_eq!(
-        email["from"][0]["address"], "no-reply@switchyard.local",
-        "{email:#}"
+        addresses(&email.from),
+        ["no-reply@switchyard.local"],
+        "{email:#?}"
     );
     assert_eq!(
-        email["headers"]["message-id"], "<job-sent-once@switchyard.local>",
-        "{email:#}"
+        email.headers.get("message-id").and_then(|id| id.as_str()),
+        Some("<job-sent-once@switchyard.local>"),
+        "{email:#?}"
     );
     assert!(
-        email["text"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("123456"),
-        "the plain part: {email:#}"
+        email.text().contains("123456"),
+        "the plain part: {email:#?}"
     );
     assert!(
-        email["html"]
-            .as_str()
+        email
+            .html
+            .as_deref()
             .unwrap_or_default()
             .contains("<b>123456</b>"),
-        "the HTML part: {email:#}"
+        "the HTML part: {email:#?}"
     );
 
     // Acknowledged only after mail_log says `sent`, so once the stream is
@@ -86,7 +81,7 @@ async fn a_job_is_sent_once_even_when_enqueued_twice() {
     // The same job again, as after a crash between sending and acknowledging.
     bus.append(&mail_stream, &job).await.expect("enqueue again");
     wait_for_empty_stream(&bus, &mail_stream).await;
-    let emails = maildev.emails().await;
+    let emails = maildev.mails().await;
     assert_eq!(
         emails.len(),
         1,
@@ -98,10 +93,10 @@ async fn a_job_is_sent_once_even_when_enqueued_twice() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_that_cannot_be_sent_goes_to_the_dead_letter_stream() {
-    let redis = Redis::start();
-    let mongo = FerretDb::start();
-    let mut settings = settings("dead-letter", &redis, &mongo);
-    settings.smtp.port = closed_port();
+    let stack = infrastructure().await;
+    let mut settings = settings("dead-letter", &stack);
+    // A port nothing listens on.
+    settings.smtp.port = switchyard_tests::ports::free_port();
     settings.mailer.max_attempts = 2;
     settings.mailer.backoff_ms = 50;
     let mailer = RunningMailer::start(&settings).await;
@@ -120,7 +115,7 @@ async fn a_job_that_cannot_be_sent_goes_to_the_dead_letter_stream() {
         .expect("enqueue");
 
     let dead = eventually("both jobs on the dead-letter stream", || async {
-        let dead = dead_letters(&redis.url, &names).await;
+        let dead = dead_letters(stack.redis_url(), &names).await;
         (dead.len() >= 2).then_some(dead)
     })
     .await;
@@ -158,17 +153,12 @@ async fn a_job_that_cannot_be_sent_goes_to_the_dead_letter_stream() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_job_waits_for_mail_log_instead_of_sending_blind() {
-    let redis = Redis::start();
-    let maildev = MailDev::start();
-    // MongoDB is down when the job arrives: its port is chosen, not served.
-    let mongo_port = free_port();
-    let mut settings = Settings::default();
-    settings.redis.url = redis.url.clone();
-    settings.mongodb.uri = Secret::new(format!("mongodb://127.0.0.1:{mongo_port}/"));
-    settings.mongodb.database = "mailer_waits".into();
-    settings.bus.prefix = "test-waits".into();
+    let mut stack = infrastructure().await;
+    // MongoDB is down when the job arrives.
+    stack.stop_service(FERRETDB, 0).await;
+    let mut settings = settings("waits", &stack);
     settings.bus.claim_idle_ms = 1000;
-    settings.smtp.port = maildev.smtp_port;
+    settings.smtp.port = stack.maildev().smtp_port();
     let mailer = RunningMailer::start(&settings).await;
     let bus = bus(&settings).await;
     let mail_stream = settings.bus.names().mail_stream();
@@ -178,7 +168,7 @@ async fn a_job_waits_for_mail_log_instead_of_sending_blind() {
     // Long enough for the check against mail_log to time out at least once.
     tokio::time::sleep(Duration::from_secs(7)).await;
     assert!(
-        maildev.emails().await.is_empty(),
+        stack.maildev().mails().await.is_empty(),
         "nothing is sent while mail_log is unreachable"
     );
     assert_eq!(
@@ -187,25 +177,24 @@ async fn a_job_waits_for_mail_log_instead_of_sending_blind() {
         "the job stays pending"
     );
 
-    let _mongo = FerretDb::start_on(mongo_port);
+    stack.start_service(FERRETDB, 0).await;
+    let maildev = stack.maildev();
     let emails = eventually("the mail to arrive once MongoDB is up", || async {
-        let emails = maildev.emails().await;
+        let emails = maildev.mails().await;
         (!emails.is_empty()).then_some(emails)
     })
     .await;
     assert_eq!(emails.len(), 1, "{emails:#?}");
     wait_for_empty_stream(&bus, &mail_stream).await;
-    assert_eq!(maildev.emails().await.len(), 1);
+    assert_eq!(maildev.mails().await.len(), 1);
 
     mailer.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_sent_record_is_never_overwritten_by_a_dead_one() {
-    let mongo = FerretDb::start();
-    let mut settings = Settings::default();
-    settings.mongodb.uri = Secret::new(mongo.uri.clone());
-    settings.mongodb.database = "mailer_store_test".into();
+    let stack = infrastructure().await;
+    let settings = settings("store", &stack);
     let log = MailLog::connect(&settings.mongodb).await.expect("mail_log");
     let job = job("job-store", "ada@example.test");
 
@@ -247,10 +236,10 @@ fn job(job_id: &str, to: &str) -> MailJob {
 }
 
 /// Settings pointing at this test's servers, under a prefix of its own.
-fn settings(test: &str, redis: &Redis, mongo: &FerretDb) -> Settings {
+fn settings(test: &str, stack: &Stack) -> Settings {
     let mut settings = Settings::default();
-    settings.redis.url = redis.url.clone();
-    settings.mongodb.uri = Secret::new(mongo.uri.clone());
+    settings.redis.url = stack.redis_url().to_owned();
+    settings.mongodb.uri = Secret::new(stack.mongo_uri().to_owned());
     settings.mongodb.database = format!("mailer_{}", test.replace('-', "_"));
     settings.bus.prefix = format!("test-{test}");
     settings.smtp.host = "127.0.0.1".into();
@@ -343,265 +332,6 @@ impl RunningMailer {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Servers
-// ---------------------------------------------------------------------------
-
-struct Redis {
-    url: String,
-    _server: Server,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = free_port();
-        let mut server = Server::spawn(
-            "redis",
-            &binary("SWITCHYARD_REDIS_BIN", PathBuf::from("redis-server")),
-            |dir| {
-                vec![
-                    "--port".into(),
-                    port.to_string(),
-                    "--bind".into(),
-                    "127.0.0.1".into(),
-                    "--save".into(),
-                    String::new(),
-                    "--appendonly".into(),
-                    "no".into(),
-                    "--dir".into(),
-                    dir.display().to_string(),
-                ]
-            },
-        );
-        server.wait_for_port(port);
-        Redis {
-            url: format!("redis://127.0.0.1:{port}"),
-            _server: server,
-        }
-    }
-}
-
-struct FerretDb {
-    uri: String,
-    _server: Server,
-}
-
-impl FerretDb {
-    fn start() -> FerretDb {
-        FerretDb::start_on(free_port())
-    }
-
-    fn start_on(port: u16) -> FerretDb {
-        let mut server = Server::spawn(
-            "ferretdb",
-            &binary("SWITCHYARD_FERRETDB_BIN", cache_dir().join("bin/ferretdb")),
-            |dir| {
-                vec![
-                    "--handler=sqlite".into(),
-                    format!("--sqlite-url=file:{}/", dir.display()),
-                    format!("--state-dir={}", dir.display()),
-                    format!("--listen-addr=127.0.0.1:{port}"),
-                    // Its debug HTTP listener would take 127.0.0.1:8088 in
-                    // every test at once.
-                    "--debug-addr=-".into(),
-                    "--telemetry=disable".into(),
-                    "--log-level=warn".into(),
-                ]
-            },
-        );
-        server.wait_for_port(port);
-        FerretDb {
-            uri: format!("mongodb://127.0.0.1:{port}/"),
-            _server: server,
-        }
-    }
-}
-
-struct MailDev {
-    smtp_port: u16,
-    web_port: u16,
-    http: reqwest::Client,
-    _server: Server,
-}
-
-impl MailDev {
-    fn start() -> MailDev {
-        let smtp_port = free_port();
-        let web_port = free_port();
-        let mut server = Server::spawn(
-            "maildev",
-            &binary(
-                "SWITCHYARD_MAILDEV_BIN",
-                cache_dir().join("maildev/node_modules/.bin/maildev"),
-            ),
-            |dir| {
-                vec![
-                    // Otherwise it keeps messages under the shared /tmp/maildev.
-                    "--mail-directory".into(),
-                    dir.display().to_string(),
-                    "--smtp".into(),
-                    smtp_port.to_string(),
-                    "--ip".into(),
-                    "127.0.0.1".into(),
-                    "--web".into(),
-                    web_port.to_string(),
-                    "--web-ip".into(),
-                    "127.0.0.1".into(),
-                ]
-            },
-        );
-        server.wait_for_port(smtp_port);
-        server.wait_for_port(web_port);
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .no_proxy()
-            .build()
-            .expect("an HTTP client");
-        MailDev {
-            smtp_port,
-            web_port,
-            http,
-            _server: server,
-        }
-    }
-
-    /// Every mail MailDev has received.
-    async fn emails(&self) -> Vec<Value> {
-        let url = format!("http://127.0.0.1:{}/api/email", self.web_port);
-        let response = self
-            .http
-            .get(&url)
-            .send()
-            .await
-            .unwrap_or_else(|err| panic!("GET {url}: {err}"));
-        assert!(
-            response.status().is_success(),
-            "GET {url}: {}",
-            response.status()
-        );
-        let body: Value = response
-            .json()
-            .await
-            .unwrap_or_else(|err| panic!("GET {url}: {err}"));
-        match body {
-            Value::Array(emails) => emails,
-            other => panic!("GET {url} did not answer with a list: {other}"),
-        }
-    }
-}
-
-/// A child process in a temporary directory of its own, killed on drop.
-struct Server {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn spawn(
-        name: &'static str,
-        program: &Path,
-        args: impl FnOnce(&Path) -> Vec<String>,
-    ) -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("mailer-test-{name}-"))
-            .tempdir()
-            .expect("a temporary directory");
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).expect("a data directory");
-        let log = dir.path().join("output.log");
-        let output = File::create(&log).expect("a log file");
-        let child = Command::new(program)
-            .args(args(&data))
-            .current_dir(dir.path())
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().expect("a log file"))
-            .stderr(output)
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!(
-                    "cannot start {name} ({}): {err}. Install it (`./stack install`, or apt-get install redis-server) or point {} at it.",
-                    program.display(),
-                    env_var_for(name),
-                )
-            });
-        Server {
-            name,
-            child,
-            log,
-            _dir: dir,
-        }
-    }
-
-    /// Waits until something accepts connections on `port`, failing early
-    /// (with the server's output) if the server exits.
-    fn wait_for_port(&mut self, port: u16) {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if TcpStream::connect_timeout(
-                &([127, 0, 0, 1], port).into(),
-                Duration::from_millis(200),
-            )
-            .is_ok()
-            {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{} exited ({status}) before listening on {port}:\n{}",
-                    self.name,
-                    self.output()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not listen on 127.0.0.1:{port} within {WAIT:?}:\n{}",
-                self.name,
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn output(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn env_var_for(name: &str) -> String {
-    format!("SWITCHYARD_{}_BIN", name.to_uppercase())
-}
-
-fn binary(env: &str, default: PathBuf) -> PathBuf {
-    std::env::var_os(env).map(PathBuf::from).unwrap_or(default)
-}
-
-fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SWITCHYARD_CACHE") {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").expect("HOME is set, to find ~/.cache/switchyard");
-    PathBuf::from(home).join(".cache/switchyard")
-}
-
-/// A port nothing listens on right now. Another process could take it before
-/// the server binds it; on a test machine that is rare enough.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// A port where connections are refused.
-fn closed_port() -> u16 {
-    free_port()
+fn addresses(list: &[switchyard_tests::mail::Address]) -> Vec<&str> {
+    list.iter().map(|a| a.address.as_str()).collect()
 }
