@@ -357,6 +357,60 @@ fn assert_page(page: &Value, seqs: std::ops::RangeInclusive<i64>, has_more: bool
     assert_eq!(page["hasMore"], has_more, "hasMore of {page}");
 }
 
+/// Both users of a conversation write at once, each many messages without
+/// waiting for answers: every message gets its own number, the numbers run
+/// from 1 with no gap, and the conversation's last message is the one with
+/// the highest number, whichever write came last.
+#[tokio::test]
+async fn messages_written_at_once_by_both_users_are_numbered_without_gaps() {
+    const EACH: i64 = 12;
+    let stack = chat_stack().await;
+    let mut ana = ChatUser::sign_up(&stack, 0, ANA, "Ana").await;
+    let mut bob = ChatUser::sign_up(&stack, 1, BOB, "Bob").await;
+    befriend(&mut ana, &mut bob).await;
+    let burst = |to: &str, who: &str| -> Vec<Value> {
+        (1..=EACH)
+            .map(|n| send_request(to, &format!("{who} {n}"), &format!("{who}-{n}")))
+            .collect()
+    };
+    let (ana_burst, bob_burst) = (burst(&bob.user_id, "ana"), burst(&ana.user_id, "bob"));
+    let (ana_replies, bob_replies) = tokio::join!(
+        ana.client.request_all(ana_burst, Duration::from_secs(30)),
+        bob.client.request_all(bob_burst, Duration::from_secs(30)),
+    );
+    let mut seqs: Vec<i64> = ana_replies
+        .iter()
+        .chain(&bob_replies)
+        .map(|reply| sent(reply).seq)
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=2 * EACH).collect::<Vec<_>>(),
+        "one number each, no gap"
+    );
+
+    let conversation_id = sent(&ana_replies[0]).conversation_id;
+    let history = bob
+        .client
+        .history(&conversation_id, None, Some(2 * EACH))
+        .await;
+    let stored: Vec<i64> = messages_of(&history)
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap_or_default())
+        .collect();
+    assert_eq!(stored, (1..=2 * EACH).collect::<Vec<_>>(), "{history}");
+    let newest = messages_of(&history)
+        .last()
+        .map(|m| m["text"].clone())
+        .unwrap_or_default();
+    let conversations = ana.client.conversations().await;
+    let listed = only_conversation(&conversations, &conversation_id);
+    assert_eq!(listed["lastSeq"], 2 * EACH, "{listed}");
+    assert_eq!(listed["lastMessage"]["seq"], 2 * EACH, "{listed}");
+    assert_eq!(listed["lastMessage"]["text"], newest, "{listed}");
+}
+
 /// A handler that stored a message and died before moving the
 /// conversation's last sequence number on leaves the conversation one
 /// behind. The next message must not reuse that number nor skip one, and a
