@@ -96,7 +96,12 @@ pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         Err(refusal @ ActionError::Refused(_)) => {
             // A resend of a message stored before the sender lost the right
             // to send it is still answered as the first time.
-            return match stored_message(service, me, client_msg_id).await? {
+            let stored = service
+                .store
+                .message_by_client_id(me, client_msg_id)
+                .await
+                .map_err(unavailable)?;
+            return match stored {
                 Some(existing) => resent(service, call, existing).await,
                 None => Err(refusal),
             };
@@ -145,15 +150,10 @@ pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
                     .map_or(0, |c| c.last_seq);
                 message.seq = (message.seq + 1).max(latest + 1);
             }
-            MessageInsert::Duplicate => {
+            MessageInsert::Duplicate(existing) => {
                 // A resend, or this very action handled again after its
                 // first handling stored the message.
-                let existing = stored_message(service, me, client_msg_id)
-                    .await?
-                    .ok_or_else(|| {
-                        ActionError::Unavailable(anyhow::anyhow!("duplicate message vanished"))
-                    })?;
-                return resent(service, call, existing).await;
+                return resent(service, call, *existing).await;
             }
         }
     }
@@ -175,18 +175,6 @@ pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         Some(&conversation),
         true,
     ))
-}
-
-async fn stored_message(
-    service: &ChatService,
-    me: &str,
-    client_msg_id: &str,
-) -> Result<Option<Message>, ActionError> {
-    service
-        .store
-        .message_by_client_id(me, client_msg_id)
-        .await
-        .map_err(unavailable)
 }
 
 /// The answer to a message that is stored already: the first answer again.

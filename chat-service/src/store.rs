@@ -190,8 +190,8 @@ pub enum MessageInsert {
     Inserted,
     /// Another message took this sequence number first.
     SeqTaken,
-    /// This sender already sent a message with this client id.
-    Duplicate,
+    /// This sender already sent a message with this client id: that one.
+    Duplicate(Box<Message>),
 }
 
 #[derive(Clone)]
@@ -465,16 +465,12 @@ impl Store {
             Err(err) if is_duplicate_key(&err) => {
                 // Either key may be the one taken: the primary key means this
                 // very message is stored already.
-                let duplicate = self
-                    .messages
-                    .find_one(doc! {"_id": &message.key})
-                    .await?
-                    .is_some();
-                Ok(if duplicate {
-                    MessageInsert::Duplicate
-                } else {
-                    MessageInsert::SeqTaken
-                })
+                Ok(
+                    match self.messages.find_one(doc! {"_id": &message.key}).await? {
+                        Some(stored) => MessageInsert::Duplicate(Box::new(stored)),
+                        None => MessageInsert::SeqTaken,
+                    },
+                )
             }
             Err(err) => Err(err.into()),
         }

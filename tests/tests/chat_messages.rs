@@ -11,7 +11,7 @@ use switchyard_tests::chat::{
     ChatUser, EVENT_TIMEOUT, MESSAGES, QUIET, assert_refused, befriend, chat_stack, history_texts,
     messages_of, sent, with_status,
 };
-use switchyard_tests::{Client, assert_status};
+use switchyard_tests::{Client, Stack, assert_status};
 
 const ANA: &str = "ana@example.com";
 const BOB: &str = "bob@example.com";
@@ -21,9 +21,7 @@ const MESSAGE_COUNT: i64 = 25;
 #[tokio::test]
 async fn a_conversation_is_numbered_delivered_paged_and_read() {
     let stack = chat_stack().await;
-    let mut ana = ChatUser::sign_up(&stack, 0, ANA, "Ana").await;
-    let mut bob = ChatUser::sign_up(&stack, 1, BOB, "Bob").await;
-    befriend(&mut ana, &mut bob).await;
+    let (mut ana, mut bob) = ana_and_bob_as_friends(&stack).await;
     // Ana's other connections: one on the gateway she sends through, one
     // on the other.
     let mut ana_same_gateway = ana.connect_again(&stack, 0).await;
@@ -257,9 +255,7 @@ async fn members_of_a_group_write_temporarily_while_they_share_it() {
 #[tokio::test]
 async fn a_resent_message_is_stored_and_delivered_once() {
     let stack = chat_stack().await;
-    let mut ana = ChatUser::sign_up(&stack, 0, ANA, "Ana").await;
-    let mut bob = ChatUser::sign_up(&stack, 1, BOB, "Bob").await;
-    befriend(&mut ana, &mut bob).await;
+    let (mut ana, mut bob) = ana_and_bob_as_friends(&stack).await;
     let mut ana_phone = ana.connect_again(&stack, 1).await;
 
     let first = sent(
@@ -365,9 +361,7 @@ fn assert_page(page: &Value, seqs: std::ops::RangeInclusive<i64>, has_more: bool
 async fn messages_written_at_once_by_both_users_are_numbered_without_gaps() {
     const EACH: i64 = 12;
     let stack = chat_stack().await;
-    let mut ana = ChatUser::sign_up(&stack, 0, ANA, "Ana").await;
-    let mut bob = ChatUser::sign_up(&stack, 1, BOB, "Bob").await;
-    befriend(&mut ana, &mut bob).await;
+    let (mut ana, mut bob) = ana_and_bob_as_friends(&stack).await;
     let burst = |to: &str, who: &str| -> Vec<Value> {
         (1..=EACH)
             .map(|n| send_request(to, &format!("{who} {n}"), &format!("{who}-{n}")))
@@ -418,9 +412,7 @@ async fn messages_written_at_once_by_both_users_are_numbered_without_gaps() {
 #[tokio::test]
 async fn a_message_stored_by_a_handler_that_died_keeps_its_number() {
     let stack = chat_stack().await;
-    let mut ana = ChatUser::sign_up(&stack, 0, ANA, "Ana").await;
-    let mut bob = ChatUser::sign_up(&stack, 1, BOB, "Bob").await;
-    befriend(&mut ana, &mut bob).await;
+    let (mut ana, mut bob) = ana_and_bob_as_friends(&stack).await;
     let first = sent(&ana.client.send_to_user(&bob.user_id, "One", "one").await);
 
     // The state such a crash leaves: the message is stored, the
@@ -488,6 +480,14 @@ async fn a_message_stored_by_a_handler_that_died_keeps_its_number() {
         &ana.client.send_to_user(&bob.user_id, "Four", "four").await,
         "FORBIDDEN",
     );
+}
+
+/// Ana on the first gateway and Bob on the second, friends.
+async fn ana_and_bob_as_friends(stack: &Stack) -> (ChatUser, ChatUser) {
+    let mut ana = ChatUser::sign_up(stack, 0, ANA, "Ana").await;
+    let mut bob = ChatUser::sign_up(stack, 1, BOB, "Bob").await;
+    befriend(&mut ana, &mut bob).await;
+    (ana, bob)
 }
 
 /// The one entry of `conversations`, which must be `conversation_id`.
