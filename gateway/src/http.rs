@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -14,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::connection::{self, Context};
+use crate::upgrade::WebSocketHandshake;
 
 /// What the routes need.
 #[derive(Clone)]
@@ -42,7 +42,7 @@ pub fn router(state: AppState) -> Router {
 async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    handshake: WebSocketHandshake,
 ) -> Response {
     let settings = &state.context.settings;
     if !origin_allowed(&settings.allowed_origins, &headers) {
@@ -52,20 +52,11 @@ async fn upgrade(
     if state.context.draining.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
-    let limit = settings.max_frame_bytes;
     let context = state.context.clone();
     let connections = state.connections.clone();
-    ws.max_message_size(limit)
-        .max_frame_size(limit)
-        // Small buffers keep idle connections cheap; frames are small. The
-        // read buffer is allocated up front for every connection: 1 KiB instead
-        // of 4 KiB measured about 3 KiB less resident memory per idle
-        // connection (tests/loadgen, docs/benchmarks.md); a larger frame
-        // still arrives whole, the buffer grows for it.
-        .read_buffer_size(1024)
-        .write_buffer_size(0)
-        .max_write_buffer_size(limit * 4)
-        .on_upgrade(move |socket| connections.track_future(connection::serve(socket, context)))
+    handshake.accept(move |socket, already_read| {
+        connections.track_future(connection::serve(socket, already_read, context))
+    })
 }
 
 /// An empty allow-list admits every origin (development). Otherwise the

@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use axum::extract::ws::Utf8Bytes;
 use shared_proto::client::ServerFrame;
 use shared_proto::envelope::{Identity, Origin};
 use shared_proto::names::Names;
@@ -19,11 +18,22 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-/// Something for a connection's writer to do.
-#[derive(Debug, Clone)]
-pub enum Outbound {
-    Frame(Utf8Bytes),
-    Close { code: u16, reason: &'static str },
+use crate::frame::Frame;
+
+/// Where a connection's frames go: its socket (see
+/// [`crate::socket_writer`]), or in tests a recorder.
+pub trait FrameSink: Send + Sync + std::fmt::Debug {
+    /// Queues `frame` after every frame queued before it, or says why not.
+    fn push(&self, frame: &Frame) -> Result<(), Refused>;
+}
+
+/// Why a connection did not take a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// Its client reads too slowly: too many frames wait already.
+    Behind,
+    /// It is closed or its client has gone.
+    Gone,
 }
 
 /// Close codes this gateway uses, part of the client contract.
@@ -48,41 +58,49 @@ pub struct Session {
 #[derive(Debug)]
 pub struct ConnectionHandle {
     pub id: u64,
-    outbox: mpsc::Sender<Outbound>,
+    sink: Arc<dyn FrameSink>,
     session: Mutex<Option<Session>>,
     /// Cancelled to make the connection's tasks stop.
     pub closed: CancellationToken,
 }
 
 impl ConnectionHandle {
-    /// Queues a frame. A client that reads too slowly to keep its queue from
-    /// filling up is disconnected rather than allowed to grow our memory.
+    /// Sends one frame to this client.
     pub fn send(&self, frame: &ServerFrame) {
         if let Some(code) = shared_proto::status::ErrorCode::parse(frame.status()) {
             metrics::counter!("switchyard_gateway_errors_total", "code" => code.as_str())
                 .increment(1);
         }
-        self.send_text(Utf8Bytes::from(frame.to_text()));
+        if self.send_frame(&Frame::text(&frame.to_text())) {
+            metrics::counter!("switchyard_gateway_frames_out_total").increment(1);
+        }
     }
 
-    pub fn send_text(&self, text: Utf8Bytes) {
-        match self.outbox.try_send(Outbound::Frame(text)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
+    /// Queues an encoded frame; true if the connection took it. A client that
+    /// reads too slowly to keep up is disconnected rather than allowed to grow
+    /// our memory. (Callers count the frames: a group event counts its
+    /// deliveries once.)
+    pub fn send_frame(&self, frame: &Frame) -> bool {
+        match self.sink.push(frame) {
+            Ok(()) => true,
+            Err(Refused::Behind) => {
                 info!(
                     connection = self.id,
                     "disconnecting a client that reads too slowly"
                 );
                 self.closed.cancel();
+                false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(Refused::Gone) => false,
         }
     }
 
-    /// Asks the writer to close the socket with this code.
+    /// Closes the connection with this code: the close frame goes after
+    /// everything already queued, and the connection stops reading.
     pub fn close(&self, code: u16, reason: &'static str) {
-        // If the queue is full the connection is being dropped anyway.
-        let _ = self.outbox.try_send(Outbound::Close { code, reason });
+        // If it is refused the connection is being dropped anyway.
+        let _ = self.sink.push(&Frame::close(code, reason));
+        self.closed.cancel();
     }
 
     /// The identity this connection acts as, if its session has not expired.
@@ -208,12 +226,12 @@ impl Hub {
         &self.names
     }
 
-    /// Adds a connection whose writer reads `outbox`.
-    pub fn register(&self, outbox: mpsc::Sender<Outbound>) -> Arc<ConnectionHandle> {
+    /// Adds a connection whose frames go to `sink`.
+    pub fn register(&self, sink: Arc<dyn FrameSink>) -> Arc<ConnectionHandle> {
         let id = self.next_connection_id.fetch_add(1, Ordering::Relaxed);
         let handle = Arc::new(ConnectionHandle {
             id,
-            outbox,
+            sink,
             session: Mutex::new(None),
             closed: CancellationToken::new(),
         });
@@ -340,22 +358,21 @@ impl Hub {
     }
 
     /// Delivers a frame to every local connection of a user.
-    pub fn deliver_to_user(&self, user_id: &str, frame: Utf8Bytes, except: Option<&Origin>) {
+    pub fn deliver_to_user(&self, user_id: &str, frame: &Frame, except: Option<&Origin>) {
         let mut delivered = 0u64;
         for handle in self.connections_of(user_id) {
-            if !self.is_origin(&handle, except) {
-                handle.send_text(frame.clone());
+            if !self.is_origin(&handle, except) && handle.send_frame(frame) {
                 delivered += 1;
             }
         }
-        metrics::counter!("switchyard_gateway_events_delivered_total").increment(delivered);
+        count_deliveries(delivered);
     }
 
     /// Delivers a frame to every local connection of every member of a group.
     pub fn deliver_to_group(
         &self,
         group_id: &str,
-        frame: Utf8Bytes,
+        frame: &Frame,
         except: Option<&Origin>,
         skip_user: Option<&str>,
     ) {
@@ -364,12 +381,14 @@ impl Hub {
         };
         let mut delivered = 0u64;
         for (user, handle) in audience.iter() {
-            if Some(user.as_str()) != skip_user && !self.is_origin(handle, except) {
-                handle.send_text(frame.clone());
+            if Some(user.as_str()) != skip_user
+                && !self.is_origin(handle, except)
+                && handle.send_frame(frame)
+            {
                 delivered += 1;
             }
         }
-        metrics::counter!("switchyard_gateway_events_delivered_total").increment(delivered);
+        count_deliveries(delivered);
     }
 
     /// Delivers the answer to a request, and applies the session change that
@@ -512,6 +531,13 @@ impl Hub {
     }
 }
 
+/// Counted once per event with its number of deliveries, not once per
+/// delivery: a group event reaches hundreds of sockets.
+fn count_deliveries(delivered: u64) {
+    metrics::counter!("switchyard_gateway_events_delivered_total").increment(delivered);
+    metrics::counter!("switchyard_gateway_frames_out_total").increment(delivered);
+}
+
 /// Removes a user from a group's local members; true if none are left.
 fn remove_member(
     group_users: &mut HashMap<String, HashSet<String>>,
@@ -550,6 +576,36 @@ mod tests {
         }
     }
 
+    /// A connection that keeps the frames it is sent.
+    #[derive(Debug, Default)]
+    struct Recorder(Mutex<Vec<Frame>>);
+
+    impl FrameSink for Recorder {
+        fn push(&self, frame: &Frame) -> Result<(), Refused> {
+            lock(&self.0).push(frame.clone());
+            Ok(())
+        }
+    }
+
+    impl Recorder {
+        /// The texts of the frames sent since the last call.
+        fn texts(&self) -> Vec<String> {
+            std::mem::take(&mut *lock(&self.0))
+                .iter()
+                .filter(|frame| !frame.is_close())
+                .map(|frame| {
+                    let bytes = frame.bytes();
+                    let header = match bytes[1] & 0x7f {
+                        126 => 4,
+                        127 => 10,
+                        _ => 2,
+                    };
+                    String::from_utf8(bytes[header..].to_vec()).expect("utf-8")
+                })
+                .collect()
+        }
+    }
+
     fn hub() -> (Hub, mpsc::UnboundedReceiver<SubscriptionChange>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Hub::new("gw".into(), Names::default(), tx), rx)
@@ -558,9 +614,8 @@ mod tests {
     #[test]
     fn the_first_login_of_a_user_subscribes_and_the_last_logout_unsubscribes() {
         let (hub, mut changes) = hub();
-        let (tx, _rx) = mpsc::channel(8);
-        let a = hub.register(tx.clone());
-        let b = hub.register(tx);
+        let a = hub.register(Arc::new(Recorder::default()));
+        let b = hub.register(Arc::new(Recorder::default()));
         let session = Session {
             identity: identity("u1", "s1"),
             expires_at_ms: now_ms() + 60_000,
@@ -581,23 +636,13 @@ mod tests {
         );
     }
 
-    /// Frames queued on a connection's outbox so far.
-    fn frames(rx: &mut mpsc::Receiver<Outbound>) -> Vec<String> {
-        std::iter::from_fn(|| rx.try_recv().ok())
-            .filter_map(|outbound| match outbound {
-                Outbound::Frame(text) => Some(text.as_str().to_owned()),
-                Outbound::Close { .. } => None,
-            })
-            .collect()
-    }
-
     #[test]
     fn group_events_follow_members_and_their_connections() {
         let (hub, _changes) = hub();
         let far = now_ms() + 60_000;
         let connect = |user: &str| {
-            let (tx, rx) = mpsc::channel(8);
-            let handle = hub.register(tx);
+            let recorder = Arc::new(Recorder::default());
+            let handle = hub.register(recorder.clone());
             hub.log_in(
                 handle.id,
                 Session {
@@ -605,40 +650,36 @@ mod tests {
                     expires_at_ms: far,
                 },
             );
-            (handle, rx)
+            (handle, recorder)
         };
-        let (_ana, mut ana_rx) = connect("ana");
-        let (bob, mut bob_rx) = connect("bob");
+        let (_ana, ana_frames) = connect("ana");
+        let (bob, bob_frames) = connect("bob");
         hub.set_membership("ana", "g", true);
         hub.set_membership("bob", "g", true);
-        hub.deliver_to_group("g", "one".into(), None, None);
-        assert_eq!(frames(&mut ana_rx), ["one"]);
-        assert_eq!(frames(&mut bob_rx), ["one"]);
+        hub.deliver_to_group("g", &Frame::text("one"), None, None);
+        assert_eq!(ana_frames.texts(), ["one"]);
+        assert_eq!(bob_frames.texts(), ["one"]);
 
         // Bob's second connection gets the next event; his first, once
         // gone, gets nothing; Ana, once out of the group, gets nothing.
-        let (_bob_phone, mut bob_phone_rx) = connect("bob");
-        hub.deliver_to_group("g", "two".into(), None, Some("ana"));
-        assert_eq!(frames(&mut ana_rx), Vec::<String>::new(), "skipped");
-        assert_eq!(frames(&mut bob_phone_rx), ["two"]);
+        let (_bob_phone, bob_phone_frames) = connect("bob");
+        hub.deliver_to_group("g", &Frame::text("two"), None, Some("ana"));
+        assert_eq!(ana_frames.texts(), Vec::<String>::new(), "skipped");
+        assert_eq!(bob_phone_frames.texts(), ["two"]);
         hub.unregister(bob.id);
         hub.set_membership("ana", "g", false);
-        hub.deliver_to_group("g", "three".into(), None, None);
-        assert_eq!(frames(&mut ana_rx), Vec::<String>::new(), "left the group");
-        assert_eq!(
-            frames(&mut bob_rx),
-            ["two"],
-            "only what came before it went"
-        );
-        assert_eq!(frames(&mut bob_phone_rx), ["three"]);
+        hub.deliver_to_group("g", &Frame::text("three"), None, None);
+        assert_eq!(ana_frames.texts(), Vec::<String>::new(), "left the group");
+        assert_eq!(bob_frames.texts(), ["two"], "only what came before it went");
+        assert_eq!(bob_phone_frames.texts(), ["three"]);
     }
 
     #[test]
     fn revoking_a_session_leaves_other_sessions_of_the_user_alone() {
         let (hub, _changes) = hub();
-        let (tx, mut rx) = mpsc::channel(8);
-        let a = hub.register(tx.clone());
-        let b = hub.register(tx);
+        let recorder = Arc::new(Recorder::default());
+        let a = hub.register(recorder.clone());
+        let b = hub.register(recorder.clone());
         let far = now_ms() + 60_000;
         hub.log_in(
             a.id,
@@ -657,16 +698,17 @@ mod tests {
         hub.revoke_session("u1", "s1");
         assert!(a.identity().is_none());
         assert_eq!(b.identity().map(|i| i.session_id), Some("s2".into()));
+        let texts = recorder.texts();
         assert!(
-            matches!(rx.try_recv(), Ok(Outbound::Frame(text)) if text.as_str().contains("SESSION_CLOSED"))
+            texts.len() == 1 && texts[0].contains("SESSION_CLOSED"),
+            "{texts:?}"
         );
     }
 
     #[test]
     fn an_expired_session_is_no_identity() {
         let (hub, _changes) = hub();
-        let (tx, _rx) = mpsc::channel(8);
-        let a = hub.register(tx);
+        let a = hub.register(Arc::new(Recorder::default()));
         hub.log_in(
             a.id,
             Session {
@@ -680,8 +722,8 @@ mod tests {
     #[test]
     fn an_expired_session_is_logged_out_and_told() {
         let (hub, mut changes) = hub();
-        let (tx, mut rx) = mpsc::channel(8);
-        let a = hub.register(tx);
+        let recorder = Arc::new(Recorder::default());
+        let a = hub.register(recorder.clone());
         let expires = now_ms() + 1_000;
         hub.log_in(
             a.id,
@@ -692,10 +734,12 @@ mod tests {
         );
         let _subscribed = changes.try_recv();
         hub.expire_sessions(expires - 1);
-        assert!(rx.try_recv().is_err(), "not expired yet");
+        assert!(recorder.texts().is_empty(), "not expired yet");
         hub.expire_sessions(expires);
+        let texts = recorder.texts();
         assert!(
-            matches!(rx.try_recv(), Ok(Outbound::Frame(text)) if text.as_str().contains("SESSION_CLOSED"))
+            texts.len() == 1 && texts[0].contains("SESSION_CLOSED"),
+            "{texts:?}"
         );
         assert_eq!(
             changes.try_recv().ok(),
@@ -706,8 +750,8 @@ mod tests {
     #[test]
     fn a_reply_is_delivered_once() {
         let (hub, _changes) = hub();
-        let (tx, mut rx) = mpsc::channel(8);
-        let a = hub.register(tx);
+        let recorder = Arc::new(Recorder::default());
+        let a = hub.register(recorder.clone());
         hub.track(
             "act".into(),
             PendingRequest {
@@ -725,7 +769,6 @@ mod tests {
             hub.deliver_reply("act", &frame).is_none(),
             "duplicate dropped"
         );
-        assert!(rx.try_recv().is_ok());
-        assert!(rx.try_recv().is_err());
+        assert_eq!(recorder.texts().len(), 1);
     }
 }

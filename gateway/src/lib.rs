@@ -6,16 +6,23 @@
 //!   and the requests waiting for an answer.
 //! - [`listener`]: the Redis subscriptions that bring replies and events, and
 //!   their dispatch to the hub.
-//! - [`http`]: the routes: the WebSocket upgrade, `/healthz`, `/readyz`.
+//! - [`socket_writer`]: writes a connection's [`frame`]s to its socket,
+//!   straight away while the socket has room.
+//! - [`http`]: the routes: the WebSocket upgrade ([`upgrade`]), `/healthz`,
+//!   `/readyz`, `/metrics`; [`server`] serves them.
 //! - [`startup`]: builds all of it from settings and runs it until stopped.
 
 pub mod connection;
+pub mod frame;
 pub mod http;
 pub mod hub;
 pub mod listener;
 pub mod rate_limit;
+pub mod server;
 pub mod settings;
+pub mod socket_writer;
 pub mod startup;
+pub mod upgrade;
 
 pub use settings::Settings;
 pub use startup::Application;

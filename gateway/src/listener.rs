@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::Utf8Bytes;
 use futures_util::StreamExt;
 use shared_proto::bus::Bus;
 use shared_proto::envelope::{ActionRequest, Identity, Origin, SessionChange, ToGateway};
@@ -14,6 +13,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::frame::Frame;
 use crate::hub::{Hub, Session, SubscriptionChange};
 
 /// Runs until `shutdown`, keeping the subscriptions in step with the hub.
@@ -120,11 +120,12 @@ pub fn dispatch(hub: &Hub, bus: &Bus, channel: &str, payload: &[u8]) {
             except,
             skip_user,
         } => {
-            let text = Utf8Bytes::from(frame.to_text());
+            // Encoded once, whatever the number of sockets it goes to.
+            let frame = Frame::text(&frame.to_text());
             if let Some(user_id) = channel.strip_prefix(&user_prefix) {
-                hub.deliver_to_user(user_id, text, except.as_ref());
+                hub.deliver_to_user(user_id, &frame, except.as_ref());
             } else if let Some(group_id) = channel.strip_prefix(&group_prefix) {
-                hub.deliver_to_group(group_id, text, except.as_ref(), skip_user.as_deref());
+                hub.deliver_to_group(group_id, &frame, except.as_ref(), skip_user.as_deref());
             } else {
                 warn!(channel, "an event on a channel that carries none");
             }

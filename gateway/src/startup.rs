@@ -48,7 +48,8 @@ impl Application {
             hub,
             bus,
             settings: settings.gateway,
-            draining: CancellationToken::new(),
+            // Stopping starts with draining.
+            draining: shutdown.child_token(),
         });
         Ok(Application {
             listener,
@@ -87,13 +88,7 @@ impl Application {
         let sweeper = tokio::spawn(sweep_deadlines(hub.clone(), background.clone()));
 
         let connections = state.connections.clone();
-        let draining = context.draining.clone();
-        axum::serve(listener, router(state))
-            .with_graceful_shutdown(async move {
-                shutdown.cancelled().await;
-                draining.cancel();
-            })
-            .await?;
+        crate::server::serve(listener, router(state), shutdown).await;
 
         info!(pending = hub.pending_count(), "draining");
         let deadline = Instant::now() + context.settings.drain();
