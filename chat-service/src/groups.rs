@@ -18,7 +18,7 @@ use crate::handler::{Call, ChatService, unavailable};
 use crate::input::{GroupTarget, bad_request, display_name, id, payload, search_prefix};
 use crate::messages::group_conversation;
 use crate::people::card;
-use crate::store::{Group, UserCard};
+use crate::store::{Group, StoreError, UserCard};
 
 const RECENT_ACTIONS_KEPT: usize = 32;
 const WRITE_ATTEMPTS: usize = 10;
@@ -83,6 +83,7 @@ pub async fn create(service: &ChatService, call: &Call<'_>) -> Result<Outcome, A
         .ensure_conversation(&group_conversation(&group.id))
         .await
         .map_err(|err| ActionError::Retry(err.into()))?;
+    record_membership(service, me, &group).await?;
     let view = group_view(service, &group, me).await?;
     Ok(Outcome::reply(
         ServerFrame::new("GROUP_CREATED", "Group created; you are its admin.").with("group", view),
@@ -138,19 +139,49 @@ pub async fn session_started(
     call: &Call<'_>,
 ) -> Result<Outcome, ActionError> {
     let me = &call.me.user_id;
-    let groups = service.store.groups_of(me).await.map_err(unavailable)?;
+    let groups = member_groups(service, me).await.map_err(unavailable)?;
     let mut outcome = Outcome::reply(ServerFrame::new(
         "SESSION_READY",
         "Group deliveries set up.",
     ));
-    for group in &groups {
+    for group_id in &groups {
         outcome = outcome.with_event(service.events.membership_for_gateway(
             &call.request.origin.gateway_id,
             me,
-            &group.id,
+            group_id,
         ));
     }
     Ok(outcome)
+}
+
+/// The ids of the groups `user` is a member of, from their memberships
+/// document: every login asks, and reading every group instead costs as much
+/// as all the groups together on a database that scans. The document is filled
+/// in from the groups once, the first time it is found incomplete.
+async fn member_groups(service: &ChatService, user: &str) -> Result<Vec<String>, StoreError> {
+    if let Some(memberships) = service.store.memberships(user).await? {
+        if memberships.complete {
+            return Ok(memberships.member_of().map(str::to_owned).collect());
+        }
+    }
+    let groups = service.store.groups_of(user).await?;
+    service.store.complete_memberships(user, &groups).await?;
+    Ok(groups.into_iter().map(|group| group.id).collect())
+}
+
+/// Records where `user` stands in `group` as written. The group is stored
+/// already, so a failure here asks for the action to be finished later; a
+/// redelivered action records the group as it is then.
+async fn record_membership(
+    service: &ChatService,
+    user: &str,
+    group: &Group,
+) -> Result<(), ActionError> {
+    service
+        .store
+        .record_membership(user, group)
+        .await
+        .map_err(|err| ActionError::Retry(err.into()))
 }
 
 /// JOIN_GROUP, RESPOND_JOIN, ADD_MEMBER, REMOVE_MEMBER, BAN_MEMBER,
@@ -202,6 +233,9 @@ pub async fn moderate(service: &ChatService, call: &Call<'_>) -> Result<Outcome,
         },
     )
     .await?;
+    if changes_membership(action) {
+        record_membership(service, &target, &group).await?;
+    }
 
     let events = &service.events;
     let origin = Some(&call.request.origin);
@@ -295,6 +329,14 @@ pub async fn moderate(service: &ChatService, call: &Call<'_>) -> Result<Outcome,
             )),
     };
     Ok(outcome)
+}
+
+/// True for the actions that can put a user into a group or out of it.
+fn changes_membership(action: &str) -> bool {
+    matches!(
+        action,
+        "RESPOND_JOIN" | "ADD_MEMBER" | "REMOVE_MEMBER" | "BAN_MEMBER" | "LEAVE_GROUP"
+    )
 }
 
 /// Applies a rule to a group with compare-and-set, returning the group as

@@ -10,6 +10,9 @@
 //! - `messages`: keyed by (sender, clientMsgId) and unique by (conversation,
 //!   seq), which is what makes retries harmless and sequence numbers gapless.
 //! - `reads`: how far each user has read each conversation.
+//! - `memberships`: the groups of each user, one document per user, kept
+//!   beside `groups` so that a login reads one document by `_id` instead of
+//!   every group (see [`Memberships`]).
 //!
 //! The path of a message never reads `messages`, the one collection that
 //! grows with use: a resend is recognised by its insert failing on the
@@ -107,6 +110,41 @@ pub struct Group {
     pub recent_actions: Vec<String>,
 }
 
+/// The groups one user is in: what a login needs to know, read by `_id`.
+///
+/// `groups` maps a group to the group's `version` at which the user's place in
+/// it was last decided, doubled, plus one if the user is a member. Entries
+/// only move forward (`$max`): a writer that read an older version of the
+/// group cannot undo a newer decision, and a redelivered action writes the
+/// same value again. The group document stays the truth; this follows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memberships {
+    #[serde(rename = "_id")]
+    pub user_id: String,
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, i64>,
+    /// Set once `groups` was filled in from the groups themselves. Until
+    /// then it holds only the changes made since it was introduced.
+    #[serde(default)]
+    pub complete: bool,
+}
+
+impl Memberships {
+    /// The value `groups` holds for `user` in `group` as it is now.
+    pub fn entry(group: &Group, user: &str) -> i64 {
+        let member = group.members.iter().any(|m| m == user);
+        group.version * 2 + i64::from(member)
+    }
+
+    /// The groups the user is a member of.
+    pub fn member_of(&self) -> impl Iterator<Item = &str> {
+        self.groups
+            .iter()
+            .filter(|(_, entry)| *entry % 2 == 1)
+            .map(|(group, _)| group.as_str())
+    }
+}
+
 /// The conversation's newest message, kept in its document.
 ///
 /// `seq` must stay the first field: the preview is moved forward with `$max`,
@@ -202,6 +240,7 @@ pub struct Store {
     pub conversations: Collection<Conversation>,
     pub messages: Collection<Message>,
     pub reads: Collection<ReadMark>,
+    pub memberships: Collection<Memberships>,
     raw_users: Collection<Document>,
     database: mongodb::Database,
 }
@@ -221,6 +260,7 @@ impl Store {
             conversations: db.collection("conversations"),
             messages: db.collection("messages"),
             reads: db.collection("reads"),
+            memberships: db.collection("memberships"),
             raw_users: db.collection("users"),
             database: db.clone(),
         })
@@ -345,6 +385,41 @@ impl Store {
             .await?
             .try_collect()
             .await?)
+    }
+
+    pub async fn memberships(&self, user: &str) -> Result<Option<Memberships>, StoreError> {
+        Ok(self.memberships.find_one(doc! {"_id": user}).await?)
+    }
+
+    /// Records where `user` stands in `group` as written (see [`Memberships`]).
+    pub async fn record_membership(&self, user: &str, group: &Group) -> Result<(), StoreError> {
+        let mut entries = Document::new();
+        entries.insert(
+            format!("groups.{}", group.id),
+            Memberships::entry(group, user),
+        );
+        upsert_by_id(&self.memberships, user, doc! {"$max": entries}).await
+    }
+
+    /// Fills in a user's memberships from `groups`, every group they are a
+    /// member of, read after the user's memberships were found incomplete.
+    pub async fn complete_memberships(
+        &self,
+        user: &str,
+        groups: &[Group],
+    ) -> Result<(), StoreError> {
+        let mut update = doc! {"$set": {"complete": true}};
+        if !groups.is_empty() {
+            let mut entries = Document::new();
+            for group in groups {
+                entries.insert(
+                    format!("groups.{}", group.id),
+                    Memberships::entry(group, user),
+                );
+            }
+            update.insert("$max", entries);
+        }
+        upsert_by_id(&self.memberships, user, update).await
     }
 
     /// True if the two users are both members of at least one group.
@@ -521,21 +596,7 @@ impl Store {
             "$max": {"last_read_seq": seq},
             "$setOnInsert": {"conversation_id": conversation_id, "user_id": user_id},
         };
-        let upsert = || {
-            self.reads
-                .update_one(
-                    doc! {"_id": format!("{conversation_id}|{user_id}")},
-                    update.clone(),
-                )
-                .upsert(true)
-        };
-        match upsert().await {
-            Ok(_) => Ok(()),
-            // Two first marks raced to insert: the loser's update now finds
-            // the document.
-            Err(err) if is_duplicate_key(&err) => Ok(upsert().await.map(|_| ())?),
-            Err(err) => Err(err.into()),
-        }
+        upsert_by_id(&self.reads, &format!("{conversation_id}|{user_id}"), update).await
     }
 
     pub async fn reads_of(&self, user_id: &str) -> Result<Vec<ReadMark>, StoreError> {
@@ -568,9 +629,63 @@ fn regex_escape(text: &str) -> String {
     escaped
 }
 
+/// Applies `update` to the document `id`, creating it if there is none.
+async fn upsert_by_id<T: Send + Sync>(
+    collection: &Collection<T>,
+    id: &str,
+    update: Document,
+) -> Result<(), StoreError> {
+    let upsert = || {
+        collection
+            .update_one(doc! {"_id": id}, update.clone())
+            .upsert(true)
+    };
+    match upsert().await {
+        Ok(_) => Ok(()),
+        // Two first writes raced to insert: the loser's update now finds the
+        // document.
+        Err(err) if is_duplicate_key(&err) => Ok(upsert().await.map(|_| ())?),
+        Err(err) => Err(err.into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_membership_decided_later_outranks_one_decided_earlier() {
+        let mut group = Group {
+            id: "g".into(),
+            name: "G".into(),
+            name_lower: "g".into(),
+            description: String::new(),
+            created_by: "ana".into(),
+            created_at_ms: 0,
+            admins: vec!["ana".into()],
+            members: vec!["ana".into(), "bob".into()],
+            banned: Vec::new(),
+            join_requests: Vec::new(),
+            version: 7,
+            recent_actions: Vec::new(),
+        };
+        let added = Memberships::entry(&group, "bob");
+        group.members.retain(|m| m != "bob");
+        group.version = 8;
+        let removed = Memberships::entry(&group, "bob");
+        assert!(removed > added, "the removal at version 8 wins");
+        let memberships = Memberships {
+            user_id: "bob".into(),
+            groups: [("g".to_owned(), added.max(removed))].into(),
+            complete: true,
+        };
+        assert_eq!(memberships.member_of().count(), 0);
+        let memberships = Memberships {
+            groups: [("g".to_owned(), added)].into(),
+            ..memberships
+        };
+        assert_eq!(memberships.member_of().collect::<Vec<_>>(), ["g"]);
+    }
 
     #[test]
     fn pair_ids_do_not_depend_on_order() {

@@ -421,6 +421,71 @@ async fn group_messages_follow_a_member_from_login_to_logout() {
     );
 }
 
+#[tokio::test]
+async fn a_login_learns_the_groups_its_user_is_in_at_that_moment() {
+    let stack = chat_stack().await;
+    let mut ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
+    let mut bob = ChatUser::sign_up(&stack, 1, "bob@example.com", "Bob").await;
+    let mut groups = Vec::new();
+    for name in ["Removed", "Left", "Stayed"] {
+        let group_id = ana.client.create_group(name).await;
+        assert_status(
+            &ana.client
+                .moderate("ADD_MEMBER", &group_id, &bob.user_id)
+                .await,
+            "MEMBER_ADDED",
+        );
+        groups.push(group_id);
+    }
+    let [removed, left, stayed] = &groups[..] else {
+        unreachable!("three groups")
+    };
+    assert_status(
+        &ana.client
+            .moderate("REMOVE_MEMBER", removed, &bob.user_id)
+            .await,
+        "MEMBER_REMOVED",
+    );
+    assert_status(
+        &bob.client.moderate("LEAVE_GROUP", left, &bob.user_id).await,
+        "GROUP_LEFT",
+    );
+
+    // A new connection hears from the group Bob is still in, and only from it.
+    let mut tab = bob.connect_again(&stack, 0).await;
+    expect_only_from(&mut ana.client, &mut tab, &groups, stayed).await;
+
+    // Memberships recorded before the login path kept them (an older
+    // deployment) are rebuilt from the groups on the next login.
+    stack
+        .mongo()
+        .collection::<Document>("memberships")
+        .delete_many(mongodb::bson::doc! {})
+        .await
+        .expect("clearing memberships");
+    let mut second_tab = bob.connect_again(&stack, 1).await;
+    expect_only_from(&mut ana.client, &mut second_tab, &groups, stayed).await;
+    let stored = stack.stored_documents("memberships").await;
+    assert_eq!(stored.len(), 1, "Bob's, rebuilt: {stored:?}");
+    assert_eq!(stored[0].get_bool("complete"), Ok(true), "{stored:?}");
+}
+
+/// Ana sends to every group in `groups`; `client` gets the message sent to
+/// `only` and none of the others.
+async fn expect_only_from(ana: &mut Client, client: &mut Client, groups: &[String], only: &str) {
+    let mut expected = String::new();
+    for group_id in groups {
+        let message = send(ana, group_id, "ping").await;
+        if group_id == only {
+            expected = message;
+        }
+    }
+    let frames = client.frames_within(QUIET).await;
+    let messages: Vec<&Value> = with_status(&frames, "NEW_MESSAGE");
+    assert_eq!(messages.len(), 1, "{frames:?}");
+    assert_eq!(messages[0]["messageId"], expected.as_str(), "{frames:?}");
+}
+
 /// Sends a group message and returns its id.
 async fn send(client: &mut Client, group_id: &str, text: &str) -> String {
     static SENT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
