@@ -27,7 +27,8 @@ pub struct GatewaySettings {
     pub max_frame_bytes: usize,
     pub rate_per_sec: f64,
     pub rate_burst: f64,
-    /// Frames queued for one slow client before it is disconnected.
+    /// Frames that may wait for one client once its socket's send buffer is
+    /// full; a client that lets them reach this many is disconnected.
     pub outbox_frames: usize,
     /// On shutdown, how long to wait for answers to requests in flight.
     pub drain_ms: u64,

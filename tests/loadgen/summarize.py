@@ -404,8 +404,11 @@ def main():
     w("- Centrifugo: its Redis engine on its own Redis, HMAC (HS256) tokens made by loadgen, a namespace with "
       "`allow_subscribe_for_client` and `allow_publish_for_client`, log level `error`, everything else default. "
       "A publisher subscribed to the room also receives its own message; loadgen does not count those echoes.")
-    w("- bare: `bare-broadcast` from the loadgen crate — tokio-tungstenite with no bus and no storage, the same "
-      "WebSocket buffer settings and outbox size as the gateway; a message goes to every other member of the room.")
+    w("- bare: `bare-broadcast` from the loadgen crate — tokio-tungstenite with no bus and no storage, written the "
+      "way the library's examples are (a reader and a writer task per connection, a bounded outbox), with the "
+      "gateway's read buffer and frame limits; a message goes to every other member of the room. The gateway "
+      "writes a frame from the task that produced it while the socket has room, so it can do less per frame "
+      "than this server.")
     w("- Idle memory is measured on freshly started servers; fan-out and one-to-one use one server each.")
     w("")
     w("Commands (the first run of each; bench.sh picks free ports and temporary paths for every run):")

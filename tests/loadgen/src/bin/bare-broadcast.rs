@@ -2,10 +2,15 @@
 //!
 //! No bus, no storage, no login: a client sends `{"join": "<room>"}` (answered
 //! `{"joined": "<room>"}`) and `{"room": "...", "text": ..., "id": ...}`, which
-//! is forwarded as is to every other connection in the room. Each connection
-//! has a reader and a writer task with a bounded outbox, and uses the same
-//! WebSocket buffer settings as the gateway (`gateway/src/http.rs`), so the
-//! comparison measures what the gateway adds, not a different socket set-up.
+//! is forwarded as is to every other connection in the room.
+//!
+//! It is a tokio-tungstenite server written the way the library's examples
+//! write one: each connection has a reader and a writer task with a bounded
+//! outbox. It uses the gateway's read buffer and frame limits
+//! (`gateway/src/connection.rs`) and, like the gateway, turns Nagle's
+//! algorithm off. The gateway's write path differs: it writes a frame from
+//! the task that produced it while the socket has room, without a writer task
+//! (`gateway/src/socket_writer.rs`), so per frame it can do less than this.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,7 +28,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 const MAX_FRAME: usize = 64 * 1024;
 /// The gateway's default outbox (`outbox_frames`).
 const OUTBOX: usize = 256;
-/// The gateway's read buffer per connection (`gateway/src/http.rs`).
+/// The gateway's read buffer per connection (`gateway/src/connection.rs`).
 const READ_BUFFER: usize = 1024;
 
 /// Bare broadcast WebSocket server: rooms, no bus, no storage.
@@ -38,7 +43,7 @@ struct Cli {
     read_buffer_size: usize,
 }
 
-/// The gateway's buffer settings, as set in `gateway/src/http.rs`.
+/// The gateway's buffer settings, as set in `gateway/src/connection.rs`.
 fn config(read_buffer_size: usize) -> WebSocketConfig {
     WebSocketConfig::default()
         .read_buffer_size(read_buffer_size)
@@ -136,7 +141,7 @@ async fn serve(stream: TcpStream, id: u64, rooms: Arc<Rooms>, config: WebSocketC
     };
     let (mut sink, mut source) = ws.split();
     let (outbox, mut inbox) = mpsc::channel::<Utf8Bytes>(OUTBOX);
-    // The writer batches whatever is queued into one flush, as the gateway's does.
+    // The writer batches whatever is queued into one flush.
     let writer = tokio::spawn(async move {
         while let Some(first) = inbox.recv().await {
             if sink.feed(Message::Text(first)).await.is_err() {
