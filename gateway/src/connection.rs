@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use shared_proto::bus::Bus;
 use shared_proto::client::{ServerFrame, parse_client_frame};
@@ -55,7 +54,7 @@ type ClientStream = WebSocketStream<ReadSide>;
 /// Serves one client on its socket, just upgraded to a WebSocket, until either
 /// side closes it. `already_read` is what the client sent after its upgrade
 /// request, in the same packets.
-pub async fn serve(socket: TcpStream, already_read: Bytes, context: Arc<Context>) {
+pub async fn serve(socket: TcpStream, already_read: Vec<u8>, context: Arc<Context>) {
     // Every frame is a whole message someone waits for: send it now, not when
     // the client has acknowledged the previous one.
     if let Err(err) = socket.set_nodelay(true) {
@@ -70,7 +69,7 @@ pub async fn serve(socket: TcpStream, already_read: Bytes, context: Arc<Context>
         .max_frame_size(Some(limit));
     let mut stream = WebSocketStream::from_partially_read(
         ReadSide::new(read_half, writer.clone()),
-        already_read.to_vec(),
+        already_read,
         Role::Server,
         Some(config),
     )

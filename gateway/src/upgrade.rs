@@ -12,7 +12,6 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -73,7 +72,7 @@ impl WebSocketHandshake {
     /// and whatever the client sent after its request.
     pub fn accept<F, Fut>(self, serve: F) -> Response
     where
-        F: FnOnce(TcpStream, Bytes) -> Fut + Send + 'static,
+        F: FnOnce(TcpStream, Vec<u8>) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let accept = derive_accept_key(self.key.as_bytes());
@@ -87,7 +86,14 @@ impl WebSocketHandshake {
                 }
             };
             match upgraded.downcast::<TokioIo<TcpStream>>() {
-                Ok(parts) => serve(parts.io.into_inner(), parts.read_buf).await,
+                Ok(parts) => {
+                    // `read_buf` is a view into hyper's whole read buffer
+                    // (8 KiB): copied out and dropped here, the buffer is
+                    // freed now instead of when the connection ends.
+                    let already_read = parts.read_buf.to_vec();
+                    drop(parts.read_buf);
+                    serve(parts.io.into_inner(), already_read).await
+                }
                 // Only if the gateway were served by something other than
                 // crate::server: a bug, not a client's doing.
                 Err(_) => warn!("an upgraded connection is not a TCP socket; dropping it"),
