@@ -215,10 +215,12 @@ pub fn leave(group: &mut Group, user: &str) -> Rule {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn group() -> Group {
+    /// A group with one admin, one other member, one banned user and one
+    /// waiting to join.
+    pub(crate) fn group() -> Group {
         Group {
             id: "g".into(),
             name: "G".into(),

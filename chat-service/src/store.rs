@@ -393,11 +393,7 @@ impl Store {
 
     /// Records where `user` stands in `group` as written (see [`Memberships`]).
     pub async fn record_membership(&self, user: &str, group: &Group) -> Result<(), StoreError> {
-        let mut entries = Document::new();
-        entries.insert(
-            format!("groups.{}", group.id),
-            Memberships::entry(group, user),
-        );
+        let entries = membership_entries(user, std::slice::from_ref(group));
         upsert_by_id(&self.memberships, user, doc! {"$max": entries}).await
     }
 
@@ -410,14 +406,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let mut update = doc! {"$set": {"complete": true}};
         if !groups.is_empty() {
-            let mut entries = Document::new();
-            for group in groups {
-                entries.insert(
-                    format!("groups.{}", group.id),
-                    Memberships::entry(group, user),
-                );
-            }
-            update.insert("$max", entries);
+            update.insert("$max", membership_entries(user, groups));
         }
         upsert_by_id(&self.memberships, user, update).await
     }
@@ -629,6 +618,17 @@ fn regex_escape(text: &str) -> String {
     escaped
 }
 
+/// The `$max` operand moving `user`'s entries for `groups` forward.
+fn membership_entries(user: &str, groups: &[Group]) -> Document {
+    groups
+        .iter()
+        .map(|group| {
+            let entry = Memberships::entry(group, user);
+            (format!("groups.{}", group.id), entry.into())
+        })
+        .collect()
+}
+
 /// Applies `update` to the document `id`, creating it if there is none.
 async fn upsert_by_id<T: Send + Sync>(
     collection: &Collection<T>,
@@ -655,27 +655,15 @@ mod tests {
 
     #[test]
     fn a_membership_decided_later_outranks_one_decided_earlier() {
-        let mut group = Group {
-            id: "g".into(),
-            name: "G".into(),
-            name_lower: "g".into(),
-            description: String::new(),
-            created_by: "ana".into(),
-            created_at_ms: 0,
-            admins: vec!["ana".into()],
-            members: vec!["ana".into(), "bob".into()],
-            banned: Vec::new(),
-            join_requests: Vec::new(),
-            version: 7,
-            recent_actions: Vec::new(),
-        };
-        let added = Memberships::entry(&group, "bob");
-        group.members.retain(|m| m != "bob");
+        let mut group = crate::group_rules::tests::group();
+        group.version = 7;
+        let added = Memberships::entry(&group, "member");
+        group.members.retain(|m| m != "member");
         group.version = 8;
-        let removed = Memberships::entry(&group, "bob");
+        let removed = Memberships::entry(&group, "member");
         assert!(removed > added, "the removal at version 8 wins");
         let memberships = Memberships {
-            user_id: "bob".into(),
+            user_id: "member".into(),
             groups: [("g".to_owned(), added.max(removed))].into(),
             complete: true,
         };

@@ -2,13 +2,13 @@
 //!
 //! A server's frames are not masked (RFC 6455, 5.1), so a frame's bytes are
 //! the same for every connection it goes to: a group event is encoded once
-//! and the same buffer is written to each member's socket.
+//! and the same buffer is written to each member's socket. The header is the
+//! WebSocket library's; only the payload is put after it here.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 
-const FIN: u8 = 0x80;
-const OPCODE_TEXT: u8 = 0x1;
-const OPCODE_CLOSE: u8 = 0x8;
 /// A close frame's payload is at most 125 bytes: the code and the reason.
 const MAX_CLOSE_REASON: usize = 123;
 
@@ -23,7 +23,7 @@ impl Frame {
     /// A text frame carrying `text` whole.
     pub fn text(text: &str) -> Frame {
         Frame {
-            bytes: encode(OPCODE_TEXT, &[text.as_bytes()]),
+            bytes: encode(OpCode::Data(Data::Text), &[text.as_bytes()]),
             is_close: false,
         }
     }
@@ -37,7 +37,7 @@ impl Frame {
         }
         Frame {
             bytes: encode(
-                OPCODE_CLOSE,
+                OpCode::Control(Control::Close),
                 &[&code.to_be_bytes(), &reason.as_bytes()[..end]],
             ),
             is_close: true,
@@ -63,25 +63,21 @@ impl Frame {
     }
 }
 
-fn encode(opcode: u8, parts: &[&[u8]]) -> Bytes {
+/// One final frame of `opcode` carrying `parts`, one after the other.
+fn encode(opcode: OpCode, parts: &[&[u8]]) -> Bytes {
+    let header = FrameHeader {
+        opcode,
+        ..FrameHeader::default()
+    };
     let length: usize = parts.iter().map(|part| part.len()).sum();
-    let mut bytes = BytesMut::with_capacity(length + 10);
-    bytes.put_u8(FIN | opcode);
-    match length {
-        0..=125 => bytes.put_u8(length as u8),
-        126..=0xFFFF => {
-            bytes.put_u8(126);
-            bytes.put_u16(length as u16);
-        }
-        _ => {
-            bytes.put_u8(127);
-            bytes.put_u64(length as u64);
-        }
-    }
+    let mut bytes = Vec::with_capacity(header.len(length as u64) + length);
+    header
+        .format(length as u64, &mut bytes)
+        .expect("writing to a Vec cannot fail");
     for part in parts {
-        bytes.put_slice(part);
+        bytes.extend_from_slice(part);
     }
-    bytes.freeze()
+    Bytes::from(bytes)
 }
 
 #[cfg(test)]
