@@ -39,6 +39,8 @@ pub async fn run_until_stopped(
         consumer: worker::consumer_name("auth"),
         claim_idle: Duration::from_millis(settings.bus.claim_idle_ms),
         max_in_flight: settings.bus.max_in_flight,
+        per_key_in_flight: settings.bus.max_in_flight_per_user,
+        max_held: settings.bus.max_held,
         drain_timeout: Duration::from_secs(10),
     };
     let metrics = shared_proto::observability::install()?;
@@ -52,7 +54,11 @@ pub async fn run_until_stopped(
     shared_proto::observability::serve(&settings.http.listen, metrics, ready, shutdown.clone())
         .await?;
     let cleaner = tokio::spawn(delete_expired_sessions(store, shutdown.clone()));
-    let handler = Arc::new(ActionHandler::new(service, names));
+    let handler = Arc::new(ActionHandler::new(
+        service,
+        names,
+        settings.bus.stale_after(),
+    ));
     worker::run(bus, config, handler, shutdown).await;
     cleaner.abort();
     Ok(())

@@ -46,12 +46,18 @@ pub async fn run_until_stopped(
         consumer: worker::consumer_name("chat"),
         claim_idle: Duration::from_millis(settings.bus.claim_idle_ms.max(100)),
         max_in_flight: settings.bus.max_in_flight,
+        per_key_in_flight: settings.bus.max_in_flight_per_user,
+        max_held: settings.bus.max_held,
         drain_timeout: Duration::from_secs(10),
     };
     worker::run(
         bus,
         config,
-        Arc::new(ActionHandler::new(service, names)),
+        Arc::new(ActionHandler::new(
+            service,
+            names,
+            settings.bus.stale_after(),
+        )),
         shutdown,
     )
     .await;

@@ -53,8 +53,16 @@ type ClientStream = WebSocketStream<ReadSide>;
 
 /// Serves one client on its socket, just upgraded to a WebSocket, until either
 /// side closes it. `already_read` is what the client sent after its upgrade
-/// request, in the same packets.
-pub async fn serve(socket: TcpStream, already_read: Vec<u8>, context: Arc<Context>) {
+/// request, in the same packets; `forwarded_addr` the client's address as a
+/// trusted front door reported it.
+pub async fn serve(
+    socket: TcpStream,
+    already_read: Vec<u8>,
+    forwarded_addr: Option<String>,
+    context: Arc<Context>,
+) {
+    let client_addr =
+        forwarded_addr.or_else(|| socket.peer_addr().ok().map(|a| a.ip().to_string()));
     // Every frame is a whole message someone waits for: send it now, not when
     // the client has acknowledged the previous one.
     if let Err(err) = socket.set_nodelay(true) {
@@ -75,7 +83,7 @@ pub async fn serve(socket: TcpStream, already_read: Vec<u8>, context: Arc<Contex
     )
     .await;
     let handle = context.hub.register(Arc::new(writer.clone()));
-    read_frames(&mut stream, &handle, &context)
+    read_frames(&mut stream, &handle, client_addr.as_deref(), &context)
         .instrument(info_span!("connection", id = handle.id))
         .await;
     context.hub.unregister(handle.id);
@@ -105,7 +113,12 @@ async fn linger(stream: &mut ClientStream) {
     .await;
 }
 
-async fn read_frames(stream: &mut ClientStream, handle: &Arc<ConnectionHandle>, context: &Context) {
+async fn read_frames(
+    stream: &mut ClientStream,
+    handle: &Arc<ConnectionHandle>,
+    client_addr: Option<&str>,
+    context: &Context,
+) {
     let mut bucket = TokenBucket::new(context.settings.rate_per_sec, context.settings.rate_burst);
     let mut strikes = 0u32;
     let mut draining = false;
@@ -176,12 +189,17 @@ async fn read_frames(stream: &mut ClientStream, handle: &Arc<ConnectionHandle>, 
             continue;
         }
         strikes = 0;
-        accept_frame(text.as_str(), handle, context).await;
+        accept_frame(text.as_str(), handle, client_addr, context).await;
     }
 }
 
 /// Checks one frame's envelope and, if it passes, puts it on the bus.
-async fn accept_frame(text: &str, handle: &ConnectionHandle, context: &Context) {
+async fn accept_frame(
+    text: &str,
+    handle: &ConnectionHandle,
+    client_addr: Option<&str>,
+    context: &Context,
+) {
     let request = match parse_client_frame(text) {
         Ok(request) => request,
         Err(rejection) => {
@@ -227,6 +245,7 @@ async fn accept_frame(text: &str, handle: &ConnectionHandle, context: &Context) 
         },
         identity,
         received_at_ms: shared_proto::now_ms(),
+        client_addr: client_addr.map(str::to_owned),
     };
     // Tracked before it is submitted, so that even an instant reply finds it.
     context.hub.track(

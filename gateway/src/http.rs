@@ -52,10 +52,21 @@ async fn upgrade(
     if state.context.draining.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
+    let forwarded_addr = settings
+        .client_addr_header
+        .as_deref()
+        .and_then(|name| headers.get(name))
+        .and_then(|value| value.to_str().ok())
+        .map(|value| shared_proto::client::excerpt(value.trim(), 64));
     let context = state.context.clone();
     let connections = state.connections.clone();
     handshake.accept(move |socket, already_read| {
-        connections.track_future(connection::serve(socket, already_read, context))
+        connections.track_future(connection::serve(
+            socket,
+            already_read,
+            forwarded_addr,
+            context,
+        ))
     })
 }
 

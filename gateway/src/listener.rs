@@ -158,6 +158,7 @@ fn announce_session(hub: &Hub, bus: &Bus, connection_id: u64, identity: Identity
         },
         identity: Some(identity),
         received_at_ms: shared_proto::now_ms(),
+        client_addr: None,
     };
     let bus = bus.clone();
     tokio::spawn(async move {

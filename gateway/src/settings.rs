@@ -23,6 +23,11 @@ pub struct GatewaySettings {
     pub id: Option<String>,
     /// `Origin` values accepted on upgrade. Empty: any origin (development).
     pub allowed_origins: Vec<String>,
+    /// A request header that carries the client's address, set by the front
+    /// door (`X-Real-IP` in the configurations under deploy/). Unset: the
+    /// address is the TCP peer's. Set it only where clients cannot reach the
+    /// gateway except through that front door, or they can name any address.
+    pub client_addr_header: Option<String>,
     pub action_timeout_ms: u64,
     pub max_frame_bytes: usize,
     pub rate_per_sec: f64,
@@ -40,6 +45,7 @@ impl Default for GatewaySettings {
             listen: "127.0.0.1:8000".into(),
             id: None,
             allowed_origins: Vec::new(),
+            client_addr_header: None,
             action_timeout_ms: 10_000,
             max_frame_bytes: 64 * 1024,
             rate_per_sec: 20.0,

@@ -54,6 +54,9 @@ impl Application {
             consumer: worker::consumer_name("mailer"),
             claim_idle: Duration::from_millis(settings.bus.claim_idle_ms).max(MIN_CLAIM_IDLE),
             max_in_flight: settings.bus.max_in_flight.max(1),
+            // Mail jobs have no user to be fair between.
+            per_key_in_flight: settings.bus.max_in_flight.max(1),
+            max_held: settings.bus.max_held,
             drain_timeout: DRAIN_TIMEOUT,
         };
         let metrics = shared_proto::observability::install()?;

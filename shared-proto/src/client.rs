@@ -89,11 +89,25 @@ pub fn decode_payload<T: DeserializeOwned>(
     payload: &Map<String, Value>,
 ) -> Result<T, ServerFrame> {
     T::deserialize(Value::Object(payload.clone())).map_err(|err| {
+        // The decoder's sentence can quote the offending value whole.
+        let reason = excerpt(&err.to_string(), MAX_ECHOED_CHARS * 2);
         ServerFrame::error(
             ErrorCode::BadRequest,
-            format!("Invalid {action} payload: {err}."),
+            format!("Invalid {action} payload: {reason}."),
         )
     })
+}
+
+/// How much of a client's own input a reply may quote back.
+pub const MAX_ECHOED_CHARS: usize = 80;
+
+/// `raw` cut to at most `max_chars` characters, with `…` where it was cut, so
+/// a reply that quotes what the client sent never grows with the input.
+pub fn excerpt(raw: &str, max_chars: usize) -> String {
+    match raw.char_indices().nth(max_chars) {
+        None => raw.to_owned(),
+        Some((cut, _)) => format!("{}…", &raw[..cut]),
+    }
 }
 
 /// A frame sent to a client: a JSON object with `rocketStatus` and `message`.
@@ -169,6 +183,15 @@ impl ServerFrame {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_excerpt_is_bounded_whatever_the_input() {
+        assert_eq!(excerpt("short", 80), "short");
+        let long = "é".repeat(9_000);
+        let cut = excerpt(&long, 80);
+        assert_eq!(cut.chars().count(), 81, "80 characters and the ellipsis");
+        assert!(cut.ends_with('…'));
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -39,6 +39,11 @@ pub struct ActionRequest {
     /// `None` on a connection that has not logged in.
     pub identity: Option<Identity>,
     pub received_at_ms: i64,
+    /// The client's network address as the gateway saw it (behind a trusted
+    /// front door, the address the front door reports). Used to bound
+    /// guessing per source; absent on actions a gateway sends itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
 }
 
 /// A change to what a connection is logged in as, carried by a reply.

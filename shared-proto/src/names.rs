@@ -47,6 +47,31 @@ impl Names {
         format!("{}:mail:enqueued:{job_id}", self.prefix)
     }
 
+    /// Marks a session as ended until it would have expired. Written before
+    /// `USER_LOGOUT` is answered and checked by every gateway when it admits
+    /// an action, so no gateway accepts one after the client saw the reply.
+    pub fn revoked_session(&self, session_id: &str) -> String {
+        format!("{}:revoked:{session_id}", self.prefix)
+    }
+
+    /// A per-user token bucket for one kind of action (see
+    /// [`crate::routing::ActionClass`]).
+    pub fn user_bucket(&self, user_id: &str, class: &str) -> String {
+        format!("{}:limit:{class}:{user_id}", self.prefix)
+    }
+
+    /// The open connections of one user, on every gateway (a sorted set of
+    /// leases scored by their expiry).
+    pub fn user_connections(&self, user_id: &str) -> String {
+        format!("{}:conns:{user_id}", self.prefix)
+    }
+
+    /// Failed-attempt bookkeeping for one subject (an account, a source
+    /// address) of one kind of guess (`login`, ...).
+    pub fn attempts(&self, kind: &str, subject: &str) -> String {
+        format!("{}:attempts:{kind}:{subject}", self.prefix)
+    }
+
     /// The channel a gateway listens on for replies to its own connections.
     pub fn gateway_channel(&self, gateway_id: &str) -> String {
         format!("{}:gw:{gateway_id}", self.prefix)

@@ -128,6 +128,15 @@ pub struct BusSettings {
     pub claim_idle_ms: u64,
     /// Entries one replica handles at once.
     pub max_in_flight: usize,
+    /// Entries of one user one replica handles at once, so that one user's
+    /// backlog waits in its own line instead of everyone's.
+    pub max_in_flight_per_user: usize,
+    /// Entries one replica reads ahead of its handlers, at most.
+    pub max_held: usize,
+    /// How long after a gateway took an action its client stops waiting:
+    /// the gateways' `action_timeout_ms`. A read or account action older
+    /// than this is dropped unhandled.
+    pub stale_after_ms: u64,
 }
 
 impl Default for BusSettings {
@@ -136,11 +145,19 @@ impl Default for BusSettings {
             prefix: "switchyard".into(),
             claim_idle_ms: 10_000,
             max_in_flight: 64,
+            max_in_flight_per_user: 4,
+            max_held: 1024,
+            stale_after_ms: 10_000,
         }
     }
 }
 
 impl BusSettings {
+    /// How long a client waits for an answer.
+    pub fn stale_after(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.stale_after_ms)
+    }
+
     pub fn names(&self) -> crate::names::Names {
         crate::names::Names::new(self.prefix.clone())
     }

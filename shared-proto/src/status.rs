@@ -24,6 +24,9 @@ pub enum ErrorCode {
     Conflict,
     /// The connection sends faster than its rate limit allows.
     RateLimited,
+    /// The service that owns the action has more work waiting than it can
+    /// finish in time; nothing was done. Retry after `retryAfterMs`.
+    Busy,
     /// A backing system (bus, database) is unreachable; try again later.
     ServiceUnavailable,
     /// No service answered in time; the action may or may not have happened.
@@ -43,6 +46,7 @@ impl ErrorCode {
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Busy => "BUSY",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::Internal => "INTERNAL",
@@ -52,7 +56,7 @@ impl ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and checks.
-    pub const ALL: [ErrorCode; 10] = [
+    pub const ALL: [ErrorCode; 11] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAction,
         ErrorCode::Unauthorized,
@@ -60,6 +64,7 @@ impl ErrorCode {
         ErrorCode::NotFound,
         ErrorCode::Conflict,
         ErrorCode::RateLimited,
+        ErrorCode::Busy,
         ErrorCode::ServiceUnavailable,
         ErrorCode::Timeout,
         ErrorCode::Internal,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::Publication;
-use super::worker::{Delivery, Disposition, EntryHandler};
+use super::worker::{Admission, Delivery, Disposition, EntryHandler};
 use crate::client::ServerFrame;
 use crate::envelope::{ActionRequest, SessionChange, ToGateway};
 use crate::names::Names;
@@ -81,15 +81,36 @@ pub trait ActionService: Send + Sync + 'static {
 pub struct ActionHandler<S> {
     service: Arc<S>,
     names: Names,
+    /// How long after the gateway received an action its client stops
+    /// waiting (the gateway's action timeout).
+    stale_after_ms: i64,
 }
 
 impl<S: ActionService> ActionHandler<S> {
-    pub fn new(service: Arc<S>, names: Names) -> Self {
-        ActionHandler { service, names }
+    pub fn new(service: Arc<S>, names: Names, stale_after: std::time::Duration) -> Self {
+        ActionHandler {
+            service,
+            names,
+            stale_after_ms: i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX / 2),
+        }
     }
 }
 
 impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
+    /// One user's actions share a few slots; an anonymous connection's count
+    /// against its network address. Actions whose class is shed when stale
+    /// are dropped once their client has been told `TIMEOUT`.
+    fn admission(&self, request: &ActionRequest) -> Admission {
+        let key = match &request.identity {
+            Some(identity) => Some(format!("user:{}", identity.user_id)),
+            None => request.client_addr.as_ref().map(|a| format!("addr:{a}")),
+        };
+        let shed_at_ms = crate::routing::class_of(&request.action)
+            .shed_when_stale()
+            .then(|| request.received_at_ms.saturating_add(self.stale_after_ms));
+        Admission { key, shed_at_ms }
+    }
+
     async fn handle(&self, request: ActionRequest, delivery: Delivery) -> Disposition {
         let span = info_span!(
             "action",

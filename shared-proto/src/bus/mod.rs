@@ -7,6 +7,7 @@
 //!   handler, and acknowledges them once the handler says they are done.
 
 pub mod actions;
+pub mod admission;
 pub mod worker;
 
 use std::time::Duration;
@@ -200,7 +201,10 @@ impl Bus {
         bounded(connection.xlen(stream)).await
     }
 
-    pub(crate) fn connection(&self) -> ConnectionManager {
+    /// The shared multiplexed connection, for commands this module has no
+    /// method for. Bound every use with a timeout: while Redis is away the
+    /// manager waits for it.
+    pub fn connection(&self) -> ConnectionManager {
         self.connection.clone()
     }
 }

@@ -11,8 +11,19 @@
 //!   the living. Handlers must therefore be idempotent by entry content.
 //! - A replica keeps the entries it is still working on fresh (XCLAIM to
 //!   itself), so a slow but living replica's work is not stolen.
+//!
+//! Fairness and stale work:
+//! - Entries are read ahead of the handlers (up to `max_held`), and each
+//!   waits for a slot of its own key (a user) before it waits for one of the
+//!   `max_in_flight` slots. Slots are handed out first come, first served, so
+//!   one key with a thousand entries holds at most `per_key_in_flight` places
+//!   in that line: another key's entry waits behind a few entries of each
+//!   busy key, not behind the whole backlog of one.
+//! - An entry the handler marks with a deadline ([`Admission::shed_at_ms`])
+//!   that passes before it starts is acknowledged without being handled: its
+//!   requester has been told `TIMEOUT` and no longer waits.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,6 +51,11 @@ pub struct WorkerConfig {
     pub claim_idle: Duration,
     /// Entries handled at once by this replica.
     pub max_in_flight: usize,
+    /// Entries of one key (see [`EntryHandler::admission`]) handled at once.
+    pub per_key_in_flight: usize,
+    /// Entries read and not yet finished, at most: bounds the memory a
+    /// backlog takes here, and how far this replica reads ahead.
+    pub max_held: usize,
     /// How long to wait, once stopping, for entries already being handled.
     pub drain_timeout: Duration,
 }
@@ -62,9 +78,25 @@ pub struct Delivery {
     pub reclaimed: bool,
 }
 
+/// How the worker schedules one entry before handling it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Entries with the same key share `per_key_in_flight` slots; `None`
+    /// takes no such slot.
+    pub key: Option<String>,
+    /// If the entry has not started by then (ms since the epoch), nobody
+    /// waits for it any more: it is acknowledged without being handled.
+    pub shed_at_ms: Option<i64>,
+}
+
 /// Handles the entries of one stream.
 pub trait EntryHandler<T>: Send + Sync + 'static {
     fn handle(&self, entry: T, delivery: Delivery) -> impl Future<Output = Disposition> + Send;
+
+    /// How to schedule `entry`. By default: no key, never shed.
+    fn admission(&self, _entry: &T) -> Admission {
+        Admission::default()
+    }
 }
 
 /// A unique consumer name for this process.
@@ -90,12 +122,21 @@ where
         handler,
         in_flight: Mutex::new(HashSet::new()),
         permits: Arc::new(Semaphore::new(0)),
+        held: Arc::new(Semaphore::new(0)),
+        key_slots: Mutex::new(HashMap::new()),
         tasks: TaskTracker::new(),
         _entry: std::marker::PhantomData,
     });
     worker
         .permits
         .add_permits(worker.config.max_in_flight.max(1));
+    worker.held.add_permits(
+        worker
+            .config
+            .max_held
+            .max(worker.config.max_in_flight)
+            .max(1),
+    );
     info!(stream = %worker.config.stream, consumer = %worker.config.consumer, "worker started");
 
     let keeper = tokio::spawn(worker.clone().keep_claiming(shutdown.clone()));
@@ -116,9 +157,14 @@ struct Worker<T, H> {
     bus: Bus,
     config: WorkerConfig,
     handler: Arc<H>,
-    /// Entry ids being handled by this process right now.
+    /// Entry ids read by this process and not finished.
     in_flight: Mutex<HashSet<String>>,
+    /// Slots for handling, shared by every key.
     permits: Arc<Semaphore>,
+    /// Places for entries read and not finished.
+    held: Arc<Semaphore>,
+    /// Slots per key, while the key has entries here.
+    key_slots: Mutex<HashMap<String, KeySlots>>,
     tasks: TaskTracker,
     _entry: std::marker::PhantomData<fn() -> T>,
 }
@@ -140,7 +186,7 @@ where
                     self.ensure_group().await?;
                 }
                 let conn = connection.as_mut().expect("connected just above");
-                let count = self.permits.available_permits().clamp(1, 32);
+                let count = self.held.available_permits().clamp(1, 64);
                 let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
                     .arg("GROUP")
                     .arg(&self.config.group)
@@ -217,7 +263,7 @@ where
         let mut cursor = "0-0".to_owned();
         // Bounded: a few pages per tick; the rest waits for the next tick.
         for _ in 0..8 {
-            let count = self.permits.available_permits();
+            let count = self.held.available_permits();
             if count == 0 {
                 return Ok(());
             }
@@ -290,7 +336,8 @@ where
         Ok(())
     }
 
-    /// Starts handling one entry once a slot is free.
+    /// Takes one entry into this replica's hands (waiting for a place if
+    /// `max_held` are here), then schedules it without waiting for it.
     async fn dispatch(
         self: Arc<Self>,
         entry: StreamId,
@@ -300,62 +347,123 @@ where
         if !self.lock_in_flight().insert(entry.id.clone()) {
             return; // already in hand here
         }
-        let permit = tokio::select! {
-            permit = self.permits.clone().acquire_owned() => permit,
+        let place = tokio::select! {
+            place = self.held.clone().acquire_owned() => place,
             _ = shutdown.cancelled() => {
                 self.lock_in_flight().remove(&entry.id);
                 return;
             }
         };
-        let Ok(permit) = permit else { return };
+        let Ok(place) = place else { return };
         let span = info_span!("entry", stream = %self.config.stream, entry = %entry.id);
         let worker = self.clone();
         self.tasks.spawn(
             async move {
-                worker.handle(entry, reclaimed).await;
-                drop(permit);
+                worker.schedule(entry, reclaimed).await;
+                drop(place);
             }
             .instrument(span),
         );
     }
 
-    async fn handle(&self, entry: StreamId, reclaimed: bool) {
+    /// Waits for the entry's key slot, then for a handling slot, then
+    /// handles it; or sheds it if its deadline passes first.
+    async fn schedule(self: Arc<Self>, entry: StreamId, reclaimed: bool) {
         let id = entry.id.clone();
         let body: Option<String> = entry.get(ENTRY_FIELD);
-        let parsed = body.as_deref().map(serde_json::from_str::<T>);
-        let disposition = match parsed {
-            Some(Ok(value)) => {
-                let delivery = Delivery {
-                    entry_id: id.clone(),
-                    reclaimed,
-                };
-                // Run the handler as its own task so that a panic in it is
-                // caught here instead of taking the worker down.
-                let handler = self.handler.clone();
-                let handling = async move { handler.handle(value, delivery).await };
-                match tokio::spawn(handling).await {
-                    Ok(disposition) => disposition,
-                    Err(panic) => {
-                        error!(error = %panic, "handler panicked; the entry stays pending and will be retried");
-                        Disposition::Retry
-                    }
-                }
-            }
+        let parsed = match body.as_deref().map(serde_json::from_str::<T>) {
+            Some(Ok(value)) => value,
             Some(Err(err)) => {
                 error!(error = %err, "dropping an entry that cannot be decoded");
-                Disposition::Done(Vec::new())
+                return self.conclude(&id, Disposition::Done(Vec::new())).await;
             }
             None => {
                 error!("dropping an entry without a body");
-                Disposition::Done(Vec::new())
+                return self.conclude(&id, Disposition::Done(Vec::new())).await;
             }
         };
+        let admission = self.handler.admission(&parsed);
+        let waiting = async {
+            let key_slot = match &admission.key {
+                Some(key) => Some(self.key_slot(key).await),
+                None => None,
+            };
+            let permit = self.permits.clone().acquire_owned().await;
+            (key_slot, permit)
+        };
+        let slots = match admission.shed_at_ms {
+            Some(at) => {
+                let left = u64::try_from(at - crate::now_ms()).unwrap_or(0);
+                tokio::time::timeout(Duration::from_millis(left), waiting)
+                    .await
+                    .ok()
+            }
+            None => Some(waiting.await),
+        };
+        let Some((key_slot, Ok(permit))) = slots else {
+            return self.shed(&id).await;
+        };
+        if admission.shed_at_ms.is_some_and(|at| crate::now_ms() >= at) {
+            drop((key_slot, permit));
+            return self.shed(&id).await;
+        }
+        let delivery = Delivery {
+            entry_id: id.clone(),
+            reclaimed,
+        };
+        // Run the handler as its own task so that a panic in it is caught
+        // here instead of taking the worker down.
+        let handler = self.handler.clone();
+        let handling = async move { handler.handle(parsed, delivery).await };
+        let disposition = match tokio::spawn(handling).await {
+            Ok(disposition) => disposition,
+            Err(panic) => {
+                error!(error = %panic, "handler panicked; the entry stays pending and will be retried");
+                Disposition::Retry
+            }
+        };
+        drop(permit);
+        drop(key_slot);
+        self.conclude(&id, disposition).await;
+    }
+
+    /// Acknowledges an entry whose requester stopped waiting, unhandled.
+    async fn shed(&self, id: &str) {
+        debug!(entry = %id, "shedding an entry nobody waits for any more");
+        metrics::counter!("switchyard_bus_entries_shed_total", "stream" => self.config.stream.clone())
+            .increment(1);
+        self.conclude(id, Disposition::Done(Vec::new())).await;
+    }
+
+    async fn conclude(&self, id: &str, disposition: Disposition) {
         if let Disposition::Done(publications) = disposition {
-            if let Err(err) = self.finish(&id, &publications).await {
+            if let Err(err) = self.finish(id, &publications).await {
                 warn!(error = %err, "could not publish or acknowledge; the entry will be retried");
             }
         }
-        self.lock_in_flight().remove(&id);
+        self.lock_in_flight().remove(id);
+    }
+
+    /// One of `per_key_in_flight` slots of `key`, released when dropped.
+    async fn key_slot(self: &Arc<Self>, key: &str) -> KeySlot<T, H> {
+        let semaphore = {
+            let mut slots = lock(&self.key_slots);
+            let entry = slots.entry(key.to_owned()).or_insert_with(|| KeySlots {
+                semaphore: Arc::new(Semaphore::new(self.config.per_key_in_flight.max(1))),
+                users: 0,
+            });
+            entry.users += 1;
+            entry.semaphore.clone()
+        };
+        // The guard exists before the wait, so a wait given up still counts
+        // its entry out.
+        let mut slot = KeySlot {
+            worker: self.clone(),
+            key: key.to_owned(),
+            _permit: None,
+        };
+        slot._permit = semaphore.acquire_owned().await.ok();
+        slot
     }
 
     /// Publishes the handler's messages, then acknowledges and deletes the
@@ -407,11 +515,41 @@ where
     }
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        // The set holds plain strings; a panic elsewhere cannot leave it torn.
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.in_flight)
     }
+}
+
+/// The slots of one key, and how many entries hold or wait for one.
+struct KeySlots {
+    semaphore: Arc<Semaphore>,
+    users: usize,
+}
+
+/// A key slot held by an entry (or the place of one that waited and was
+/// shed); the key's bookkeeping goes when its last entry does.
+struct KeySlot<T, H> {
+    worker: Arc<Worker<T, H>>,
+    key: String,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl<T, H> Drop for KeySlot<T, H> {
+    fn drop(&mut self) {
+        let mut slots = lock(&self.worker.key_slots);
+        if let Some(entry) = slots.get_mut(&self.key) {
+            entry.users -= 1;
+            if entry.users == 0 {
+                slots.remove(&self.key);
+            }
+        }
+    }
+}
+
+fn lock<V>(mutex: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
+    // Plain bookkeeping; a panic elsewhere cannot leave it torn.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn is_missing_group(err: &redis::RedisError) -> bool {

@@ -1,0 +1,126 @@
+//! Admits a client action onto its service's stream in one atomic step:
+//! the session must not be revoked, the user must have budget left for the
+//! action's kind, and the stream must not be over its backlog bound. Because
+//! the checks and the append are one script, every gateway sees the same
+//! state: opening more connections buys a user no more budget, and no
+//! gateway accepts an action of a session after its `LOGOUT` was answered.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use crate::envelope::ActionRequest;
+use crate::routing::{ActionClass, Service};
+
+use super::{Bus, BusError, ENTRY_FIELD, bounded};
+
+/// A token bucket: `burst` at once, then `per_sec` a second.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Deserialize)]
+pub struct Budget {
+    pub per_sec: f64,
+    pub burst: f64,
+}
+
+/// The limits one action is admitted under.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// The user's budget for the action's class. Not checked for an
+    /// anonymous connection: its per-connection limit applies at the gateway,
+    /// and guessing is bounded by the service (see auth-service).
+    pub budget: Budget,
+    /// Entries the stream may hold before new work is refused as `BUSY`.
+    pub max_backlog: u64,
+    /// What a `BUSY` answer suggests waiting.
+    pub busy_retry_after: Duration,
+}
+
+/// What became of an action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// On the stream.
+    Accepted,
+    /// Its session was ended (`LOGOUT`); nothing was appended.
+    Revoked,
+    /// The user spent the budget of this kind of action; one more token
+    /// comes after the given time.
+    Limited { retry_after_ms: u64 },
+    /// The service's backlog is over its bound.
+    Busy { retry_after_ms: u64 },
+}
+
+static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(
+        r"
+-- KEYS[1] the stream; KEYS[2] the user's bucket and KEYS[3] the session's
+-- revocation marker, both only for a logged-in connection.
+-- ARGV: max backlog, busy retry ms, per second, burst, entry field, body.
+if #KEYS >= 3 and redis.call('EXISTS', KEYS[3]) == 1 then
+  return {'revoked', 0}
+end
+local tokens, now
+if #KEYS >= 2 then
+  local rate = tonumber(ARGV[3])
+  local burst = tonumber(ARGV[4])
+  local time = redis.call('TIME')
+  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local state = redis.call('HMGET', KEYS[2], 't', 'at')
+  tokens = tonumber(state[1]) or burst
+  local at = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+  if tokens < 1 then
+    return {'limited', math.ceil((1 - tokens) * 1000 / rate)}
+  end
+end
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
+  return {'busy', tonumber(ARGV[2])}
+end
+if #KEYS >= 2 then
+  redis.call('HSET', KEYS[2], 't', tostring(tokens - 1), 'at', now)
+  redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[4]) * 1000 / tonumber(ARGV[3])) + 1000)
+end
+redis.call('XADD', KEYS[1], '*', ARGV[5], ARGV[6])
+return {'ok', 0}
+",
+    )
+});
+
+impl Bus {
+    /// Puts a client action on its service's stream if the session is live,
+    /// the user has budget left for `class` and the stream has room.
+    pub async fn admit(
+        &self,
+        service: Service,
+        class: ActionClass,
+        request: &ActionRequest,
+        limits: Limits,
+    ) -> Result<Admitted, BusError> {
+        let body = serde_json::to_string(request)?;
+        let mut invocation = SCRIPT.prepare_invoke();
+        invocation.key(self.names.action_stream(service));
+        if let Some(identity) = &request.identity {
+            invocation
+                .key(self.names.user_bucket(&identity.user_id, class.name()))
+                .key(self.names.revoked_session(&identity.session_id));
+        }
+        let budget = limits.budget;
+        invocation
+            .arg(limits.max_backlog)
+            .arg(u64::try_from(limits.busy_retry_after.as_millis()).unwrap_or(1000))
+            .arg(budget.per_sec)
+            .arg(budget.burst)
+            .arg(ENTRY_FIELD)
+            .arg(body);
+        let mut connection = self.connection.clone();
+        let (verdict, wait): (String, u64) =
+            bounded(invocation.invoke_async(&mut connection)).await?;
+        Ok(match verdict.as_str() {
+            "ok" => Admitted::Accepted,
+            "revoked" => Admitted::Revoked,
+            "limited" => Admitted::Limited {
+                retry_after_ms: wait,
+            },
+            _ => Admitted::Busy {
+                retry_after_ms: wait,
+            },
+        })
+    }
+}
