@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use shared_proto::bus::Bus;
+use shared_proto::bus::admission::{Admitted, Limits};
 use shared_proto::client::{ServerFrame, parse_client_frame};
 use shared_proto::envelope::{ActionRequest, Origin};
 use shared_proto::routing::route;
@@ -18,13 +19,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::hub::{ConnectionHandle, Hub, PendingRequest, close_code};
-use crate::rate_limit::TokenBucket;
+use crate::rate_limit::{FloodWatch, TokenBucket};
 use crate::settings::GatewaySettings;
 use crate::socket_writer::{ReadSide, SocketWriter};
-
-/// A client that keeps sending this many frames past its rate limit, without
-/// slowing down, is disconnected.
-const STRIKES_BEFORE_DISCONNECT: u32 = 100;
 
 /// The read buffer every connection allocates up front. Frames are small:
 /// 1 KiB instead of 4 KiB measured about 3 KiB less resident memory per idle
@@ -120,7 +117,7 @@ async fn read_frames(
     context: &Context,
 ) {
     let mut bucket = TokenBucket::new(context.settings.rate_per_sec, context.settings.rate_burst);
-    let mut strikes = 0u32;
+    let mut flood = FloodWatch::default();
     let mut draining = false;
     loop {
         let message = tokio::select! {
@@ -168,13 +165,9 @@ async fn read_frames(
             Message::Close(_) => return,
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
         };
-        if !bucket.try_take() {
-            strikes += 1;
-            if strikes >= STRIKES_BEFORE_DISCONNECT {
-                warn!("disconnecting a client that ignores its rate limit");
-                handle.close(close_code::POLICY_VIOLATION, "rate limit exceeded");
-                return;
-            }
+        let verdict = if bucket.try_take() {
+            accept_frame(text.as_str(), handle, client_addr, context).await
+        } else {
             // Parsed only to echo its requestId, as every reply does.
             let request_id = parse_client_frame(text.as_str())
                 .ok()
@@ -186,11 +179,27 @@ async fn read_frames(
                 )
                 .with_request_id(request_id.as_deref()),
             );
-            continue;
+            Verdict::OverLimit
+        };
+        match verdict {
+            Verdict::Taken => flood.accepted(),
+            Verdict::OverLimit => {
+                if flood.refused() {
+                    warn!("disconnecting a client that ignores its rate limit");
+                    handle.close(close_code::POLICY_VIOLATION, "rate limit exceeded");
+                    return;
+                }
+            }
         }
-        strikes = 0;
-        accept_frame(text.as_str(), handle, client_addr, context).await;
     }
+}
+
+/// Whether a frame counted against the client's limits.
+enum Verdict {
+    /// Handled: put on the bus, or refused for what it said.
+    Taken,
+    /// Refused because the connection or its user is over a limit.
+    OverLimit,
 }
 
 /// Checks one frame's envelope and, if it passes, puts it on the bus.
@@ -199,12 +208,12 @@ async fn accept_frame(
     handle: &ConnectionHandle,
     client_addr: Option<&str>,
     context: &Context,
-) {
+) -> Verdict {
     let request = match parse_client_frame(text) {
         Ok(request) => request,
         Err(rejection) => {
             handle.send(&rejection.to_frame());
-            return;
+            return Verdict::Taken;
         }
     };
     let reply_error = |code, message: String| {
@@ -220,7 +229,7 @@ async fn accept_frame(
                 request.action
             ),
         );
-        return;
+        return Verdict::Taken;
     };
     let identity = handle.identity();
     if route.requires_login && identity.is_none() {
@@ -231,7 +240,7 @@ async fn accept_frame(
                 request.action
             ),
         );
-        return;
+        return Verdict::Taken;
     }
     let action_id = uuid::Uuid::now_v7().to_string();
     let envelope = ActionRequest {
@@ -259,12 +268,71 @@ async fn accept_frame(
             timed_out: false,
         },
     );
-    if let Err(err) = context.bus.submit(route.service, &envelope).await {
-        warn!(error = %err, action = %request.action, "could not put an action on the bus");
+    let settings = &context.settings;
+    let limits = Limits {
+        budget: settings.user_limits.budget(route.class),
+        max_backlog: settings.max_backlog,
+        busy_retry_after: settings.busy_retry(),
+    };
+    let admitted = context
+        .bus
+        .admit(route.service, route.class, &envelope, limits)
+        .await;
+    if !matches!(admitted, Ok(Admitted::Accepted)) {
         context.hub.untrack(&action_id);
-        reply_error(
-            ErrorCode::ServiceUnavailable,
-            "The service is unavailable right now; nothing was done. Try again in a moment.".into(),
-        );
+    }
+    match admitted {
+        Ok(Admitted::Accepted) => Verdict::Taken,
+        Ok(Admitted::Revoked) => {
+            // The session ended on another gateway; this one may not have
+            // heard yet.
+            context.hub.log_out(handle.id);
+            reply_error(
+                ErrorCode::Unauthorized,
+                "Your session was closed. Log in again to continue.".into(),
+            );
+            Verdict::Taken
+        }
+        Ok(Admitted::Limited { retry_after_ms }) => {
+            metrics::counter!("switchyard_gateway_user_limited_total", "class" => route.class.name())
+                .increment(1);
+            handle.send(
+                &ServerFrame::error(
+                    ErrorCode::RateLimited,
+                    format!(
+                        "Too many {} actions from your account; this one was not processed. Try again in {retry_after_ms} ms.",
+                        route.class.name()
+                    ),
+                )
+                .with("retryAfterMs", retry_after_ms)
+                .with_request_id(request.request_id.as_deref()),
+            );
+            Verdict::OverLimit
+        }
+        Ok(Admitted::Busy { retry_after_ms }) => {
+            metrics::counter!("switchyard_gateway_busy_total", "service" => route.service.name())
+                .increment(1);
+            handle.send(
+                &ServerFrame::error(
+                    ErrorCode::Busy,
+                    format!(
+                        "The service is busy; {} was not processed. Try again in {retry_after_ms} ms.",
+                        request.action
+                    ),
+                )
+                .with("retryAfterMs", retry_after_ms)
+                .with_request_id(request.request_id.as_deref()),
+            );
+            Verdict::Taken
+        }
+        Err(err) => {
+            warn!(error = %err, action = %request.action, "could not put an action on the bus");
+            reply_error(
+                ErrorCode::ServiceUnavailable,
+                "The service is unavailable right now; nothing was done. Try again in a moment."
+                    .into(),
+            );
+            Verdict::Taken
+        }
     }
 }

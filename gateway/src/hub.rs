@@ -200,6 +200,9 @@ pub struct Hub {
     registry: Mutex<Registry>,
     pending: Mutex<HashMap<String, PendingRequest>>,
     subscriptions: mpsc::UnboundedSender<SubscriptionChange>,
+    /// Logins that ended here since [`Hub::take_ended_logins`] last looked:
+    /// their connection leases are to be given back (see [`crate::leases`]).
+    ended_logins: Mutex<Vec<(String, u64)>>,
 }
 
 impl Hub {
@@ -215,6 +218,7 @@ impl Hub {
             registry: Mutex::new(Registry::default()),
             pending: Mutex::new(HashMap::new()),
             subscriptions,
+            ended_logins: Mutex::new(Vec::new()),
         }
     }
 
@@ -263,10 +267,11 @@ impl Hub {
             .cloned()
     }
 
-    /// Makes a connection act as `session` from now on.
-    pub fn log_in(&self, connection_id: u64, session: Session) {
+    /// Makes a connection act as `session` from now on; false if the
+    /// connection has gone meanwhile.
+    pub fn log_in(&self, connection_id: u64, session: Session) -> bool {
         let Some(handle) = self.connection(connection_id) else {
-            return;
+            return false;
         };
         let user_id = session.identity.user_id.clone();
         if let Some(old) = handle.set_session(Some(session)) {
@@ -283,6 +288,28 @@ impl Hub {
         if first {
             self.subscribe(self.names.user_channel(&user_id));
         }
+        true
+    }
+
+    /// Every logged-in connection here, with its user.
+    pub fn logged_in(&self) -> Vec<(String, u64)> {
+        let registry = lock(&self.registry);
+        registry
+            .users
+            .iter()
+            .flat_map(|(user, ids)| ids.iter().map(move |id| (user.clone(), *id)))
+            .collect()
+    }
+
+    /// Records a login that ended without passing through this hub's
+    /// bookkeeping (its connection went while it was being let in).
+    pub fn note_ended_login(&self, user_id: &str, connection_id: u64) {
+        lock(&self.ended_logins).push((user_id.to_owned(), connection_id));
+    }
+
+    /// The logins that ended since the last call, with their users.
+    pub fn take_ended_logins(&self) -> Vec<(String, u64)> {
+        std::mem::take(&mut *lock(&self.ended_logins))
     }
 
     /// Makes a connection anonymous again.
@@ -391,20 +418,25 @@ impl Hub {
         count_deliveries(delivered);
     }
 
-    /// Delivers the answer to a request, and applies the session change that
-    /// came with it. A second answer to the same request (a redelivered action)
-    /// is dropped.
+    /// Delivers the answer to a request. A second answer to the same request
+    /// (a redelivered action) is dropped.
     pub fn deliver_reply(
         &self,
         action_id: &str,
         frame: &ServerFrame,
     ) -> Option<Arc<ConnectionHandle>> {
+        let handle = self.take_reply(action_id)?;
+        handle.send(frame);
+        Some(handle)
+    }
+
+    /// Claims the answer to a request, to be sent by the caller: the
+    /// connection waiting for it, unless it was answered already or has gone.
+    pub fn take_reply(&self, action_id: &str) -> Option<Arc<ConnectionHandle>> {
         let pending = lock(&self.pending).remove(action_id)?;
         metrics::histogram!("switchyard_gateway_request_duration_seconds", "action" => pending.action.clone())
             .record(pending.started.elapsed().as_secs_f64());
-        let handle = self.connection(pending.connection_id)?;
-        handle.send(frame);
-        Some(handle)
+        self.connection(pending.connection_id)
     }
 
     /// Remembers a request until its answer comes or its deadline passes.
@@ -495,6 +527,7 @@ impl Hub {
     /// Drops a connection from its user's set; the user's last connection here
     /// takes the user's and its groups' subscriptions with it.
     fn forget_login(&self, connection_id: u64, user_id: &str) {
+        self.note_ended_login(user_id, connection_id);
         let mut changes = Vec::new();
         {
             let mut registry = lock(&self.registry);

@@ -4,6 +4,7 @@
 //!   then onto the bus.
 //! - [`hub`]: the connections on this replica, who they are logged in as,
 //!   and the requests waiting for an answer.
+//! - [`leases`]: the per-user limit on open connections, held in Redis.
 //! - [`listener`]: the Redis subscriptions that bring replies and events, and
 //!   their dispatch to the hub.
 //! - [`socket_writer`]: writes a connection's [`frame`]s to its socket,
@@ -16,6 +17,7 @@ pub mod connection;
 pub mod frame;
 pub mod http;
 pub mod hub;
+pub mod leases;
 pub mod listener;
 pub mod rate_limit;
 pub mod server;

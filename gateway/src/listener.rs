@@ -7,19 +7,23 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use shared_proto::bus::Bus;
+use shared_proto::client::ServerFrame;
 use shared_proto::envelope::{ActionRequest, Identity, Origin, SessionChange, ToGateway};
 use shared_proto::routing::{SESSION_STARTED, Service};
+use shared_proto::status::ErrorCode;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::frame::Frame;
-use crate::hub::{Hub, Session, SubscriptionChange};
+use crate::hub::{ConnectionHandle, Hub, Session, SubscriptionChange};
+use crate::leases::Leases;
 
 /// Runs until `shutdown`, keeping the subscriptions in step with the hub.
 pub async fn run(
     bus: Bus,
     hub: Arc<Hub>,
+    leases: Leases,
     mut changes: mpsc::UnboundedReceiver<SubscriptionChange>,
     ready: Arc<std::sync::atomic::AtomicBool>,
     shutdown: CancellationToken,
@@ -53,7 +57,7 @@ pub async fn run(
                 _ = shutdown.cancelled() => return,
                 message = stream.next() => {
                     let Some(message) = message else { break };
-                    dispatch(&hub, &bus, message.get_channel_name(), message.get_payload_bytes());
+                    dispatch(&hub, &bus, &leases, message.get_channel_name(), message.get_payload_bytes());
                 }
                 change = changes.recv() => {
                     let Some(change) = change else { return };
@@ -75,7 +79,7 @@ pub async fn run(
 
 /// Hands one bus message to the hub. Malformed messages are logged and
 /// dropped: they come from a peer's bug, not from a client.
-pub fn dispatch(hub: &Hub, bus: &Bus, channel: &str, payload: &[u8]) {
+pub fn dispatch(hub: &Arc<Hub>, bus: &Bus, leases: &Leases, channel: &str, payload: &[u8]) {
     let message: ToGateway = match serde_json::from_slice(payload) {
         Ok(message) => message,
         Err(err) => {
@@ -92,29 +96,39 @@ pub fn dispatch(hub: &Hub, bus: &Bus, channel: &str, payload: &[u8]) {
             frame,
             session,
             ..
-        } => {
-            let Some(handle) = hub.deliver_reply(&action_id, &frame) else {
-                debug!(%action_id, "no one waits for this reply");
-                return;
-            };
-            match session {
-                Some(SessionChange::Open {
+        } => match session {
+            Some(SessionChange::Open {
+                identity,
+                expires_at_ms,
+            }) => {
+                let Some(handle) = hub.take_reply(&action_id) else {
+                    debug!(%action_id, "no one waits for this login");
+                    return;
+                };
+                let session = Session {
                     identity,
                     expires_at_ms,
-                }) => {
-                    hub.log_in(
-                        handle.id,
-                        Session {
-                            identity: identity.clone(),
-                            expires_at_ms,
-                        },
-                    );
-                    announce_session(hub, bus, handle.id, identity);
-                }
-                Some(SessionChange::Close) => hub.log_out(handle.id),
-                None => {}
+                };
+                tokio::spawn(open_session(
+                    hub.clone(),
+                    bus.clone(),
+                    leases.clone(),
+                    handle,
+                    frame,
+                    session,
+                ));
             }
-        }
+            Some(SessionChange::Close) => {
+                if let Some(handle) = hub.deliver_reply(&action_id, &frame) {
+                    hub.log_out(handle.id);
+                }
+            }
+            None => {
+                if hub.deliver_reply(&action_id, &frame).is_none() {
+                    debug!(%action_id, "no one waits for this reply");
+                }
+            }
+        },
         ToGateway::Event {
             frame,
             except,
@@ -141,6 +155,43 @@ pub fn dispatch(hub: &Hub, bus: &Bus, channel: &str, payload: &[u8]) {
             member,
         } => hub.set_membership(&user_id, &group_id, member),
     }
+}
+
+/// Lets a connection in as the user of a login reply, if the user's
+/// connections are under the limit, and only then sends the reply: once the
+/// client reads `USER_LOGGED` its connection already acts as the user.
+async fn open_session(
+    hub: Arc<Hub>,
+    bus: Bus,
+    leases: Leases,
+    handle: Arc<ConnectionHandle>,
+    reply: ServerFrame,
+    session: Session,
+) {
+    let identity = session.identity.clone();
+    if !leases.acquire(&identity.user_id, handle.id).await {
+        metrics::counter!("switchyard_gateway_logins_refused_total", "reason" => "connections")
+            .increment(1);
+        let request_id = reply.get("requestId").and_then(|v| v.as_str());
+        handle.send(
+            &ServerFrame::error(
+                ErrorCode::TooManyConnections,
+                format!(
+                    "This account has {} connections open, the most it may have. Close one, then log in again.",
+                    leases.max_per_user()
+                ),
+            )
+            .with_request_id(request_id),
+        );
+        return;
+    }
+    if !hub.log_in(handle.id, session) {
+        // Gone meanwhile: the lease is handed back with the other ended logins.
+        hub.note_ended_login(&identity.user_id, handle.id);
+        return;
+    }
+    handle.send(&reply);
+    announce_session(&hub, &bus, handle.id, identity);
 }
 
 /// Asks chat-service which groups the user who just logged in here belongs

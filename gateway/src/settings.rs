@@ -3,6 +3,8 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use shared_proto::bus::admission::Budget;
+use shared_proto::routing::ActionClass;
 use shared_proto::settings::{BusSettings, LogSettings, RedisSettings};
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -30,8 +32,21 @@ pub struct GatewaySettings {
     pub client_addr_header: Option<String>,
     pub action_timeout_ms: u64,
     pub max_frame_bytes: usize,
+    /// Frames one connection may send: `rate_burst` at once, then
+    /// `rate_per_sec` a second.
     pub rate_per_sec: f64,
     pub rate_burst: f64,
+    /// What one user may do, across all its connections and every gateway,
+    /// per kind of action.
+    pub user_limits: UserLimits,
+    /// Connections one user may have logged in at once, on all gateways.
+    pub max_connections_per_user: usize,
+    /// Entries a service's stream may hold before new actions for it are
+    /// answered `BUSY`; about what its replicas finish within the action
+    /// timeout.
+    pub max_backlog: u64,
+    /// The wait a `BUSY` answer suggests.
+    pub busy_retry_ms: u64,
     /// Frames that may wait for one client once its socket's send buffer is
     /// full; a client that lets them reach this many is disconnected.
     pub outbox_frames: usize,
@@ -50,13 +65,67 @@ impl Default for GatewaySettings {
             max_frame_bytes: 64 * 1024,
             rate_per_sec: 20.0,
             rate_burst: 40.0,
+            user_limits: UserLimits::default(),
+            max_connections_per_user: 20,
+            max_backlog: 2_000,
+            busy_retry_ms: 1_000,
             outbox_frames: 256,
             drain_ms: 10_000,
         }
     }
 }
 
+/// Per-user budgets, one per [`ActionClass`].
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct UserLimits {
+    pub send: Budget,
+    pub read: Budget,
+    pub search: Budget,
+    pub account: Budget,
+}
+
+impl Default for UserLimits {
+    fn default() -> Self {
+        UserLimits {
+            // A person types a few messages a second at most; bursts cover
+            // pasting, resending after a reconnect and a client's start-up.
+            send: Budget {
+                per_sec: 10.0,
+                burst: 30.0,
+            },
+            read: Budget {
+                per_sec: 10.0,
+                burst: 30.0,
+            },
+            search: Budget {
+                per_sec: 2.0,
+                burst: 10.0,
+            },
+            account: Budget {
+                per_sec: 2.0,
+                burst: 10.0,
+            },
+        }
+    }
+}
+
+impl UserLimits {
+    pub fn budget(&self, class: ActionClass) -> Budget {
+        match class {
+            ActionClass::Send => self.send,
+            ActionClass::Read => self.read,
+            ActionClass::Search => self.search,
+            ActionClass::Account => self.account,
+        }
+    }
+}
+
 impl GatewaySettings {
+    pub fn busy_retry(&self) -> Duration {
+        Duration::from_millis(self.busy_retry_ms)
+    }
+
     pub fn action_timeout(&self) -> Duration {
         Duration::from_millis(self.action_timeout_ms)
     }

@@ -19,6 +19,7 @@ use tracing::info;
 use crate::connection::Context;
 use crate::http::{AppState, router};
 use crate::hub::{Hub, close_code};
+use crate::leases::Leases;
 use crate::settings::Settings;
 
 /// How long after its deadline a request is still remembered, so that a late
@@ -78,9 +79,20 @@ impl Application {
         let hub = context.hub.clone();
         info!(gateway = hub.gateway_id(), addr = %listener.local_addr()?, "gateway listening");
 
+        let leases = Leases::new(
+            context.bus.clone(),
+            hub.gateway_id().to_owned(),
+            context.settings.max_connections_per_user,
+        );
+        let lease_keeper = tokio::spawn(crate::leases::keep(
+            leases.clone(),
+            hub.clone(),
+            background.clone(),
+        ));
         let listener_task = tokio::spawn(crate::listener::run(
             context.bus.clone(),
             hub.clone(),
+            leases,
             subscription_changes,
             state.listening.clone(),
             background.clone(),
@@ -99,7 +111,7 @@ impl Application {
         connections.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), connections.wait()).await;
         background.cancel();
-        let _ = tokio::join!(listener_task, sweeper);
+        let _ = tokio::join!(listener_task, sweeper, lease_keeper);
         info!("gateway stopped");
         Ok(())
     }

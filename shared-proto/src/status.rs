@@ -24,6 +24,8 @@ pub enum ErrorCode {
     Conflict,
     /// The connection sends faster than its rate limit allows.
     RateLimited,
+    /// The account already has as many connections open as it may.
+    TooManyConnections,
     /// The service that owns the action has more work waiting than it can
     /// finish in time; nothing was done. Retry after `retryAfterMs`.
     Busy,
@@ -47,6 +49,7 @@ impl ErrorCode {
             ErrorCode::Conflict => "CONFLICT",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Busy => "BUSY",
+            ErrorCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::Internal => "INTERNAL",
@@ -56,7 +59,7 @@ impl ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tables and checks.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAction,
         ErrorCode::Unauthorized,
@@ -65,6 +68,7 @@ impl ErrorCode {
         ErrorCode::Conflict,
         ErrorCode::RateLimited,
         ErrorCode::Busy,
+        ErrorCode::TooManyConnections,
         ErrorCode::ServiceUnavailable,
         ErrorCode::Timeout,
         ErrorCode::Internal,

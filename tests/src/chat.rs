@@ -22,7 +22,6 @@ use tokio::time::Instant;
 use crate::client::Client;
 use crate::flows::{DEFAULT_PASSWORD, assert_status, signed_up_user};
 use crate::mail::MAIL_TIMEOUT;
-use crate::services::GATEWAY;
 use crate::stack::Stack;
 
 /// How long a pushed event may take to reach a connection on any gateway.
@@ -41,16 +40,15 @@ pub const READS: &str = "reads";
 
 /// Two gateways, one `auth-service`, one `chat-service`, one `mailer`.
 ///
-/// The gateways' per-connection rate limit is raised: a scenario sends its
-/// requests back to back, far faster than a person types, and a
+/// The gateways' per-connection and per-user limits are raised: a scenario
+/// sends its requests back to back, far faster than a person types, and a
 /// `RATE_LIMITED` answer would say nothing about chat.
 pub async fn chat_stack() -> Stack {
     Stack::builder()
         .gateways(2)
         .auth_replicas(1)
         .chat(true)
-        .service_env(GATEWAY, "SWITCHYARD__GATEWAY__RATE_PER_SEC", "1000")
-        .service_env(GATEWAY, "SWITCHYARD__GATEWAY__RATE_BURST", "1000")
+        .generous_limits()
         .start()
         .await
 }

@@ -307,6 +307,19 @@ impl Client {
         }
     }
 
+    /// Buffers every frame that arrives until `deadline`; false if the
+    /// server closed the connection meanwhile (frames before the close stay
+    /// buffered). For a test that sends without waiting for each answer.
+    pub async fn buffer_until(&mut self, deadline: Instant) -> bool {
+        loop {
+            match self.read(deadline).await {
+                Incoming::Json(frame) => self.buffered.push_back(frame),
+                Incoming::Closed(_) => return false,
+                Incoming::TimedOut => return true,
+            }
+        }
+    }
+
     /// Takes every frame buffered so far, oldest first, without reading
     /// the socket: e.g. what arrived before the server closed the connection.
     pub fn take_buffered(&mut self) -> Vec<Value> {

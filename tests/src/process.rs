@@ -150,6 +150,21 @@ impl ManagedProcess {
         log_tail(&self.spec.log_path, lines)
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`, ...) with the `kill` utility.
+    ///
+    /// # Panics
+    /// If the process is not running or the signal cannot be sent.
+    pub fn signal(&mut self, signal: &str) {
+        let pid = self.running_pid().unwrap_or_else(|| {
+            panic!("{} is not running; cannot send SIG{signal}", self.spec.name)
+        });
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid.to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("running `kill -{signal} {pid}`: {e}"));
+        assert!(status.success(), "`kill -{signal} {pid}` failed: {status}");
+    }
+
     fn running_pid(&mut self) -> Option<u32> {
         if self.is_running() { self.pid() } else { None }
     }

@@ -99,6 +99,28 @@ impl StackBuilder {
         self
     }
 
+    /// Raises the gateways' per-connection and per-user limits far above
+    /// what a test sends: for scenarios that send requests back to back,
+    /// where a `RATE_LIMITED` answer would say nothing about what they test.
+    pub fn generous_limits(mut self) -> Self {
+        let mut limits = vec![
+            ("SWITCHYARD__GATEWAY__RATE_PER_SEC".to_owned(), "1000"),
+            ("SWITCHYARD__GATEWAY__RATE_BURST".to_owned(), "1000"),
+        ];
+        for class in ["SEND", "READ", "SEARCH", "ACCOUNT"] {
+            for field in ["PER_SEC", "BURST"] {
+                limits.push((
+                    format!("SWITCHYARD__GATEWAY__USER_LIMITS__{class}__{field}"),
+                    "1000",
+                ));
+            }
+        }
+        for (key, value) in limits {
+            self = self.service_env(GATEWAY, key, value);
+        }
+        self
+    }
+
     /// Sets an environment variable for one binary (`gateway`,
     /// `auth-service`, `chat-service` or `mailer`), over everything else.
     pub fn service_env(
@@ -349,6 +371,17 @@ impl Stack {
     /// Kills a component with SIGKILL, as a crash would, and waits until it is gone.
     pub async fn kill_service(&mut self, name: &str, replica: usize) {
         self.component_mut(name, replica).process.kill().await;
+    }
+
+    /// Freezes a component with SIGSTOP, as a stalled machine or a long
+    /// pause would: it keeps its sockets but answers nothing.
+    pub fn pause_service(&mut self, name: &str, replica: usize) {
+        self.component_mut(name, replica).process.signal("STOP");
+    }
+
+    /// Lets a component paused with [`pause_service`](Self::pause_service) run again.
+    pub fn resume_service(&mut self, name: &str, replica: usize) {
+        self.component_mut(name, replica).process.signal("CONT");
     }
 
     /// Stops a component with SIGTERM, letting it shut down gracefully for up
