@@ -26,7 +26,7 @@ use crate::handler::AuthService;
 use crate::limits::{
     LoginSubjects, LoginTry, describe_wait, mark_session_revoked, release_login, reserve_login,
 };
-use crate::outcome::{answer, bad_request, bus_unavailable, retry, unavailable};
+use crate::outcome::{answer, bad_request, bus_unavailable, unavailable};
 use crate::store::{Session, User};
 
 #[derive(Deserialize)]
@@ -216,6 +216,19 @@ pub async fn logout(
     if !redelivered && !is_open(&session) {
         return Err(no_session());
     }
+    // Gateways refuse the session's actions from the moment the marker is
+    // written, so it is written before the client can hear the session is
+    // closed, and before the database is changed: if Redis cannot be written
+    // nothing was done, and the client is told so. (Retrying the action
+    // instead would not do: an account action nobody waits for any more is
+    // dropped, which would leave the session closed in the database but
+    // open on the gateways, and a new LOGOUT would find it closed already.)
+    // If the database then fails, the session is refused everywhere a little
+    // early, and the client's next LOGOUT finishes the job.
+    let remaining = u64::try_from(session.expires_at_ms.saturating_sub(now_ms())).unwrap_or(0);
+    mark_session_revoked(&service.bus, &token_hash, Duration::from_millis(remaining))
+        .await
+        .map_err(bus_unavailable)?;
     if !service
         .store
         .revoke_session(&token_hash, &request.action_id)
@@ -224,14 +237,6 @@ pub async fn logout(
     {
         return Err(no_session());
     }
-    // Gateways refuse the session's actions from the moment this is written,
-    // so it is written before the client hears the session is closed. If it
-    // cannot be, the action is handled again (the redelivery finds the
-    // session revoked by itself and writes it then).
-    let remaining = u64::try_from(session.expires_at_ms.saturating_sub(now_ms())).unwrap_or(0);
-    mark_session_revoked(&service.bus, &token_hash, Duration::from_millis(remaining))
-        .await
-        .map_err(retry)?;
     let mut outcome = Outcome::reply(ServerFrame::new(
         "USER_LOGOUT",
         "Your account session is closed.",
