@@ -13,6 +13,7 @@ use argon2::password_hash::rand_core::{OsRng, RngCore};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use base64::Engine;
 use sha2::{Digest, Sha256};
+use shared_proto::client::{MAX_ECHOED_CHARS, excerpt};
 use tokio::sync::Semaphore;
 
 /// Bounds on a password's length, in characters.
@@ -28,7 +29,13 @@ impl Email {
     /// part, a domain with a dot and no spaces; the mail itself proves the rest.
     pub fn parse(raw: &str) -> Result<Email, String> {
         let email = raw.trim().to_lowercase();
-        let invalid = || format!("{:?} is not a valid e-mail address.", raw.trim());
+        // Quoted cut short: a reply never grows with what the client sent.
+        let invalid = || {
+            format!(
+                "{} is not a valid e-mail address.",
+                excerpt(&format!("{:?}", raw.trim()), MAX_ECHOED_CHARS)
+            )
+        };
         if email.len() > 254 || email.chars().any(|c| c.is_whitespace() || c.is_control()) {
             return Err(invalid());
         }
@@ -246,6 +253,16 @@ mod tests {
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn a_refused_email_is_quoted_cut_short() {
+        let huge = format!("{}@example.com", "a".repeat(9000));
+        let message = Email::parse(&huge).expect_err("too long");
+        assert!(message.chars().count() < 200, "{message}");
+        assert!(message.contains("aaaa"), "{message}");
+        let message = Email::parse("ana@").expect_err("no domain");
+        assert_eq!(message, "\"ana@\" is not a valid e-mail address.");
     }
 
     #[test]

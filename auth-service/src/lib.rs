@@ -5,11 +5,13 @@
 //! - [`sessions`]: LOGIN, FASTLOGIN, LOGOUT.
 //! - [`credentials`]: e-mail and password parsing, hashing, codes and tokens.
 //! - [`store`]: the `users` and `sessions` collections.
+//! - [`limits`]: bounds on guessing codes and passwords, in Redis.
 //! - [`outcome`]: what an action produces, and the one mapping of failures to
 //!   client frames.
 
 pub mod credentials;
 pub mod handler;
+pub mod limits;
 pub mod mail;
 pub mod outcome;
 pub mod registration;

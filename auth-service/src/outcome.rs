@@ -12,6 +12,11 @@ pub fn unavailable(err: StoreError) -> ActionError {
     ActionError::Unavailable(err.into())
 }
 
+/// Redis failed before anything was changed.
+pub fn bus_unavailable(err: BusError) -> ActionError {
+    ActionError::Unavailable(err.into())
+}
+
 /// The bus failed after part of the effect: handle the action again later.
 pub fn retry(err: BusError) -> ActionError {
     ActionError::Retry(err.into())

@@ -17,9 +17,14 @@ use crate::credentials::{
     Email, Password, digests_equal, hash_code, new_confirmation_code, new_salt,
 };
 use crate::handler::AuthService;
+use crate::limits::take_code_try;
 use crate::mail::{already_enqueued, confirmation_job_id, confirmation_mail, enqueue_once};
-use crate::outcome::{answer, bad_request, retry, unavailable};
+use crate::outcome::{answer, bad_request, bus_unavailable, retry, unavailable};
 use crate::store::{Inserted, PendingCode, Profile, User};
+
+/// How long a code's count of tries outlives the code: an expired code is
+/// refused anyway, and the database keeps the count for longer.
+const REMEMBER_TRIES_AFTER_EXPIRY: std::time::Duration = std::time::Duration::from_secs(3600);
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -186,18 +191,39 @@ pub async fn confirm(
             None,
         ));
     };
-    let max = i64::from(service.settings.code_max_attempts);
-    let redelivered_wrong_try = code.last_attempt_action.as_deref() == Some(&request.action_id);
-    if redelivered_wrong_try {
-        return Err(wrong_code(max - code.attempts));
-    }
-    if code.attempts >= max {
+    // Every try, right or wrong, takes one of the code's numbered tries
+    // before the code is compared, in one atomic step shared by all
+    // replicas: however many tries arrive at once, at most `max` are
+    // compared. A redelivered action finds the try it took and is answered
+    // the same way again.
+    let max = service.settings.code_max_attempts;
+    let keep_for = std::time::Duration::from_millis(
+        u64::try_from(code.expires_at_ms.saturating_sub(now_ms())).unwrap_or(0),
+    ) + REMEMBER_TRIES_AFTER_EXPIRY;
+    let Some(try_number) = take_code_try(
+        &service.bus,
+        &code.issued_by_action,
+        &request.action_id,
+        max,
+        code.attempts,
+        keep_for,
+    )
+    .await
+    .map_err(bus_unavailable)?
+    else {
         return Err(failed(
             "LOCKED",
             "Too many wrong codes: this code is locked. Ask for a new one with RESEND_CONFIRMATION.",
             Some(0),
         ));
-    }
+    };
+    // The database's record, so that tries are not handed out again if
+    // Redis loses its count.
+    service
+        .store
+        .record_code_tries(&user.id, &code.issued_by_action, i64::from(try_number))
+        .await
+        .map_err(unavailable)?;
     if now_ms() > code.expires_at_ms {
         return Err(failed(
             "EXPIRED",
@@ -225,13 +251,7 @@ pub async fn confirm(
             _ => Err(already_confirmed()),
         };
     }
-    let after = service
-        .store
-        .count_wrong_code(&user.id, &request.action_id)
-        .await
-        .map_err(unavailable)?;
-    let attempts = after.and_then(|u| u.code).map_or(max, |c| c.attempts);
-    Err(wrong_code(max - attempts))
+    Err(wrong_code(i64::from(max) - i64::from(try_number)))
 }
 
 pub async fn resend(
@@ -366,7 +386,6 @@ fn pending_code(service: &AuthService, code: &str, action_id: &str) -> PendingCo
             + i64::try_from(service.settings.code_ttl().as_millis()).unwrap_or(i64::MAX / 2),
         attempts: 0,
         issued_by_action: action_id.to_owned(),
-        last_attempt_action: None,
     }
 }
 

@@ -4,6 +4,12 @@
 //! which doubles as the session's id on the bus. A login delivered twice
 //! (after a crash) opens a second session; the client only ever sees one
 //! reply, and the spare session simply expires.
+//!
+//! Password logins are bounded per account and per source address (see
+//! [`crate::limits`]); a token has too many bits to guess, so FASTLOGIN is
+//! not.
+
+use std::time::Duration;
 
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -12,10 +18,15 @@ use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::{ServerFrame, decode_payload};
 use shared_proto::envelope::{ActionRequest, Identity, SessionChange, ToGateway};
 use shared_proto::now_ms;
+use shared_proto::status::ErrorCode;
+use tracing::warn;
 
 use crate::credentials::{Email, Password, hash_token, new_session_token};
 use crate::handler::AuthService;
-use crate::outcome::{answer, bad_request, unavailable};
+use crate::limits::{
+    LoginSubjects, LoginTry, describe_wait, mark_session_revoked, release_login, reserve_login,
+};
+use crate::outcome::{answer, bad_request, bus_unavailable, unavailable};
 use crate::store::{Session, User};
 
 #[derive(Deserialize)]
@@ -48,16 +59,34 @@ pub async fn login(service: &AuthService, request: &ActionRequest) -> Result<Out
     let email = Email::parse(&payload.user_login_data.email).map_err(bad_request)?;
     let password =
         Password::parse_attempt(&payload.user_login_data.password).map_err(bad_request)?;
-    let user = service
-        .store
-        .user_by_email(email.as_str())
+    // The try is counted as a failure before the password is looked at, so
+    // concurrent guesses cannot slip past the count.
+    let subjects = LoginSubjects::new(
+        service.bus.names(),
+        email.as_str(),
+        request.client_addr.as_deref(),
+    );
+    let settings = &service.settings;
+    if let LoginTry::Wait(wait) = reserve_login(&service.bus, &subjects, settings)
         .await
-        .map_err(unavailable)?;
-    let matches = service
-        .hasher
-        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
-        .await
-        .map_err(ActionError::Unavailable)?;
+        .map_err(bus_unavailable)?
+    {
+        return Err(too_many_failures(wait));
+    }
+    let checked = check_password(service, &email, password).await;
+    let release = match &checked {
+        Ok((_, matches)) if !matches => None,
+        Ok(_) => Some(true),
+        // Never checked: the try goes back.
+        Err(_) => Some(false),
+    };
+    if let Some(password_was_right) = release
+        && let Err(err) = release_login(&service.bus, &subjects, settings, password_was_right).await
+    {
+        // The count stays a little high until it is forgotten.
+        warn!(error = %err, "could not give back a login try");
+    }
+    let (user, matches) = checked?;
     let Some(user) = user.filter(|_| matches) else {
         return Err(answer("NOT_LOGGED", "Wrong e-mail or password."));
     };
@@ -89,6 +118,40 @@ pub async fn login(service: &AuthService, request: &ActionRequest) -> Result<Out
         .await
         .map_err(unavailable)?;
     Ok(logged_in(&user, &token, &session))
+}
+
+/// The account (if any) and whether `password` is its password.
+async fn check_password(
+    service: &AuthService,
+    email: &Email,
+    password: Password,
+) -> Result<(Option<User>, bool), ActionError> {
+    let user = service
+        .store
+        .user_by_email(email.as_str())
+        .await
+        .map_err(unavailable)?;
+    let matches = service
+        .hasher
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await
+        .map_err(ActionError::Unavailable)?;
+    Ok((user, matches))
+}
+
+/// A login refused before its password was looked at.
+fn too_many_failures(wait: Duration) -> ActionError {
+    let retry_after_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+    ActionError::Refused(
+        ServerFrame::error(
+            ErrorCode::RateLimited,
+            format!(
+                "Too many failed logins for this account or from this address. Wait {} before trying again.",
+                describe_wait(wait)
+            ),
+        )
+        .with("retryAfterMs", retry_after_ms),
+    )
 }
 
 pub async fn fast_login(
@@ -153,6 +216,19 @@ pub async fn logout(
     if !redelivered && !is_open(&session) {
         return Err(no_session());
     }
+    // Gateways refuse the session's actions from the moment the marker is
+    // written, so it is written before the client can hear the session is
+    // closed, and before the database is changed: if Redis cannot be written
+    // nothing was done, and the client is told so. (Retrying the action
+    // instead would not do: an account action nobody waits for any more is
+    // dropped, which would leave the session closed in the database but
+    // open on the gateways, and a new LOGOUT would find it closed already.)
+    // If the database then fails, the session is refused everywhere a little
+    // early, and the client's next LOGOUT finishes the job.
+    let remaining = u64::try_from(session.expires_at_ms.saturating_sub(now_ms())).unwrap_or(0);
+    mark_session_revoked(&service.bus, &token_hash, Duration::from_millis(remaining))
+        .await
+        .map_err(bus_unavailable)?;
     if !service
         .store
         .revoke_session(&token_hash, &request.action_id)

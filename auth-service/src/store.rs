@@ -4,13 +4,16 @@
 //! confirmation state); chat-service reads it and owns the `profile` fields.
 //! Nothing here relies on transactions or TTL indexes (FerretDB has neither):
 //! every multi-step change is made safe by conditional single-document
-//! updates, and expiry is checked in code.
+//! updates, and expiry is checked in code. Counting guesses is not done
+//! here: FerretDB 1.x applies an update as a read followed by a write, so two
+//! concurrent increments can both pass one filter; Redis counts them (see
+//! [`crate::limits`]).
 
 use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
 use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::options::{ClientOptions, IndexOptions};
 use mongodb::{Collection, IndexModel};
 use serde::{Deserialize, Serialize};
 use shared_proto::settings::MongoSettings;
@@ -54,12 +57,13 @@ pub struct PendingCode {
     pub salt: String,
     pub issued_at_ms: i64,
     pub expires_at_ms: i64,
+    /// Tries handed out so far. Redis counts them atomically (see
+    /// [`crate::limits::take_code_try`]); this is the durable record, which
+    /// the count never goes below.
     pub attempts: i64,
-    /// The action that issued it: a redelivered action recognises its own code.
+    /// The action that issued it: a redelivered action recognises its own
+    /// code, and the code's tries are counted under this name.
     pub issued_by_action: String,
-    /// The last action that counted a wrong try, so a redelivery counts once.
-    #[serde(default)]
-    pub last_attempt_action: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -200,26 +204,27 @@ impl Store {
         Ok(result.matched_count == 1)
     }
 
-    /// Counts one wrong try of the current code, once per action, and returns
-    /// the user as it is afterwards.
-    pub async fn count_wrong_code(
+    /// Records that `tries` tries of the code issued by `issued_by` were
+    /// handed out (see [`crate::limits::take_code_try`], which counts them);
+    /// never lowers the number.
+    pub async fn record_code_tries(
         &self,
         user_id: &str,
-        action_id: &str,
-    ) -> Result<Option<User>, StoreError> {
-        let updated = self
-            .users
-            .find_one_and_update(
-                doc! {"_id": user_id, "confirmed": false, "code.last_attempt_action": {"$ne": action_id}},
-                doc! {"$inc": {"code.attempts": 1}, "$set": {"code.last_attempt_action": action_id}},
+        issued_by: &str,
+        tries: i64,
+    ) -> Result<(), StoreError> {
+        self.users
+            .update_one(
+                doc! {
+                    "_id": user_id,
+                    "confirmed": false,
+                    "code.issued_by_action": issued_by,
+                    "code.attempts": {"$lt": tries},
+                },
+                doc! {"$set": {"code.attempts": tries}},
             )
-            .return_document(ReturnDocument::After)
             .await?;
-        match updated {
-            Some(user) => Ok(Some(user)),
-            // Already counted by an earlier delivery of this action.
-            None => self.user_by_id(user_id).await,
-        }
+        Ok(())
     }
 
     /// Marks the account confirmed and drops its code.
