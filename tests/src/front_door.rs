@@ -365,7 +365,7 @@ fn write(path: &Path, contents: &str) {
 }
 
 /// The workspace root, where `deploy/` is.
-fn repository_root() -> PathBuf {
+pub(crate) fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the tests crate lives inside the workspace")
