@@ -70,20 +70,29 @@ async fn upgrade(
     })
 }
 
-/// An empty allow-list admits every origin (development). Otherwise the
-/// `Origin` header must be present and match one entry exactly.
+/// Whether an upgrade may proceed, judged by its `Origin` header.
+///
+/// Browsers always send `Origin` on a WebSocket upgrade, and a page cannot
+/// change it; that is what the check protects against: a page on another
+/// site opening a socket with the user's cookies and network position. A
+/// request without `Origin` comes from a non-browser client (a native app,
+/// a test client, the load generator), which could send any `Origin` it
+/// liked, so it is admitted whatever the list. A request with `Origin` must
+/// match an entry exactly (a trailing `/` aside) when the list is non-empty;
+/// an empty list admits every origin, and the gateway warns about it at
+/// start-up.
 fn origin_allowed(allowed: &[String], headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
     if allowed.is_empty() {
         return true;
     }
-    headers
-        .get(header::ORIGIN)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|origin| {
-            allowed
-                .iter()
-                .any(|a| a.trim_end_matches('/') == origin.trim_end_matches('/'))
-        })
+    origin.to_str().is_ok_and(|origin| {
+        allowed
+            .iter()
+            .any(|a| a.trim_end_matches('/') == origin.trim_end_matches('/'))
+    })
 }
 
 /// The process is alive and serving HTTP.
@@ -109,21 +118,68 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
+    fn with_origin(origin: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ORIGIN, HeaderValue::from_static(origin));
+        headers
+    }
+
     #[test]
     fn the_origin_must_match_an_entry_when_a_list_is_set() {
-        let mut headers = HeaderMap::new();
-        assert!(origin_allowed(&[], &headers), "empty list allows all");
+        let list = vec![
+            "https://chat.example.com".to_owned(),
+            "http://127.0.0.1:8080/".to_owned(),
+        ];
+        assert!(!origin_allowed(
+            &list,
+            &with_origin("https://evil.example.com")
+        ));
+        assert!(
+            !origin_allowed(&list, &with_origin("http://chat.example.com")),
+            "the scheme is part of the origin"
+        );
+        assert!(
+            !origin_allowed(&list, &with_origin("https://chat.example.com:8443")),
+            "the port is part of the origin"
+        );
+        assert!(
+            !origin_allowed(&list, &with_origin("null")),
+            "a sandboxed page or a file says `null`"
+        );
+        assert!(origin_allowed(
+            &list,
+            &with_origin("https://chat.example.com")
+        ));
+        assert!(
+            origin_allowed(&list, &with_origin("http://127.0.0.1:8080")),
+            "a trailing slash on either side does not matter"
+        );
+    }
+
+    #[test]
+    fn a_request_without_origin_is_a_non_browser_client_and_is_admitted() {
         let list = vec!["https://chat.example.com".to_owned()];
-        assert!(!origin_allowed(&list, &headers), "missing origin refused");
+        assert!(origin_allowed(&list, &HeaderMap::new()));
+        assert!(origin_allowed(&[], &HeaderMap::new()));
+    }
+
+    #[test]
+    fn an_empty_list_admits_every_origin() {
+        assert!(origin_allowed(
+            &[],
+            &with_origin("https://evil.example.com")
+        ));
+        assert!(origin_allowed(&[], &with_origin("null")));
+    }
+
+    #[test]
+    fn an_origin_that_is_not_text_is_refused() {
+        let list = vec!["https://chat.example.com".to_owned()];
+        let mut headers = HeaderMap::new();
         headers.insert(
             header::ORIGIN,
-            HeaderValue::from_static("https://evil.example.com"),
+            HeaderValue::from_bytes(b"https://chat.example.com\xff").expect("a valid header value"),
         );
         assert!(!origin_allowed(&list, &headers));
-        headers.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://chat.example.com"),
-        );
-        assert!(origin_allowed(&list, &headers));
     }
 }

@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::connection::Context;
 use crate::http::{AppState, router};
@@ -78,6 +78,13 @@ impl Application {
         let background = CancellationToken::new();
         let hub = context.hub.clone();
         info!(gateway = hub.gateway_id(), addr = %listener.local_addr()?, "gateway listening");
+        if context.settings.allowed_origins.is_empty() {
+            warn!(
+                "origins are not checked: gateway.allowed_origins is empty, so a page on any site \
+                 can open a WebSocket here from a visitor's browser; set \
+                 SWITCHYARD__GATEWAY__ALLOWED_ORIGINS to the origins the web clients are served from"
+            );
+        }
 
         let leases = Leases::new(
             context.bus.clone(),

@@ -154,6 +154,11 @@ impl FrontDoor {
         format!("ws://127.0.0.1:{}/", self.port)
     }
 
+    /// The loopback port clients connect to.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The indices of the gateways behind the door.
     pub fn gateways(&self) -> &[usize] {
         &self.gateways
@@ -365,7 +370,7 @@ fn write(path: &Path, contents: &str) {
 }
 
 /// The workspace root, where `deploy/` is.
-fn repository_root() -> PathBuf {
+pub(crate) fn repository_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("the tests crate lives inside the workspace")
@@ -388,6 +393,35 @@ fn system_binary(name: &str) -> PathBuf {
                 "{name} is needed by this test but is not installed; `./stack install` installs it"
             )
         })
+}
+
+/// Makes sure this process, and every process it starts from now on (they
+/// inherit the limit), may hold `needed` open files: raises the soft
+/// `RLIMIT_NOFILE` to `needed` if it is lower.
+///
+/// # Panics
+/// If the hard limit is lower than `needed` (raise `ulimit -Hn`), or raising
+/// the soft limit fails.
+pub fn allow_open_files(needed: u64) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    // `None` is "unlimited".
+    if limit.current.is_none_or(|soft| soft >= needed) {
+        return;
+    }
+    assert!(
+        limit.maximum.is_none_or(|hard| hard >= needed),
+        "this test needs {needed} open files, but the hard limit is {:?}; raise `ulimit -Hn`",
+        limit.maximum
+    );
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(needed),
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap_or_else(|e| panic!("raising the soft open-file limit to {needed}: {e}"));
 }
 
 /// How many established TCP connections 127.0.0.1:`port` holds right now

@@ -72,10 +72,35 @@ pub(crate) fn gateway(
         format!("127.0.0.1:{port}"),
     ));
     env.push(("SWITCHYARD__GATEWAY__ID".into(), format!("gw-{replica}")));
+    // The local stack's own allow-list, so tests prove what `./stack up` runs.
+    env.push((
+        "SWITCHYARD__GATEWAY__ALLOWED_ORIGINS".into(),
+        local_allowed_origins().join(","),
+    ));
     env.extend(overrides.for_binary(GATEWAY));
     let spec = spec(at, GATEWAY, replica, env);
     let probe = Probe::HttpOk(format!("http://{}/readyz", loopback(port)));
     (spec, probe)
+}
+
+/// The `Origin` values the local stack's gateways accept, from
+/// `deploy/local/allowed-origins`: the file `./stack up` reads too. Test
+/// gateways get this list unless a test sets its own.
+///
+/// # Panics
+/// If the file cannot be read or lists no origin.
+pub fn local_allowed_origins() -> Vec<String> {
+    let path = crate::front_door::repository_root().join("deploy/local/allowed-origins");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let origins: Vec<String> = text
+        .lines()
+        .map(|line| line.split('#').next().unwrap_or_default().trim())
+        .filter(|line| !line.is_empty())
+        .map(str::to_owned)
+        .collect();
+    assert!(!origins.is_empty(), "{} lists no origin", path.display());
+    origins
 }
 
 /// Replica `replica` of a service that has no port of its own

@@ -12,6 +12,11 @@
 //! clientMsgId. At the end every acknowledged message is in the conversation's
 //! history exactly once, numbered 1..n without gaps, and the recipient got each
 //! one, live or through its own history.
+//!
+//! A third test proves the local stack's Origin allow-list
+//! (`deploy/local/allowed-origins`, which `./stack up` and the test gateways
+//! both read) through the door: a page from a foreign site is refused, the
+//! stack's own front door page and clients without Origin are let in.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -21,8 +26,10 @@ use switchyard_tests::front_door::{
     Ack, FrontDoor, FrontDoorKind, Tab, TabConfig, TabHandle, TabReport, connections_per_gateway,
     established_connections,
 };
+use switchyard_tests::services::local_allowed_origins;
 use switchyard_tests::{Client, GATEWAY, Session, Stack, assert_status, signed_up_user};
 use tokio::time::{Instant, sleep};
+use tokio_tungstenite::tungstenite;
 
 const TABS_PER_USER: usize = 3;
 /// Pause between two messages of one tab: several tabs write at once, so
@@ -44,6 +51,44 @@ async fn nginx_spreads_clients_and_rides_out_a_new_gateway_and_a_drain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn haproxy_spreads_clients_and_rides_out_a_new_gateway_and_a_drain() {
     scenario(FrontDoorKind::Haproxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_origin_is_refused_by_the_local_stack() {
+    const OWN: &str = "http://127.0.0.1:8080";
+    assert!(
+        local_allowed_origins().iter().any(|o| o == OWN),
+        "the local stack's front door ({OWN}) should be in deploy/local/allowed-origins: {:?}",
+        local_allowed_origins()
+    );
+    // No setting of its own: the gateway runs with the local stack's allow-list.
+    let stack = Stack::builder()
+        .auth_replicas(0)
+        .mailer(false)
+        .start()
+        .await;
+    let door = FrontDoor::start(FrontDoorKind::Nginx, &stack, &[0]).await;
+    let url = door.url();
+
+    match Client::try_connect(&url, Some("https://evil.example")).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(
+            response.status().as_u16(),
+            403,
+            "a foreign Origin through the front door"
+        ),
+        Err(other) => panic!("a foreign Origin: expected HTTP 403, got {other}"),
+        Ok(_) => {
+            panic!("a page from https://evil.example opened a WebSocket through the front door")
+        }
+    }
+
+    let mut own_page = Client::connect_with_origin(&url, OWN).await;
+    let reply = own_page.request(json!({"action": "NOPE"})).await;
+    assert_status(&reply, "UNKNOWN_ACTION");
+
+    let mut native = Client::connect(&url).await;
+    let reply = native.request(json!({"action": "NOPE"})).await;
+    assert_status(&reply, "UNKNOWN_ACTION");
 }
 
 async fn scenario(kind: FrontDoorKind) {
