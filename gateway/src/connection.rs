@@ -36,6 +36,9 @@ pub struct Context {
     pub settings: GatewaySettings,
     /// Cancelled when the replica starts draining: stop reading new frames.
     pub draining: CancellationToken,
+    /// True while the subscription that brings replies is up. Without it an
+    /// action's answer would be lost, so none is taken.
+    pub listening: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// How long a connection this gateway closed waits for the client's own close
@@ -239,6 +242,13 @@ async fn accept_frame(
                 "{} needs a logged-in connection. Send LOGIN or FASTLOGIN first.",
                 request.action
             ),
+        );
+        return Verdict::Taken;
+    }
+    if !context.listening.load(std::sync::atomic::Ordering::Acquire) {
+        reply_error(
+            ErrorCode::ServiceUnavailable,
+            "The service is unavailable right now; nothing was done. Try again in a moment.".into(),
         );
         return Verdict::Taken;
     }

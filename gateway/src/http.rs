@@ -2,7 +2,7 @@
 //! connect) and `/ws`, the probes `/healthz` and `/readyz`, and `/metrics`.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::extract::State;
@@ -19,8 +19,6 @@ use crate::upgrade::WebSocketHandshake;
 #[derive(Clone)]
 pub struct AppState {
     pub context: Arc<Context>,
-    /// True while the bus subscription is up.
-    pub listening: Arc<AtomicBool>,
     /// Tracks connection tasks so shutdown can wait for them.
     pub connections: TaskTracker,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
@@ -105,7 +103,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.context.draining.is_cancelled() {
         return (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response();
     }
-    let listening = state.listening.load(Ordering::Relaxed);
+    let listening = state.context.listening.load(Ordering::Acquire);
     if listening && state.context.bus.is_reachable().await {
         (StatusCode::OK, "ready\n").into_response()
     } else {

@@ -38,7 +38,8 @@ pub async fn run(
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(Duration::from_secs(5));
+                // Capped low: while this is down the gateway takes no actions.
+                delay = (delay * 2).min(Duration::from_secs(1));
                 continue;
             }
         };
@@ -50,7 +51,7 @@ pub async fn run(
             continue;
         }
         delay = Duration::from_millis(100);
-        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+        ready.store(true, std::sync::atomic::Ordering::Release);
         info!("listening for replies and events");
         loop {
             tokio::select! {
@@ -72,7 +73,7 @@ pub async fn run(
                 }
             }
         }
-        ready.store(false, std::sync::atomic::Ordering::Relaxed);
+        ready.store(false, std::sync::atomic::Ordering::Release);
         warn!("lost the redis subscription; reconnecting");
     }
 }

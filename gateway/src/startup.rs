@@ -51,12 +51,12 @@ impl Application {
             settings: settings.gateway,
             // Stopping starts with draining.
             draining: shutdown.child_token(),
+            listening: Arc::new(AtomicBool::new(false)),
         });
         Ok(Application {
             listener,
             state: AppState {
                 context,
-                listening: Arc::new(AtomicBool::new(false)),
                 connections: TaskTracker::new(),
                 metrics: shared_proto::observability::install()?,
             },
@@ -101,7 +101,7 @@ impl Application {
             hub.clone(),
             leases,
             subscription_changes,
-            state.listening.clone(),
+            context.listening.clone(),
             background.clone(),
         ));
         let sweeper = tokio::spawn(sweep_deadlines(hub.clone(), background.clone()));

@@ -100,8 +100,7 @@ async fn scenario(kind: FrontDoorKind) {
         // Short, to keep the test quick; the drain behaves the same with the 10 s default.
         .service_env(GATEWAY, "SWITCHYARD__GATEWAY__DRAIN_MS", "2000")
         // Each tab writes faster than a person types.
-        .service_env(GATEWAY, "SWITCHYARD__GATEWAY__RATE_PER_SEC", "1000")
-        .service_env(GATEWAY, "SWITCHYARD__GATEWAY__RATE_BURST", "1000")
+        .generous_limits()
         .start()
         .await;
     let mut door = FrontDoor::start(kind, &stack, &[0, 1, 2]).await;

@@ -360,17 +360,20 @@ async fn until_answered(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_ten_second_database_stall_answers_resume_within_five_seconds() {
-    let mut stack = Stack::builder().gateways(1).chat(true).start().await;
+    let mut stack = Stack::builder().gateways(2).chat(true).start().await;
     let (_ana, mut bob, conversation) = ana_and_bob(&stack).await;
 
-    // Bob's client keeps reading while the database is frozen: every
-    // request times out, and a client that retries piles up work.
+    // Bob's client keeps reading while the database is frozen for 12 s:
+    // every request times out, and a client that retries piles up work.
     stack.pause_service(FERRETDB, 0);
-    let stall_end = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < stall_end {
+    let stall_start = Instant::now();
+    let mut sent_at = Vec::new();
+    while stall_start.elapsed() < Duration::from_secs(12) {
+        let id = format!("stalled-{}", sent_at.len());
         bob.client
-            .send_json(json!({"action": "HISTORY", "conversationId": conversation, "limit": 100}))
+            .send_json(json!({"action": "HISTORY", "conversationId": conversation, "limit": 100, "requestId": id}))
             .await;
+        sent_at.push(Instant::now());
         sleep(Duration::from_millis(100)).await;
     }
     stack.resume_service(FERRETDB, 0);
@@ -388,11 +391,42 @@ async fn after_a_ten_second_database_stall_answers_resume_within_five_seconds() 
         took < Duration::from_secs(5),
         "answers resumed after {took:?}"
     );
+
+    // What Bob had long stopped waiting for was not done: a request sent
+    // more than the action timeout (10 s) before the database came back
+    // got TIMEOUT and never a late HISTORY, except the few chat-service had
+    // already started when the database froze (4 per user at once).
+    let frames = bob.client.frames_within(Duration::from_secs(3)).await;
+    let stale: Vec<String> = sent_at
+        .iter()
+        .enumerate()
+        .filter(|(_, at)| resumed.duration_since(**at) > Duration::from_millis(10_500))
+        .map(|(i, _)| format!("stalled-{i}"))
+        .collect();
+    assert!(
+        stale.len() >= 10,
+        "only {} requests went stale",
+        stale.len()
+    );
+    let answered_late = frames
+        .iter()
+        .filter(|f| status(f) == "HISTORY")
+        .filter(|f| {
+            f["requestId"]
+                .as_str()
+                .is_some_and(|id| stale.iter().any(|s| s == id))
+        })
+        .count();
+    assert!(
+        answered_late <= 4,
+        "{answered_late} of {} stale requests were still handled",
+        stale.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_redis_restart_answers_resume_within_five_seconds() {
-    let mut stack = Stack::builder().gateways(1).chat(true).start().await;
+    let mut stack = Stack::builder().gateways(2).chat(true).start().await;
     let (ana, bob, _) = ana_and_bob(&stack).await;
 
     stack.stop_service(REDIS, 0).await;

@@ -221,7 +221,8 @@ where
                         continue;
                     }
                     warn!(error = %err, stream = %self.config.stream, "reading the stream failed; retrying");
-                    let pause = Duration::from_millis(200 * u64::from(failures.min(25)));
+                    // Capped at a second: work waits while this replica does.
+                    let pause = Duration::from_millis(200 * u64::from(failures.min(5)));
                     tokio::select! {
                         _ = shutdown.cancelled() => break,
                         _ = tokio::time::sleep(pause) => {}
