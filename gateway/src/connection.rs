@@ -171,6 +171,18 @@ async fn read_frames(
         let verdict = if bucket.try_take() {
             accept_frame(text.as_str(), handle, client_addr, context).await
         } else {
+            Verdict::OverConnectionLimit
+        };
+        if matches!(verdict, Verdict::Taken) {
+            flood.accepted();
+            continue;
+        }
+        if flood.refused() {
+            warn!("disconnecting a client that ignores its rate limit");
+            handle.close(close_code::POLICY_VIOLATION, "rate limit exceeded");
+            return;
+        }
+        if matches!(verdict, Verdict::OverConnectionLimit) {
             // Parsed only to echo its requestId, as every reply does.
             let request_id = parse_client_frame(text.as_str())
                 .ok()
@@ -182,17 +194,6 @@ async fn read_frames(
                 )
                 .with_request_id(request_id.as_deref()),
             );
-            Verdict::OverLimit
-        };
-        match verdict {
-            Verdict::Taken => flood.accepted(),
-            Verdict::OverLimit => {
-                if flood.refused() {
-                    warn!("disconnecting a client that ignores its rate limit");
-                    handle.close(close_code::POLICY_VIOLATION, "rate limit exceeded");
-                    return;
-                }
-            }
         }
     }
 }
@@ -201,8 +202,10 @@ async fn read_frames(
 enum Verdict {
     /// Handled: put on the bus, or refused for what it said.
     Taken,
-    /// Refused because the connection or its user is over a limit.
-    OverLimit,
+    /// Over the connection's own rate; not answered yet.
+    OverConnectionLimit,
+    /// Over its user's budget; already answered.
+    OverUserLimit,
 }
 
 /// Checks one frame's envelope and, if it passes, puts it on the bus.
@@ -317,7 +320,7 @@ async fn accept_frame(
                 .with("retryAfterMs", retry_after_ms)
                 .with_request_id(request.request_id.as_deref()),
             );
-            Verdict::OverLimit
+            Verdict::OverUserLimit
         }
         Ok(Admitted::Busy { retry_after_ms }) => {
             metrics::counter!("switchyard_gateway_busy_total", "service" => route.service.name())

@@ -102,9 +102,11 @@ impl Default for UserLimits {
                 per_sec: 2.0,
                 burst: 10.0,
             },
+            // Logging in again, resuming, logging out: a client does a
+            // handful at start-up and after each reconnect.
             account: Budget {
-                per_sec: 2.0,
-                burst: 10.0,
+                per_sec: 5.0,
+                burst: 30.0,
             },
         }
     }

@@ -134,12 +134,9 @@ async fn unknown_and_unauthorized_actions_are_refused_by_name() {
 #[tokio::test]
 async fn invalid_account_payloads_are_bad_requests_and_store_nothing() {
     // The cases go back to back on one connection, faster than the default
-    // rate limit allows once the services answer quickly; the limit has
-    // tests of its own.
-    let stack = Stack::builder()
-        .env("SWITCHYARD__GATEWAY__RATE_BURST", "1000")
-        .start()
-        .await;
+    // limits allow once the services answer quickly; the limits have tests
+    // of their own.
+    let stack = Stack::builder().generous_limits().start().await;
     let proof = SessionProof::new(&stack).await;
     let mut client = Client::connect(&stack.gateway_url(0)).await;
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use switchyard_tests::chat::{ChatUser, EVENT_TIMEOUT, befriend, sent};
-use switchyard_tests::{Client, FERRETDB, GATEWAY, REDIS, Stack, assert_status, status};
+use switchyard_tests::ports::free_port;
+use switchyard_tests::{CHAT, Client, FERRETDB, GATEWAY, REDIS, Stack, assert_status, status};
 use tokio::time::{Instant, sleep, timeout};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
@@ -360,7 +361,13 @@ async fn until_answered(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_ten_second_database_stall_answers_resume_within_five_seconds() {
-    let mut stack = Stack::builder().gateways(2).chat(true).start().await;
+    let chat_http = format!("127.0.0.1:{}", free_port());
+    let mut stack = Stack::builder()
+        .gateways(2)
+        .chat(true)
+        .service_env(CHAT, "SWITCHYARD__HTTP__LISTEN", &chat_http)
+        .start()
+        .await;
     let (_ana, mut bob, conversation) = ana_and_bob(&stack).await;
 
     // Bob's client keeps reading while the database is frozen for 12 s:
@@ -422,6 +429,22 @@ async fn after_a_ten_second_database_stall_answers_resume_within_five_seconds() 
         "{answered_late} of {} stale requests were still handled",
         stale.len()
     );
+    // And an operator sees it.
+    let metrics = reqwest::get(format!("http://{chat_http}/metrics"))
+        .await
+        .expect("chat-service serves /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let shed: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("switchyard_bus_entries_shed_total{stream=\"switchyard:actions:chat\"}")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no shed count in chat-service's metrics:\n{metrics}"));
+    assert!(shed >= 10.0, "{shed} actions counted as shed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -459,4 +482,126 @@ async fn after_a_redis_restart_answers_resume_within_five_seconds() {
         took < Duration::from_secs(5),
         "answers resumed after {took:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_queue_in_a_service_does_not_delay_another_user() {
+    // Budgets raised so that all of Ana's requests reach chat-service: this
+    // is about how the service schedules what it has.
+    let mut stack = Stack::builder()
+        .gateways(2)
+        .chat(true)
+        .generous_limits()
+        .start()
+        .await;
+    let (ana, mut bob, conversation) = ana_and_bob(&stack).await;
+    const QUEUED: u64 = 300;
+
+    // While chat-service is stalled, Ana queues 300 reads, then Bob one.
+    stack.pause_service(CHAT, 0);
+    let mut ana_client = ana.client;
+    for i in 0..QUEUED {
+        ana_client
+            .send_json(json!({"action": "HISTORY", "conversationId": conversation, "limit": 100, "requestId": format!("ana-{i}")}))
+            .await;
+    }
+    let mut redis = stack.redis().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let queued: u64 = redis::cmd("XLEN")
+            .arg(CHAT_STREAM)
+            .query_async(&mut redis)
+            .await
+            .expect("XLEN");
+        if queued >= QUEUED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {queued} of Ana's reads queued"
+        );
+        sleep(Duration::from_millis(20)).await;
+    }
+    bob.client
+        .send_json(json!({"action": "HISTORY", "conversationId": conversation, "limit": 20, "requestId": "bob"}))
+        .await;
+    sleep(Duration::from_millis(200)).await;
+
+    // Ana's answers are timed as they come.
+    let ana_answers = tokio::spawn(async move {
+        let mut at = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while (at.len() as u64) < QUEUED && Instant::now() < deadline {
+            if let Some(frame) = ana_client.next_event(Duration::from_secs(10)).await {
+                if status(&frame) == "HISTORY" {
+                    at.push(Instant::now());
+                }
+            }
+        }
+        at
+    });
+    stack.resume_service(CHAT, 0);
+    let reply = bob
+        .client
+        .expect_event("HISTORY", Duration::from_secs(30))
+        .await;
+    let bob_at = Instant::now();
+    assert_eq!(reply["requestId"], "bob");
+    let ana_at = ana_answers.await.expect("Ana's answers");
+    assert_eq!(
+        ana_at.len() as u64,
+        QUEUED,
+        "every one of Ana's reads was answered"
+    );
+    let before_bob = ana_at.iter().filter(|at| **at < bob_at).count();
+    assert!(
+        before_bob < 100,
+        "Bob, queued behind Ana's {QUEUED} reads, was answered only after {before_bob} of them"
+    );
+}
+
+#[tokio::test]
+async fn a_service_with_a_full_backlog_is_answered_busy_at_once() {
+    let mut stack = Stack::builder()
+        .gateways(2)
+        .chat(true)
+        .service_env(GATEWAY, "SWITCHYARD__GATEWAY__MAX_BACKLOG", "5")
+        .start()
+        .await;
+    let (_ana, mut bob, conversation) = ana_and_bob(&stack).await;
+
+    // chat-service stalls: what is sent piles up on its stream.
+    stack.pause_service(CHAT, 0);
+    let requests = (0..10)
+        .map(|_| json!({"action": "HISTORY", "conversationId": conversation, "limit": 20}))
+        .collect::<Vec<_>>();
+    for request in &requests[..5] {
+        bob.client.send_json(request.clone()).await;
+    }
+    sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let reply = bob.client.request(requests[5].clone()).await;
+    assert_status(&reply, "BUSY");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "BUSY came after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        reply["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0),
+        "{reply}"
+    );
+
+    // Once the service has worked off its backlog, Bob is served again.
+    stack.resume_service(CHAT, 0);
+    let resumed = Instant::now();
+    let history = |_| json!({"action": "HISTORY", "conversationId": conversation, "limit": 20});
+    until_answered(
+        &mut bob.client,
+        history,
+        "HISTORY",
+        resumed,
+        Duration::from_secs(10),
+    )
+    .await;
 }

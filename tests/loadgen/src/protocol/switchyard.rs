@@ -35,6 +35,8 @@ const ERROR_CODES: &[&str] = &[
     "NOT_FOUND",
     "CONFLICT",
     "RATE_LIMITED",
+    "BUSY",
+    "TOO_MANY_CONNECTIONS",
     "SERVICE_UNAVAILABLE",
     "TIMEOUT",
     "INTERNAL",
@@ -105,7 +107,8 @@ impl Switchyard {
     }
 
     /// Sends an action with a fresh `requestId` and returns the reply that
-    /// echoes it, trying again (bounded) while the gateway says RATE_LIMITED.
+    /// echoes it, trying again (bounded) while the gateway says RATE_LIMITED
+    /// or BUSY, after the `retryAfterMs` it names when it names one.
     pub async fn call(&self, ws: &mut Ws, action: Value) -> Result<Value, Failure> {
         for attempt in 0..RATE_LIMITED_TRIES {
             let request_id = format!("lg-{}", self.next_request.fetch_add(1, Ordering::Relaxed));
@@ -116,10 +119,12 @@ impl Switchyard {
                 (value["requestId"] == request_id.as_str()).then_some(Ok(value))
             })
             .await?;
-            if status(&reply) != "RATE_LIMITED" {
+            if !matches!(status(&reply), "RATE_LIMITED" | "BUSY") {
                 return Ok(reply);
             }
-            tokio::time::sleep(Duration::from_millis(100 * (attempt as u64 + 1).min(10))).await;
+            let backoff = 100 * (attempt as u64 + 1).min(10);
+            let wait = reply["retryAfterMs"].as_u64().unwrap_or(backoff);
+            tokio::time::sleep(Duration::from_millis(wait)).await;
         }
         Err(Failure::new(
             "RATE_LIMITED",
