@@ -256,6 +256,7 @@ async fn accept_frame(
         return Verdict::Taken;
     }
     let action_id = uuid::Uuid::now_v7().to_string();
+    let received_at_ms = shared_proto::now_ms();
     let envelope = ActionRequest {
         action_id: action_id.clone(),
         action: request.action.clone(),
@@ -266,7 +267,10 @@ async fn accept_frame(
             connection_id: handle.id,
         },
         identity,
-        received_at_ms: shared_proto::now_ms(),
+        received_at_ms,
+        deadline_ms: Some(received_at_ms.saturating_add(
+            i64::try_from(context.settings.action_timeout_ms).unwrap_or(i64::MAX / 2),
+        )),
         client_addr: client_addr.map(str::to_owned),
     };
     // Tracked before it is submitted, so that even an instant reply finds it.

@@ -210,6 +210,7 @@ fn announce_session(hub: &Hub, bus: &Bus, connection_id: u64, identity: Identity
         },
         identity: Some(identity),
         received_at_ms: shared_proto::now_ms(),
+        deadline_ms: None,
         client_addr: None,
     };
     let bus = bus.clone();

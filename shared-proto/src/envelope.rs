@@ -39,6 +39,12 @@ pub struct ActionRequest {
     /// `None` on a connection that has not logged in.
     pub identity: Option<Identity>,
     pub received_at_ms: i64,
+    /// When the gateway tells the client `TIMEOUT` (ms since the epoch): a
+    /// read not started by then is not done (see `ActionClass`). Absent on
+    /// actions a gateway sends itself and from older gateways; services then
+    /// use their own `stale_after_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<i64>,
     /// The client's network address as the gateway saw it (behind a trusted
     /// front door, the address the front door reports). Used to bound
     /// guessing per source; absent on actions a gateway sends itself.

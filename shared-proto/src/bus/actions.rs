@@ -82,7 +82,7 @@ pub struct ActionHandler<S> {
     service: Arc<S>,
     names: Names,
     /// How long after the gateway received an action its client stops
-    /// waiting (the gateway's action timeout).
+    /// waiting, for an action that does not carry its own deadline.
     stale_after_ms: i64,
 }
 
@@ -105,9 +105,12 @@ impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
             Some(identity) => Some(format!("user:{}", identity.user_id)),
             None => request.client_addr.as_ref().map(|a| format!("addr:{a}")),
         };
+        let deadline = request
+            .deadline_ms
+            .unwrap_or_else(|| request.received_at_ms.saturating_add(self.stale_after_ms));
         let shed_at_ms = crate::routing::class_of(&request.action)
             .shed_when_stale()
-            .then(|| request.received_at_ms.saturating_add(self.stale_after_ms));
+            .then_some(deadline);
         Admission { key, shed_at_ms }
     }
 
