@@ -332,4 +332,95 @@ mod tests {
                 .expect("verify")
         );
     }
+
+    #[test]
+    fn an_email_is_at_most_254_characters() {
+        let domain = format!("{}.com", "d".repeat(185));
+        let longest = format!("{}@{domain}", "a".repeat(64));
+        assert_eq!(longest.len(), 254);
+        assert_eq!(Email::parse(&longest).map(|e| e.0), Ok(longest.clone()));
+        let longer = format!("{}@d{domain}", "a".repeat(64));
+        assert!(Email::parse(&longer).is_err());
+    }
+
+    #[test]
+    fn an_email_has_one_at_and_a_domain_with_a_dot_inside_it() {
+        for bad in [
+            "a@b@example.com",
+            "ana@example.com.",
+            "ana@.",
+            "ana@example .com",
+            "ana\t@example.com",
+            "ana@exam\u{0}ple.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(Email::parse("ana.b+tag@mail.example.co.uk").is_ok());
+        assert_eq!(
+            Email::parse("\n\tBen@Example.com\r\n").map(|e| e.0),
+            Ok("ben@example.com".into()),
+            "surrounding whitespace of any kind is trimmed"
+        );
+    }
+
+    #[test]
+    fn a_register_password_is_8_to_128_characters() {
+        assert!(Password::parse_new(&"p".repeat(7)).is_err());
+        assert!(Password::parse_new(&"p".repeat(8)).is_ok());
+        assert!(Password::parse_new(&"p".repeat(128)).is_ok());
+        assert!(Password::parse_new(&"p".repeat(129)).is_err());
+        // Characters, not bytes: 8 two-byte characters are enough, 128 not too many.
+        assert!(Password::parse_new(&"é".repeat(8)).is_ok());
+        assert!(Password::parse_new(&"é".repeat(128)).is_ok());
+        assert!(Password::parse_new(&"é".repeat(7)).is_err());
+    }
+
+    #[test]
+    fn a_login_password_is_1_to_128_characters() {
+        assert!(Password::parse_attempt(&"p".repeat(128)).is_ok());
+        assert!(Password::parse_attempt(&"p".repeat(129)).is_err());
+        assert!(Password::parse_attempt(&"é".repeat(128)).is_ok());
+        assert!(Password::parse_attempt(" ").is_ok(), "not trimmed");
+    }
+
+    #[test]
+    fn a_password_never_shows_in_debug_output() {
+        let password = Password::parse_new("correct-horse-battery").expect("valid");
+        let shown = format!("{password:?}");
+        assert!(!shown.contains("horse"), "{shown}");
+    }
+
+    #[test]
+    fn a_code_is_compared_ignoring_case_spaces_and_hyphens() {
+        assert_eq!(normalise_code("K7M2-QX9P"), "K7M2QX9P");
+        assert_eq!(normalise_code(" k7m2 qx9p\n"), "K7M2QX9P");
+        assert_eq!(normalise_code("k-7-m-2\tq x 9 p"), "K7M2QX9P");
+        assert_ne!(
+            normalise_code("K7M2_QX9P"),
+            "K7M2QX9P",
+            "only hyphens are dropped"
+        );
+    }
+
+    #[test]
+    fn a_code_has_8_symbols_none_of_them_easily_mistaken() {
+        assert_eq!(CODE_LEN, 8);
+        for confusable in *b"01OIL" {
+            assert!(
+                !CODE_ALPHABET.contains(&confusable),
+                "{}",
+                confusable as char
+            );
+        }
+        let code = new_confirmation_code();
+        assert_eq!(normalise_code(&code), code, "a code is typed as mailed");
+    }
+
+    #[test]
+    fn digests_of_different_lengths_never_match() {
+        assert!(digests_equal("abcd", "abcd"));
+        assert!(!digests_equal("abcd", "abc"));
+        assert!(!digests_equal("", "a"));
+        assert!(!digests_equal("abcd", "abce"));
+    }
 }

@@ -427,3 +427,86 @@ fn failed(reason: &str, message: impl Into<String>, attempts_left: Option<i64>) 
     }
     ActionError::Refused(frame)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::AuthSettings;
+
+    fn refusal(err: ActionError) -> ServerFrame {
+        match err {
+            ActionError::Refused(frame) => frame,
+            other => panic!("not a refusal: {other}"),
+        }
+    }
+
+    #[test]
+    fn a_wrong_code_says_how_many_tries_are_left() {
+        let frame = refusal(wrong_code(4));
+        assert_eq!(frame.status(), "CONFIRMATION_FAILED");
+        assert_eq!(frame.get("reason"), Some(&json!("WRONG_CODE")));
+        assert_eq!(frame.get("attemptsLeft"), Some(&json!(4)));
+        assert_eq!(
+            frame.get("message"),
+            Some(&json!("Wrong code. 4 tries left."))
+        );
+    }
+
+    #[test]
+    fn the_fifth_wrong_code_locks_it_with_no_tries_left() {
+        for left in [0, -3] {
+            let frame = refusal(wrong_code(left));
+            assert_eq!(frame.status(), "CONFIRMATION_FAILED");
+            assert_eq!(frame.get("reason"), Some(&json!("LOCKED")), "{left}");
+            assert_eq!(frame.get("attemptsLeft"), Some(&json!(0)), "{left}");
+        }
+    }
+
+    #[test]
+    fn a_failed_confirmation_carries_attempts_left_only_where_it_applies() {
+        let frame = refusal(failed("EXPIRED", "This code has expired.", None));
+        assert_eq!(frame.get("reason"), Some(&json!("EXPIRED")));
+        assert_eq!(frame.get("attemptsLeft"), None);
+    }
+
+    #[test]
+    fn a_code_is_valid_15_minutes_has_5_tries_and_is_resent_at_most_every_60_s() {
+        let settings = AuthSettings::default();
+        assert_eq!(settings.code_ttl(), std::time::Duration::from_secs(15 * 60));
+        assert_eq!(settings.code_max_attempts, 5);
+        assert_eq!(settings.resend_interval_secs, 60);
+    }
+
+    #[test]
+    fn a_new_account_has_the_original_defaults() {
+        let nickname = default_nickname();
+        let number = nickname
+            .strip_prefix("no-nick-name")
+            .expect("the original prefix");
+        assert!(
+            !number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()),
+            "{nickname}"
+        );
+        let profile = Profile::new_account(nickname.clone());
+        assert_eq!(profile.nickname, nickname);
+        assert_eq!(profile.points, 1000);
+        assert_eq!(profile.rank, "junior");
+        assert_eq!(profile.permission, "basic");
+        assert_eq!(profile.age, "any");
+        assert_eq!(profile.country, "any");
+        assert!(!profile.ban);
+        assert_eq!(profile.profile_url, "/imgs/default");
+    }
+
+    #[test]
+    fn an_existing_address_is_answered_user_already_registered() {
+        let Ok(outcome) = already_registered() else {
+            panic!("already_registered is a reply");
+        };
+        assert_eq!(outcome.frame.status(), "USER_ALREADY_REGISTERED");
+        assert_eq!(
+            refusal(already_confirmed()).status(),
+            "USER_ALREADY_CONFIRMED"
+        );
+    }
+}

@@ -296,3 +296,109 @@ fn profile_flag(user: &User, token: &str) -> Value {
         "userId": user.id,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::AuthSettings;
+    use crate::store::Profile;
+
+    fn session(expires_at_ms: i64, revoked: bool) -> Session {
+        Session {
+            token_hash: hash_token("token"),
+            user_id: "u1".into(),
+            email: "ana@example.com".into(),
+            created_at_ms: 0,
+            expires_at_ms,
+            created_by_action: "a1".into(),
+            revoked,
+            revoked_by_action: None,
+        }
+    }
+
+    #[test]
+    fn a_session_is_open_until_it_expires_or_is_revoked() {
+        let later = now_ms() + 60_000;
+        assert!(is_open(&session(later, false)));
+        assert!(!is_open(&session(later, true)), "revoked");
+        assert!(!is_open(&session(now_ms() - 1, false)), "expired");
+        assert!(!is_open(&session(now_ms() - 1, true)));
+    }
+
+    #[test]
+    fn a_session_token_is_valid_30_days_from_login() {
+        assert_eq!(
+            AuthSettings::default().session_ttl(),
+            Duration::from_secs(30 * 24 * 3600)
+        );
+    }
+
+    fn user() -> User {
+        User {
+            id: "0192f4c1-7a2e-7c3d-8e4f-5a6b7c8d9e01".into(),
+            email: "ana@example.com".into(),
+            password_hash: "$argon2id$secret".into(),
+            confirmed: true,
+            created_at_ms: 0,
+            registered_by_action: "r".into(),
+            confirmed_by_action: None,
+            code: None,
+            profile: Profile::new_account("no-nick-name48213".into()),
+        }
+    }
+
+    #[test]
+    fn user_logged_flag_is_the_original_profile_plus_user_id_and_token() {
+        let flag = profile_flag(&user(), "the-token");
+        assert_eq!(
+            flag,
+            json!({
+                "email": "ana@example.com",
+                "nickname": "no-nick-name48213",
+                "confirmed": true,
+                "token": "the-token",
+                "online": true,
+                "points": 1000,
+                "rank": "junior",
+                "permission": "basic",
+                "age": "any",
+                "country": "any",
+                "ban": false,
+                "profileUrl": "/imgs/default",
+                "userId": "0192f4c1-7a2e-7c3d-8e4f-5a6b7c8d9e01",
+            })
+        );
+    }
+
+    #[test]
+    fn fastlogin_keeps_the_sessions_original_expiry() {
+        let session = session(1_234, false);
+        let outcome = logged_in(&user(), "the-token", &session);
+        assert_eq!(outcome.frame.status(), "USER_LOGGED");
+        match outcome.session {
+            Some(SessionChange::Open {
+                identity,
+                expires_at_ms,
+            }) => {
+                assert_eq!(expires_at_ms, 1_234);
+                assert_eq!(identity.session_id, session.token_hash);
+                assert_eq!(identity.user_id, user().id);
+            }
+            other => panic!("no session opened: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_refused_login_says_when_to_try_again_in_milliseconds() {
+        let ActionError::Refused(frame) = too_many_failures(Duration::from_millis(1873)) else {
+            panic!("not a refusal");
+        };
+        assert_eq!(frame.status(), "RATE_LIMITED");
+        assert_eq!(frame.get("retryAfterMs"), Some(&json!(1873)));
+        let message = frame
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        assert!(message.contains("Wait 2 s"), "{message}");
+    }
+}

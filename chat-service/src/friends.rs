@@ -32,17 +32,17 @@ pub async fn request(service: &ChatService, call: &Call<'_>) -> Result<Outcome, 
         .friendship(me, &other.id)
         .await
         .map_err(unavailable)?;
-    match existing {
-        Some(f) if f.accepted => {
+    match standing(existing.as_ref(), me) {
+        Standing::Friends => {
             return Err(ActionError::refused(
                 ErrorCode::Conflict,
                 "You are friends already.",
             ));
         }
-        Some(f) if f.requested_by == *me => return Ok(request_sent(&other)),
+        Standing::Asked => return Ok(request_sent(&other)),
         // They asked first: asking back is accepting.
-        Some(_) => return accept(service, call, &other).await,
-        None => {}
+        Standing::AskedBy => return accept(service, call, &other).await,
+        Standing::Strangers => {}
     }
     let friendship = Friendship {
         id: Friendship::pair_id(me, &other.id),
@@ -148,7 +148,7 @@ pub async fn remove(service: &ChatService, call: &Call<'_>) -> Result<Outcome, A
     let frame =
         |who: &str| ServerFrame::new("FRIEND_REMOVED", "A friendship ended.").with("userId", who);
     let mut outcome = Outcome::reply(frame(other_id));
-    if friendship.accepted || friendship.requested_by == *me {
+    if tells_the_other_on_remove(standing(Some(&friendship), me)) {
         outcome = outcome
             .with_event(service.events.to_user(other_id, frame(me)))
             .with_event(service.events.to_user_except(
@@ -182,12 +182,10 @@ pub async fn list(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
     let (mut friends, mut incoming, mut outgoing) = (Vec::new(), Vec::new(), Vec::new());
     for f in &friendships {
         let other = f.other(me);
-        if f.accepted {
-            friends.push(card_of(&other));
-        } else if f.requested_by == *me {
-            outgoing.push(card_of(&other));
-        } else {
-            incoming.push(card_of(&other));
+        match standing(Some(f), me) {
+            Standing::Friends => friends.push(card_of(&other)),
+            Standing::Asked => outgoing.push(card_of(&other)),
+            Standing::AskedBy | Standing::Strangers => incoming.push(card_of(&other)),
         }
     }
     Ok(Outcome::reply(
@@ -267,4 +265,90 @@ fn responded(other: &UserCard, accepted: bool) -> ServerFrame {
         .with("accepted", accepted)
         .with("userId", &other.id)
         .with("user", card(other))
+}
+
+/// Where the caller stands with another user, read from their pair's document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// No document: neither a friendship nor a request.
+    Strangers,
+    Friends,
+    /// The caller asked; the other has not answered.
+    Asked,
+    /// The other asked; the caller has not answered.
+    AskedBy,
+}
+
+fn standing(friendship: Option<&Friendship>, me: &str) -> Standing {
+    match friendship {
+        None => Standing::Strangers,
+        Some(f) if f.accepted => Standing::Friends,
+        Some(f) if f.requested_by == me => Standing::Asked,
+        Some(_) => Standing::AskedBy,
+    }
+}
+
+/// FRIEND_REMOVE tells the other user when it ends a friendship or withdraws
+/// the caller's own request, not when it discards a request to the caller.
+fn tells_the_other_on_remove(standing: Standing) -> bool {
+    matches!(standing, Standing::Friends | Standing::Asked)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(requested_by: &str, accepted: bool) -> Friendship {
+        Friendship {
+            id: Friendship::pair_id("ana", "ben"),
+            users: vec!["ana".into(), "ben".into()],
+            accepted,
+            requested_by: requested_by.into(),
+            requested_at_ms: 0,
+            since_ms: accepted.then_some(1),
+        }
+    }
+
+    #[test]
+    fn list_friends_incoming_is_waiting_for_the_caller_outgoing_is_the_callers_own() {
+        let asked_by_ana = pair("ana", false);
+        assert_eq!(standing(Some(&asked_by_ana), "ana"), Standing::Asked);
+        assert_eq!(standing(Some(&asked_by_ana), "ben"), Standing::AskedBy);
+    }
+
+    #[test]
+    fn an_accepted_request_makes_friends_of_both_whoever_asked() {
+        let friends = pair("ben", true);
+        assert_eq!(standing(Some(&friends), "ana"), Standing::Friends);
+        assert_eq!(standing(Some(&friends), "ben"), Standing::Friends);
+        assert_eq!(standing(None, "ana"), Standing::Strangers);
+    }
+
+    #[test]
+    fn friend_remove_tells_the_other_except_when_discarding_a_request_to_the_caller() {
+        assert!(
+            tells_the_other_on_remove(Standing::Friends),
+            "ending a friendship"
+        );
+        assert!(
+            tells_the_other_on_remove(Standing::Asked),
+            "withdrawing one's own request"
+        );
+        assert!(
+            !tells_the_other_on_remove(Standing::AskedBy),
+            "discarding a request"
+        );
+    }
+
+    #[test]
+    fn the_other_user_of_a_pair_is_the_one_who_is_not_the_caller() {
+        let friends = pair("ana", true);
+        assert_eq!(friends.other("ana"), "ben");
+        assert_eq!(friends.other("ben"), "ana");
+        assert_ne!(
+            Friendship::pair_id("ana", "ben"),
+            Friendship::pair_id("ana", "cal"),
+            "one document per pair"
+        );
+    }
 }

@@ -320,4 +320,247 @@ pub(crate) mod tests {
         assert_eq!(demote(&mut g, "admin", "member"), Ok(()));
         assert_eq!(remove_member(&mut g, "admin", "member"), Ok(()));
     }
+
+    #[test]
+    fn join_group_is_refused_with_conflict_to_a_member_and_adds_a_waiting_request_otherwise() {
+        let mut g = group();
+        assert_eq!(request_join(&mut g, "member"), Err(Refusal::AlreadyMember));
+        assert_eq!(Refusal::AlreadyMember.code(), ErrorCode::Conflict);
+        assert_eq!(Refusal::AlreadyRequested.code(), ErrorCode::Conflict);
+        assert_eq!(Refusal::Banned.code(), ErrorCode::Forbidden);
+        assert_eq!(request_join(&mut g, "stranger"), Ok(()));
+        assert!(has(&g.join_requests, "stranger"));
+        assert!(
+            !has(&g.members, "stranger"),
+            "asking does not make a member"
+        );
+    }
+
+    #[test]
+    fn respond_join_declining_drops_the_request_without_adding_and_they_may_ask_again() {
+        let mut g = group();
+        assert_eq!(respond_join(&mut g, "admin", "asker", false), Ok(()));
+        assert!(!has(&g.members, "asker"));
+        assert!(!has(&g.join_requests, "asker"));
+        assert_eq!(request_join(&mut g, "asker"), Ok(()));
+    }
+
+    #[test]
+    fn respond_join_without_a_waiting_request_is_not_found() {
+        let mut g = group();
+        assert_eq!(
+            respond_join(&mut g, "admin", "stranger", true),
+            Err(Refusal::NoRequest)
+        );
+        assert_eq!(Refusal::NoRequest.code(), ErrorCode::NotFound);
+        assert!(!has(&g.members, "stranger"));
+    }
+
+    #[test]
+    fn respond_join_approving_a_banned_user_is_forbidden() {
+        // Only reachable with a request stored before the ban.
+        let mut g = group();
+        g.banned.push("asker".into());
+        assert_eq!(
+            respond_join(&mut g, "admin", "asker", true),
+            Err(Refusal::Banned)
+        );
+        assert!(!has(&g.members, "asker"));
+    }
+
+    #[test]
+    fn add_member_drops_a_pending_request_of_theirs() {
+        let mut g = group();
+        assert_eq!(add_member(&mut g, "admin", "asker"), Ok(()));
+        assert!(has(&g.members, "asker"));
+        assert!(!has(&g.join_requests, "asker"));
+    }
+
+    #[test]
+    fn add_member_of_a_member_already_is_a_conflict() {
+        let mut g = group();
+        assert_eq!(
+            add_member(&mut g, "admin", "member"),
+            Err(Refusal::AlreadyMember)
+        );
+        assert_eq!(g.members.iter().filter(|m| *m == "member").count(), 1);
+    }
+
+    #[test]
+    fn remove_member_refuses_the_callers_own_id_with_bad_request() {
+        let mut g = group();
+        assert_eq!(
+            remove_member(&mut g, "admin", "admin"),
+            Err(Refusal::SelfTarget)
+        );
+        assert_eq!(Refusal::SelfTarget.code(), ErrorCode::BadRequest);
+        assert!(has(&g.members, "admin"));
+    }
+
+    #[test]
+    fn remove_member_of_a_non_member_is_not_found() {
+        let mut g = group();
+        assert_eq!(
+            remove_member(&mut g, "admin", "asker"),
+            Err(Refusal::TargetNotMember)
+        );
+        assert_eq!(Refusal::TargetNotMember.code(), ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn remove_member_an_admin_is_forbidden_demote_them_first() {
+        let mut g = group();
+        g.admins.push("member".into());
+        assert_eq!(
+            remove_member(&mut g, "admin", "member"),
+            Err(Refusal::TargetIsAdmin)
+        );
+        assert_eq!(Refusal::TargetIsAdmin.code(), ErrorCode::Forbidden);
+        assert!(has(&g.members, "member"));
+    }
+
+    #[test]
+    fn a_removed_member_may_ask_to_join_again() {
+        let mut g = group();
+        assert_eq!(remove_member(&mut g, "admin", "member"), Ok(()));
+        assert!(!has(&g.members, "member"));
+        assert_eq!(request_join(&mut g, "member"), Ok(()));
+    }
+
+    #[test]
+    fn ban_member_need_not_be_a_member_and_drops_their_join_request() {
+        let mut g = group();
+        assert_eq!(ban(&mut g, "admin", "stranger"), Ok(()));
+        assert!(has(&g.banned, "stranger"));
+        assert_eq!(ban(&mut g, "admin", "asker"), Ok(()));
+        assert!(!has(&g.join_requests, "asker"));
+        assert!(has(&g.banned, "asker"));
+        assert_eq!(request_join(&mut g, "stranger"), Err(Refusal::Banned));
+    }
+
+    #[test]
+    fn ban_member_of_an_admin_is_forbidden() {
+        let mut g = group();
+        g.admins.push("member".into());
+        assert_eq!(ban(&mut g, "admin", "member"), Err(Refusal::TargetIsAdmin));
+        assert!(has(&g.members, "member"));
+        assert!(!has(&g.banned, "member"));
+    }
+
+    #[test]
+    fn unban_member_of_a_user_not_banned_is_not_found() {
+        let mut g = group();
+        assert_eq!(unban(&mut g, "admin", "member"), Err(Refusal::NotBanned));
+        assert_eq!(Refusal::NotBanned.code(), ErrorCode::NotFound);
+    }
+
+    #[test]
+    fn unban_member_lets_them_ask_again_but_does_not_re_add_them() {
+        let mut g = group();
+        assert_eq!(ban(&mut g, "admin", "member"), Ok(()));
+        assert_eq!(unban(&mut g, "admin", "member"), Ok(()));
+        assert!(!has(&g.banned, "member"));
+        assert!(!has(&g.members, "member"), "they are not re-added");
+        assert_eq!(request_join(&mut g, "member"), Ok(()));
+    }
+
+    #[test]
+    fn promote_admin_needs_a_member_not_found_otherwise() {
+        let mut g = group();
+        for outsider in ["stranger", "asker", "outcast"] {
+            assert_eq!(
+                promote(&mut g, "admin", outsider),
+                Err(Refusal::TargetNotMember),
+                "{outsider}"
+            );
+        }
+        assert!(!has(&g.admins, "outcast"));
+    }
+
+    #[test]
+    fn promote_admin_of_an_admin_already_is_a_conflict() {
+        let mut g = group();
+        assert_eq!(
+            promote(&mut g, "admin", "admin"),
+            Err(Refusal::AlreadyAdmin)
+        );
+        assert_eq!(Refusal::AlreadyAdmin.code(), ErrorCode::Conflict);
+        assert_eq!(g.admins.len(), 1);
+    }
+
+    #[test]
+    fn demote_admin_only_by_an_admin_and_only_of_an_admin() {
+        let mut g = group();
+        assert_eq!(demote(&mut g, "member", "admin"), Err(Refusal::NotAdmin));
+        assert_eq!(
+            demote(&mut g, "admin", "member"),
+            Err(Refusal::TargetNotAdmin)
+        );
+        assert_eq!(Refusal::TargetNotAdmin.code(), ErrorCode::NotFound);
+        assert_eq!(g.admins, vec!["admin".to_owned()]);
+    }
+
+    #[test]
+    fn demote_admin_the_caller_included_as_long_as_another_admin_remains() {
+        let mut g = group();
+        assert_eq!(promote(&mut g, "admin", "member"), Ok(()));
+        assert_eq!(demote(&mut g, "admin", "admin"), Ok(()), "themselves");
+        assert_eq!(g.admins, vec!["member".to_owned()]);
+        assert!(has(&g.members, "admin"), "a demoted admin stays a member");
+        assert_eq!(demote(&mut g, "member", "member"), Err(Refusal::LastAdmin));
+        assert_eq!(Refusal::LastAdmin.code(), ErrorCode::Forbidden);
+    }
+
+    #[test]
+    fn demote_admin_of_the_only_admin_is_refused_even_as_the_only_member() {
+        let mut g = group();
+        assert_eq!(leave(&mut g, "member"), Ok(()));
+        assert_eq!(demote(&mut g, "admin", "admin"), Err(Refusal::LastAdmin));
+    }
+
+    #[test]
+    fn leave_group_is_forbidden_to_a_non_member() {
+        let mut g = group();
+        for outsider in ["stranger", "asker", "outcast"] {
+            assert_eq!(
+                leave(&mut g, outsider),
+                Err(Refusal::NotMember),
+                "{outsider}"
+            );
+        }
+        assert_eq!(Refusal::NotMember.code(), ErrorCode::Forbidden);
+        assert_eq!(g, group());
+    }
+
+    #[test]
+    fn leave_group_an_admin_who_is_not_the_only_one_also_gives_up_admin_rights() {
+        let mut g = group();
+        assert_eq!(promote(&mut g, "admin", "member"), Ok(()));
+        assert_eq!(leave(&mut g, "member"), Ok(()));
+        assert_eq!(g.admins, vec!["admin".to_owned()]);
+        assert!(!has(&g.members, "member"));
+    }
+
+    #[test]
+    fn not_an_admin_is_forbidden_and_every_refusal_has_a_sentence() {
+        assert_eq!(Refusal::NotAdmin.code(), ErrorCode::Forbidden);
+        let all = [
+            Refusal::NotMember,
+            Refusal::NotAdmin,
+            Refusal::Banned,
+            Refusal::AlreadyMember,
+            Refusal::AlreadyRequested,
+            Refusal::NoRequest,
+            Refusal::TargetNotMember,
+            Refusal::TargetIsAdmin,
+            Refusal::AlreadyAdmin,
+            Refusal::TargetNotAdmin,
+            Refusal::LastAdmin,
+            Refusal::NotBanned,
+            Refusal::SelfTarget,
+        ];
+        for refusal in all {
+            assert!(refusal.message().ends_with('.'), "{refusal:?}");
+        }
+    }
 }

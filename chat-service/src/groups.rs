@@ -48,13 +48,7 @@ struct Moderation {
 
 pub async fn create(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
     let input: CreateGroup = payload(call.request)?;
-    let name = display_name("name", &input.name, 1, 64)?;
-    let description = input.description.trim().to_owned();
-    if description.chars().count() > 500 {
-        return Err(bad_request(
-            "\"description\" must have at most 500 characters.",
-        ));
-    }
+    let (name, description) = parse_group_fields(&input.name, &input.description)?;
     let me = &call.me.user_id;
     // Derived from the action, so a redelivery creates no second group.
     let group = Group {
@@ -451,4 +445,93 @@ async fn group_view(
         view["banned"] = Value::Array(cards_of(&group.banned));
     }
     Ok(view)
+}
+
+/// A new group's name (1 to 64 printable characters) and description (at
+/// most 500 characters), both trimmed.
+fn parse_group_fields(name: &str, description: &str) -> Result<(String, String), ActionError> {
+    let name = display_name("name", name, 1, 64)?;
+    let description = description.trim().to_owned();
+    if description.chars().count() > 500 {
+        return Err(bad_request(
+            "\"description\" must have at most 500 characters.",
+        ));
+    }
+    Ok((name, description))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::group_rules::tests::group;
+
+    fn bad_request_refusal<T>(result: Result<T, ActionError>) -> bool {
+        matches!(result, Err(ActionError::Refused(frame)) if frame.status() == "BAD_REQUEST")
+    }
+
+    #[test]
+    fn create_group_name_is_1_to_64_printable_characters() {
+        assert_eq!(
+            parse_group_fields("  Hiking club ", "").ok(),
+            Some(("Hiking club".into(), String::new()))
+        );
+        assert!(parse_group_fields(&"n".repeat(64), "").is_ok());
+        assert!(bad_request_refusal(parse_group_fields(&"n".repeat(65), "")));
+        assert!(bad_request_refusal(parse_group_fields("   ", "")));
+        assert!(bad_request_refusal(parse_group_fields("tab\tname", "")));
+    }
+
+    #[test]
+    fn create_group_description_is_at_most_500_characters() {
+        let longest = "é".repeat(500);
+        assert_eq!(
+            parse_group_fields("G", &format!(" {longest} ")).ok(),
+            Some(("G".into(), longest))
+        );
+        assert!(bad_request_refusal(parse_group_fields(
+            "G",
+            &"d".repeat(501)
+        )));
+    }
+
+    #[test]
+    fn role_is_the_viewers_admin_member_requested_banned_or_none() {
+        let g = group();
+        assert_eq!(role(&g, "admin"), "admin", "an admin is a member too");
+        assert_eq!(role(&g, "member"), "member");
+        assert_eq!(role(&g, "asker"), "requested");
+        assert_eq!(role(&g, "outcast"), "banned");
+        assert_eq!(role(&g, "stranger"), "none");
+    }
+
+    #[test]
+    fn a_summary_visible_to_anyone_shows_no_members_requests_or_bans() {
+        let g = group();
+        let summary = summary(&g, "stranger");
+        assert_eq!(
+            summary,
+            json!({"groupId": "g", "name": "G", "description": "", "memberCount": 2, "role": "none"})
+        );
+    }
+
+    #[test]
+    fn the_actions_that_put_a_user_in_or_out_of_a_group_record_the_membership() {
+        for action in [
+            "RESPOND_JOIN",
+            "ADD_MEMBER",
+            "REMOVE_MEMBER",
+            "BAN_MEMBER",
+            "LEAVE_GROUP",
+        ] {
+            assert!(changes_membership(action), "{action}");
+        }
+        for action in [
+            "JOIN_GROUP",
+            "UNBAN_MEMBER",
+            "PROMOTE_ADMIN",
+            "DEMOTE_ADMIN",
+        ] {
+            assert!(!changes_membership(action), "{action}");
+        }
+    }
 }

@@ -133,4 +133,96 @@ mod tests {
         assert!(id("userId", "a b").is_err());
         assert!(id("userId", "{\"$ne\":1}").is_err());
     }
+
+    /// The `rocketStatus` of a refusal.
+    fn status<T>(result: Result<T, ActionError>) -> String {
+        match result {
+            Err(ActionError::Refused(frame)) => frame.status().to_owned(),
+            Err(other) => format!("not a refusal: {other}"),
+            Ok(_) => "accepted".to_owned(),
+        }
+    }
+
+    #[test]
+    fn message_text_is_1_to_4000_characters_after_trimming() {
+        let max = crate::settings::ChatSettings::default().max_text_chars;
+        assert_eq!(max, 4000);
+        let longest = "x".repeat(4000);
+        assert_eq!(
+            message_text(&format!("  {longest}\n\t "), max).ok(),
+            Some(longest.clone()),
+            "surrounding whitespace does not count"
+        );
+        assert_eq!(
+            status(message_text(&format!("{longest}x"), max)),
+            "BAD_REQUEST"
+        );
+        assert_eq!(message_text("x", max).ok(), Some("x".into()));
+        assert_eq!(status(message_text("\n\t \r\n", max)), "BAD_REQUEST");
+    }
+
+    #[test]
+    fn message_text_keeps_inner_newlines_and_html_as_sent() {
+        assert_eq!(
+            message_text("<b>great</b>,\n  thanks!", 100).ok(),
+            Some("<b>great</b>,\n  thanks!".into())
+        );
+        assert_eq!(status(message_text("carriage\rreturn", 100)), "BAD_REQUEST");
+        assert_eq!(status(message_text("nul\u{0}", 100)), "BAD_REQUEST");
+    }
+
+    #[test]
+    fn client_msg_id_is_1_to_64_bytes_with_no_control_characters() {
+        let longest = "a".repeat(64);
+        assert_eq!(client_msg_id(&longest).ok(), Some(longest.as_str()));
+        assert_eq!(status(client_msg_id(&"a".repeat(65))), "BAD_REQUEST");
+        assert_eq!(status(client_msg_id("")), "BAD_REQUEST");
+        assert_eq!(status(client_msg_id("tab\tinside")), "BAD_REQUEST");
+        assert_eq!(status(client_msg_id("nl\n")), "BAD_REQUEST");
+        // 33 two-byte characters: 66 bytes, over the limit in bytes.
+        assert_eq!(status(client_msg_id(&"é".repeat(33))), "BAD_REQUEST");
+        assert!(client_msg_id(&"é".repeat(32)).is_ok());
+        assert!(client_msg_id("5f0c2a8e-3b1d-4c7a-9e21-8d4b6f1a0c93").is_ok());
+    }
+
+    #[test]
+    fn ids_are_1_to_80_characters_of_letters_digits_and_dash_underscore_bar_colon() {
+        assert!(id("groupId", &"a".repeat(80)).is_ok());
+        assert_eq!(status(id("groupId", &"a".repeat(81))), "BAD_REQUEST");
+        assert!(id("conversationId", "d:A-z_0|9").is_ok());
+        for bad in ["a.b", "a/b", "a$b", "é", "a\nb", " a", "a\u{0}"] {
+            assert_eq!(status(id("userId", bad)), "BAD_REQUEST", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_id_refusal_names_the_field() {
+        let Err(ActionError::Refused(frame)) = id("to.groupId", "no spaces") else {
+            panic!("an id with a space was accepted");
+        };
+        let message = frame.get("message").and_then(|m| m.as_str());
+        assert_eq!(message, Some("\"to.groupId\" is not a valid id."));
+    }
+
+    #[test]
+    fn display_names_count_characters_not_bytes_and_refuse_control_characters() {
+        assert!(display_name("name", &"é".repeat(4), 2, 4).is_ok());
+        assert_eq!(
+            status(display_name("name", &"é".repeat(5), 2, 4)),
+            "BAD_REQUEST"
+        );
+        assert_eq!(
+            status(display_name("name", "ab\u{7}c", 2, 4)),
+            "BAD_REQUEST"
+        );
+    }
+
+    #[test]
+    fn search_query_is_1_to_64_characters() {
+        assert_eq!(search_prefix(" hik ").ok(), Some("hik".into()));
+        assert!(search_prefix(&"q".repeat(64)).is_ok());
+        assert_eq!(status(search_prefix(&"q".repeat(65))), "BAD_REQUEST");
+        assert_eq!(status(search_prefix("   ")), "BAD_REQUEST");
+        assert_eq!(status(search_prefix("")), "BAD_REQUEST");
+    }
 }

@@ -456,10 +456,7 @@ async fn authorize_read(
 pub async fn history(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
     let input: History = payload(call.request)?;
     let conversation = authorize_read(service, &call.me.user_id, &input.conversation_id).await?;
-    let limit = input
-        .limit
-        .unwrap_or(DEFAULT_PAGE)
-        .clamp(1, service.settings.max_page);
+    let limit = page_limit(input.limit, service.settings.max_page);
     let before = input.before_seq.unwrap_or(i64::MAX);
     let mut page = service
         .store
@@ -570,4 +567,120 @@ pub async fn list_conversations(
         ServerFrame::new("CONVERSATIONS", format!("{} conversations.", list.len()))
             .with("conversations", list),
     ))
+}
+
+/// The size of a HISTORY page: `limit` if given, else the default, clamped
+/// to 1..`max_page`.
+fn page_limit(requested: Option<i64>, max_page: i64) -> i64 {
+    requested.unwrap_or(DEFAULT_PAGE).clamp(1, max_page)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::ChatSettings;
+
+    const ANA: &str = "0192f4c1-7a2e-7c3d-8e4f-5a6b7c8d9e01";
+    const BEN: &str = "0192f4c1-9b10-7d22-a1b3-c4d5e6f70812";
+    const CAL: &str = "0192f4c2-0c5d-7abc-9def-0123456789ab";
+
+    #[test]
+    fn history_limit_defaults_to_50_and_is_clamped_to_1_through_100() {
+        let max = ChatSettings::default().max_page;
+        assert_eq!(max, 100);
+        assert_eq!(page_limit(None, max), 50);
+        assert_eq!(page_limit(Some(0), max), 1);
+        assert_eq!(page_limit(Some(-7), max), 1);
+        assert_eq!(page_limit(Some(1), max), 1);
+        assert_eq!(page_limit(Some(100), max), 100);
+        assert_eq!(page_limit(Some(101), max), 100);
+        assert_eq!(page_limit(Some(i64::MAX), max), 100);
+    }
+
+    #[test]
+    fn a_direct_conversation_is_the_same_whoever_writes_first() {
+        assert_eq!(
+            direct_conversation_id(ANA, BEN),
+            direct_conversation_id(BEN, ANA)
+        );
+        // The shape the protocol document shows: `d:` and the two ids sorted.
+        assert_eq!(direct_conversation_id(BEN, ANA), format!("d:{ANA}|{BEN}"));
+    }
+
+    #[test]
+    fn each_pair_of_users_has_its_own_direct_conversation() {
+        let ids = [
+            direct_conversation_id(ANA, BEN),
+            direct_conversation_id(ANA, CAL),
+            direct_conversation_id(BEN, CAL),
+            group_conversation_id(ANA),
+        ];
+        for (i, a) in ids.iter().enumerate() {
+            for b in &ids[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn conversation_ids_are_valid_ids_a_client_can_send_back() {
+        let direct = direct_conversation_id(ANA, BEN);
+        assert!(
+            crate::input::id("conversationId", &direct).is_ok(),
+            "{direct}"
+        );
+        let group = group_conversation_id(CAL);
+        assert_eq!(group, format!("g:{CAL}"));
+        assert!(
+            crate::input::id("conversationId", &group).is_ok(),
+            "{group}"
+        );
+    }
+
+    #[test]
+    fn a_groups_conversation_exists_from_the_start_and_is_never_temporary() {
+        let conversation = group_conversation(CAL);
+        assert_eq!(conversation.id, group_conversation_id(CAL));
+        assert_eq!(conversation.kind, "group");
+        assert_eq!(conversation.group_id.as_deref(), Some(CAL));
+        assert!(!conversation.temporary);
+        assert!(conversation.participants.is_empty());
+        assert_eq!(conversation.last_seq, 0);
+        assert_eq!(conversation.last_message, None);
+    }
+
+    #[test]
+    fn a_message_as_clients_see_it_has_empty_attachments_and_no_storage_key() {
+        let message = Message {
+            key: Message::key(ANA, "c-1"),
+            id: "m-1".into(),
+            conversation_id: direct_conversation_id(ANA, BEN),
+            seq: 3,
+            sender_id: ANA.into(),
+            client_msg_id: "c-1".into(),
+            text: "<b>hi</b>".into(),
+            attachments: Vec::new(),
+            sent_at_ms: 1_730_698_940_842,
+        };
+        assert_eq!(
+            message_json(&message),
+            json!({
+                "messageId": "m-1",
+                "conversationId": format!("d:{ANA}|{BEN}"),
+                "seq": 3,
+                "senderId": ANA,
+                "clientMsgId": "c-1",
+                "text": "<b>hi</b>",
+                "attachments": [],
+                "sentAt": 1_730_698_940_842_i64,
+            })
+        );
+    }
+
+    #[test]
+    fn a_resend_finds_its_message_by_sender_and_client_msg_id_only() {
+        assert_eq!(Message::key(ANA, "c-1"), Message::key(ANA, "c-1"));
+        assert_ne!(Message::key(ANA, "c-1"), Message::key(BEN, "c-1"));
+        assert_ne!(Message::key(ANA, "c-1"), Message::key(ANA, "c-2"));
+    }
 }

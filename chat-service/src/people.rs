@@ -36,7 +36,7 @@ pub async fn update_profile(
     call: &Call<'_>,
 ) -> Result<Outcome, ActionError> {
     let input: UpdateProfile = payload(call.request)?;
-    let nickname = display_name("nickname", &input.nickname, 2, 32)?;
+    let nickname = parse_nickname(&input.nickname)?;
     if !service
         .store
         .set_nickname(&call.me.user_id, &nickname)
@@ -101,4 +101,45 @@ pub async fn search_users(service: &ChatService, call: &Call<'_>) -> Result<Outc
     Ok(Outcome::reply(
         ServerFrame::new("USERS_FOUND", format!("{} found.", found.len())).with("users", found),
     ))
+}
+
+/// A nickname: 2 to 32 printable characters after trimming.
+fn parse_nickname(raw: &str) -> Result<String, ActionError> {
+    display_name("nickname", raw, 2, 32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(result: Result<String, ActionError>) -> bool {
+        matches!(result, Err(ActionError::Refused(frame)) if frame.status() == "BAD_REQUEST")
+    }
+
+    #[test]
+    fn update_profile_nickname_is_2_to_32_printable_characters_after_trimming() {
+        assert_eq!(parse_nickname("  ab \n").ok(), Some("ab".into()));
+        assert!(refused(parse_nickname(" a ")));
+        assert!(parse_nickname(&"n".repeat(32)).is_ok());
+        assert!(refused(parse_nickname(&"n".repeat(33))));
+        assert!(
+            parse_nickname(&"é".repeat(32)).is_ok(),
+            "characters, not bytes"
+        );
+        assert!(refused(parse_nickname("ab\u{7}c")));
+    }
+
+    #[test]
+    fn a_user_card_has_only_public_fields() {
+        let user: UserCard = serde_json::from_value(json!({
+            "_id": "u1",
+            "email": "ana@example.com",
+            "profile": {"nickname": "ana", "profile_url": "/imgs/default"},
+        }))
+        .expect("a user document");
+        assert_eq!(
+            card(&user),
+            json!({"userId": "u1", "nickname": "ana", "profileUrl": "/imgs/default"})
+        );
+    }
 }
