@@ -97,14 +97,13 @@ impl<S: ActionService> ActionHandler<S> {
 }
 
 impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
-    /// One user's actions share a few slots; an anonymous connection's count
-    /// against its network address. Actions whose class is shed when stale
-    /// are dropped once their client has been told `TIMEOUT`.
+    /// One user's actions share a few slots. Actions whose class is shed
+    /// when stale are dropped once their client has been told `TIMEOUT`.
     fn admission(&self, request: &ActionRequest) -> Admission {
-        let key = match &request.identity {
-            Some(identity) => Some(format!("user:{}", identity.user_id)),
-            None => request.client_addr.as_ref().map(|a| format!("addr:{a}")),
-        };
+        // Anonymous actions take no such slot: many clients can share one
+        // address (a front door, a NAT), and their guessing is bounded where
+        // it matters, in auth-service.
+        let key = request.identity.as_ref().map(|i| i.user_id.clone());
         let deadline = request
             .deadline_ms
             .unwrap_or_else(|| request.received_at_ms.saturating_add(self.stale_after_ms));
@@ -178,4 +177,69 @@ fn metric_label(action: &str) -> &'static str {
         .find(|known| **known == action)
         .copied()
         .unwrap_or("other")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::envelope::{Identity, Origin};
+
+    struct Nothing;
+
+    impl ActionService for Nothing {
+        async fn handle(&self, _: &ActionRequest, _: &Delivery) -> Result<Outcome, ActionError> {
+            Err(ActionError::refused(ErrorCode::Internal, "unused"))
+        }
+    }
+
+    fn request(action: &str, user: Option<&str>, deadline_ms: Option<i64>) -> ActionRequest {
+        ActionRequest {
+            action_id: "a".into(),
+            action: action.into(),
+            request_id: None,
+            payload: serde_json::Map::new(),
+            origin: Origin {
+                gateway_id: "gw".into(),
+                connection_id: 1,
+            },
+            identity: user.map(|u| Identity {
+                user_id: u.into(),
+                session_id: "s".into(),
+                email: "e@example.com".into(),
+            }),
+            received_at_ms: 1_000,
+            deadline_ms,
+            client_addr: Some("10.0.0.1".into()),
+        }
+    }
+
+    fn handler() -> ActionHandler<Nothing> {
+        ActionHandler::new(
+            Arc::new(Nothing),
+            Names::default(),
+            std::time::Duration::from_secs(10),
+        )
+    }
+
+    #[test]
+    fn a_read_is_shed_at_the_deadline_its_client_was_given_and_a_change_never() {
+        let handler = handler();
+        let read = handler.admission(&request("HISTORY", Some("ana"), Some(5_000)));
+        assert_eq!(read.shed_at_ms, Some(5_000));
+        let login = handler.admission(&request("LOGIN", None, None));
+        assert_eq!(login.shed_at_ms, Some(11_000), "the service's own fallback");
+        let send = handler.admission(&request("SEND_MESSAGE", Some("ana"), Some(5_000)));
+        assert_eq!(send.shed_at_ms, None, "a change is always finished");
+    }
+
+    #[test]
+    fn a_users_actions_share_one_key_and_anonymous_ones_take_none() {
+        let handler = handler();
+        let a = handler.admission(&request("HISTORY", Some("ana"), None));
+        let b = handler.admission(&request("SEND_MESSAGE", Some("ana"), None));
+        let c = handler.admission(&request("HISTORY", Some("bob"), None));
+        assert_eq!(a.key, b.key);
+        assert_ne!(a.key, c.key);
+        assert_eq!(handler.admission(&request("LOGIN", None, None)).key, None);
+    }
 }
