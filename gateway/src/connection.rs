@@ -18,10 +18,11 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::hub::{ConnectionHandle, Hub, PendingRequest, close_code};
+use crate::hub::{ConnectionHandle, Hub, PendingRequest};
 use crate::rate_limit::{FloodWatch, TokenBucket};
 use crate::settings::GatewaySettings;
 use crate::socket_writer::{ReadSide, SocketWriter};
+use shared_proto::status::close_code;
 
 /// The read buffer every connection allocates up front. Frames are small:
 /// 1 KiB instead of 4 KiB measured about 3 KiB less resident memory per idle

@@ -36,17 +36,6 @@ pub enum Refused {
     Gone,
 }
 
-/// Close codes this gateway uses, part of the client contract.
-pub mod close_code {
-    /// The frame was larger than the configured limit.
-    pub const MESSAGE_TOO_BIG: u16 = 1009;
-    /// The client kept sending after being rate limited. (A client that
-    /// reads too slowly is dropped without a close frame: its queue is full.)
-    pub const POLICY_VIOLATION: u16 = 1008;
-    /// This replica is going away; reconnect (to any replica).
-    pub const SERVICE_RESTART: u16 = 1012;
-}
-
 /// A logged-in session on a connection.
 #[derive(Debug, Clone)]
 pub struct Session {

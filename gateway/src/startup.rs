@@ -18,9 +18,10 @@ use tracing::{info, warn};
 
 use crate::connection::Context;
 use crate::http::{AppState, router};
-use crate::hub::{Hub, close_code};
+use crate::hub::Hub;
 use crate::leases::Leases;
 use crate::settings::Settings;
+use shared_proto::status::close_code;
 
 /// How long after its deadline a request is still remembered, so that a late
 /// answer reaches the client instead of being dropped.

@@ -86,6 +86,19 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
+/// WebSocket close codes the gateway uses, part of the client contract
+/// (docs/protocol.md, "Close codes"): which mean "reconnect" and which "stop".
+pub mod close_code {
+    /// A frame was larger than the frame limit: do not resend it.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The client kept sending past its limits: stop, do not reconnect
+    /// automatically. (A client that reads too slowly is dropped without a
+    /// close frame: its queue is full.)
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// This gateway is going away: reconnect, to any gateway.
+    pub const SERVICE_RESTART: u16 = 1012;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
