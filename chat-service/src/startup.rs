@@ -8,7 +8,7 @@ use shared_proto::service::run_action_service;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Events;
-use crate::handler::ChatService;
+use crate::service::ChatService;
 use crate::settings::Settings;
 use crate::store::Store;
 

@@ -626,13 +626,38 @@ async fn upsert_by_id<T: Send + Sync>(
     }
 }
 
+/// Documents for the tests of this crate.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::Group;
+
+    /// A group with one admin, one other member, one banned user and one
+    /// waiting to join.
+    pub(crate) fn group() -> Group {
+        Group {
+            id: "g".into(),
+            name: "G".into(),
+            name_lower: "g".into(),
+            description: String::new(),
+            created_by: "admin".into(),
+            created_at_ms: 0,
+            admins: vec!["admin".into()],
+            members: vec!["admin".into(), "member".into()],
+            banned: vec!["outcast".into()],
+            join_requests: vec!["asker".into()],
+            version: 0,
+            recent_actions: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_membership_decided_later_outranks_one_decided_earlier() {
-        let mut group = crate::group_rules::tests::group();
+        let mut group = fixtures::group();
         group.version = 7;
         let added = Memberships::entry(&group, "member");
         group.members.retain(|m| m != "member");
