@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::credentials::PasswordHasherPool;
-use crate::handler::AuthService;
+use crate::service::AuthService;
 use crate::settings::Settings;
 use crate::store::Store;
 
