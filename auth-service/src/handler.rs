@@ -1,23 +1,12 @@
 //! Takes account actions off the auth stream and routes them.
 
-use shared_proto::bus::Bus;
 use shared_proto::bus::actions::{ActionError, ActionService, Outcome};
 use shared_proto::bus::worker::Delivery;
 use shared_proto::envelope::ActionRequest;
 use shared_proto::status::ErrorCode;
 
-use crate::credentials::PasswordHasherPool;
-use crate::settings::AuthSettings;
-use crate::store::Store;
+use crate::service::AuthService;
 use crate::{registration, sessions};
-
-/// Everything an account action needs.
-pub struct AuthService {
-    pub store: Store,
-    pub bus: Bus,
-    pub hasher: PasswordHasherPool,
-    pub settings: AuthSettings,
-}
 
 impl ActionService for AuthService {
     async fn handle(

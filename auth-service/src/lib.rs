@@ -1,6 +1,7 @@
 //! auth-service: accounts and sessions.
 //!
-//! - [`handler`]: takes actions off the stream and routes them.
+//! - [`handler`]: routes each action to the module that handles it.
+//! - [`service`]: the state every action is handed.
 //! - [`registration`]: REGISTER, CONFIRMATION, RESEND_CONFIRMATION.
 //! - [`sessions`]: LOGIN, FASTLOGIN, LOGOUT.
 //! - [`credentials`]: e-mail and password parsing, hashing, codes and tokens.
@@ -15,6 +16,7 @@ pub mod limits;
 pub mod mail;
 pub mod outcome;
 pub mod registration;
+pub mod service;
 pub mod sessions;
 pub mod settings;
 pub mod startup;

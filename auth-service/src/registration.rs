@@ -16,10 +16,10 @@ use shared_proto::status::ErrorCode;
 use crate::credentials::{
     Email, Password, digests_equal, hash_code, new_confirmation_code, new_salt,
 };
-use crate::handler::AuthService;
 use crate::limits::take_code_try;
 use crate::mail::{already_enqueued, confirmation_job_id, confirmation_mail, enqueue_once};
 use crate::outcome::{answer, bad_request, bus_unavailable, retry, unavailable};
+use crate::service::AuthService;
 use crate::store::{Inserted, PendingCode, Profile, User};
 
 /// How long a code's count of tries outlives the code: an expired code is

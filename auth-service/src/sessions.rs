@@ -22,11 +22,11 @@ use shared_proto::status::ErrorCode;
 use tracing::warn;
 
 use crate::credentials::{Email, Password, hash_token, new_session_token};
-use crate::handler::AuthService;
 use crate::limits::{
     LoginSubjects, LoginTry, describe_wait, mark_session_revoked, release_login, reserve_login,
 };
 use crate::outcome::{answer, bad_request, bus_unavailable, unavailable};
+use crate::service::AuthService;
 use crate::store::{Session, User};
 
 #[derive(Deserialize)]

@@ -4,14 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared_proto::bus::Bus;
-use shared_proto::bus::actions::ActionHandler;
-use shared_proto::bus::worker::{self, WorkerConfig};
 use shared_proto::routing::Service;
+use shared_proto::service::run_action_service;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::credentials::PasswordHasherPool;
-use crate::handler::AuthService;
+use crate::service::AuthService;
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -19,8 +18,7 @@ pub async fn run_until_stopped(
     settings: Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let names = settings.bus.names();
-    let bus = Bus::connect(&settings.redis.url, names.clone(), &shutdown).await?;
+    let bus = Bus::connect(&settings.redis.url, settings.bus.names(), &shutdown).await?;
     let store = Store::connect(&settings.mongodb).await?;
     // Without the unique e-mail index, concurrent registrations could create
     // two accounts: take no action before it exists.
@@ -33,35 +31,26 @@ pub async fn run_until_stopped(
         hasher: PasswordHasherPool::default(),
         settings: settings.auth.clone(),
     });
-    let config = WorkerConfig {
-        stream: names.action_stream(Service::Auth),
-        group: names.consumer_group(Service::Auth),
-        consumer: worker::consumer_name("auth"),
-        claim_idle: Duration::from_millis(settings.bus.claim_idle_ms),
-        max_in_flight: settings.bus.max_in_flight,
-        per_key_in_flight: settings.bus.max_in_flight_per_user,
-        max_held: settings.bus.max_held,
-        drain_timeout: Duration::from_secs(10),
-    };
-    let metrics = shared_proto::observability::install()?;
     let ready = {
-        let (bus, store) = (bus.clone(), store.clone());
+        let store = store.clone();
         shared_proto::observability::readiness(move || {
-            let (bus, store) = (bus.clone(), store.clone());
-            async move { bus.is_reachable().await && store.ping().await }
+            let store = store.clone();
+            async move { store.ping().await }
         })
     };
-    shared_proto::observability::serve(&settings.http.listen, metrics, ready, shutdown.clone())
-        .await?;
     let cleaner = tokio::spawn(delete_expired_sessions(store, shutdown.clone()));
-    let handler = Arc::new(ActionHandler::new(
+    let result = run_action_service(
+        Service::Auth,
         service,
-        names,
-        settings.bus.stale_after(),
-    ));
-    worker::run(bus, config, handler, shutdown).await;
+        bus,
+        &settings.bus,
+        &settings.http,
+        ready,
+        shutdown,
+    )
+    .await;
     cleaner.abort();
-    Ok(())
+    result
 }
 
 /// The database keeps no TTL index (FerretDB has none), so expired sessions

@@ -9,14 +9,13 @@
 //! concurrent increments can both pass one filter; Redis counts them (see
 //! [`crate::limits`]).
 
-use std::time::Duration;
-
 use mongodb::bson::{Document, doc};
-use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 use serde::{Deserialize, Serialize};
 use shared_proto::settings::MongoSettings;
+pub use shared_proto::store::StoreError;
+use shared_proto::store::{ClientSettings, is_duplicate_key};
 
 /// The public profile shown to the user and, in part, to others.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,11 +96,6 @@ pub struct Session {
     pub revoked_by_action: Option<String>,
 }
 
-/// The database is unreachable or refused the operation.
-#[derive(Debug, thiserror::Error)]
-#[error("mongodb: {0}")]
-pub struct StoreError(#[from] mongodb::error::Error);
-
 /// What inserting a new user did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inserted {
@@ -120,12 +114,9 @@ impl Store {
     /// Connects lazily (the driver retries by itself); operations fail after
     /// a few seconds when the server is down, so clients hear about it.
     pub async fn connect(settings: &MongoSettings) -> Result<Store, StoreError> {
-        let mut options = ClientOptions::parse(settings.uri.expose()).await?;
-        options.app_name = Some("auth-service".into());
-        options.server_selection_timeout = Some(Duration::from_secs(3));
-        options.connect_timeout = Some(Duration::from_secs(3));
-        let client = mongodb::Client::with_options(options)?;
-        let database = client.database(&settings.database);
+        let database =
+            shared_proto::store::connect(settings, ClientSettings::failing_fast("auth-service"))
+                .await?;
         Ok(Store {
             database: database.clone(),
             users: database.collection("users"),
@@ -167,7 +158,7 @@ impl Store {
 
     /// True if the database answers.
     pub async fn ping(&self) -> bool {
-        self.database.run_command(doc! {"ping": 1}).await.is_ok()
+        shared_proto::store::ping(&self.database).await
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<User>, StoreError> {
@@ -196,7 +187,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let mut filter = doc! {"_id": user_id, "confirmed": false};
         filter.extend(only_if);
-        let code = mongodb::bson::to_bson(code).map_err(|e| StoreError(e.into()))?;
+        let code = mongodb::bson::to_bson(code)?;
         let result = self
             .users
             .update_one(filter, doc! {"$set": {"code": code}})
@@ -278,13 +269,5 @@ impl Store {
             .delete_many(doc! {"expires_at_ms": {"$lt": before_ms}})
             .await?;
         Ok(result.deleted_count)
-    }
-}
-
-fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
-    match err.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == 11000,
-        ErrorKind::Command(command) => command.code == 11000,
-        _ => err.to_string().contains("E11000"),
     }
 }

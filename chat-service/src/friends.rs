@@ -11,9 +11,9 @@ use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
 
-use crate::handler::{Call, ChatService, unavailable};
 use crate::input::{UserTarget, bad_request, id, payload};
 use crate::people::card;
+use crate::service::{Call, ChatService, unavailable};
 use crate::store::{Friendship, UserCard, is_duplicate_key};
 
 #[derive(Deserialize)]

@@ -215,27 +215,9 @@ pub fn leave(group: &mut Group, user: &str) -> Rule {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// A group with one admin, one other member, one banned user and one
-    /// waiting to join.
-    pub(crate) fn group() -> Group {
-        Group {
-            id: "g".into(),
-            name: "G".into(),
-            name_lower: "g".into(),
-            description: String::new(),
-            created_by: "admin".into(),
-            created_at_ms: 0,
-            admins: vec!["admin".into()],
-            members: vec!["admin".into(), "member".into()],
-            banned: vec!["outcast".into()],
-            join_requests: vec!["asker".into()],
-            version: 0,
-            recent_actions: Vec::new(),
-        }
-    }
+    use crate::store::fixtures::group;
 
     #[test]
     fn only_admins_moderate() {

@@ -13,11 +13,11 @@ use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
 
+use crate::conversations::group_conversation;
 use crate::group_rules::{self, Refusal};
-use crate::handler::{Call, ChatService, unavailable};
 use crate::input::{GroupTarget, bad_request, display_name, id, payload, search_prefix};
-use crate::messages::group_conversation;
 use crate::people::card;
+use crate::service::{Call, ChatService, unavailable};
 use crate::store::{Group, StoreError, UserCard};
 
 const RECENT_ACTIONS_KEPT: usize = 32;

@@ -2,29 +2,12 @@
 
 use shared_proto::bus::actions::{ActionError, ActionService, Outcome};
 use shared_proto::bus::worker::Delivery;
-use shared_proto::envelope::{ActionRequest, Identity};
+use shared_proto::envelope::ActionRequest;
 use shared_proto::routing::SESSION_STARTED;
 use shared_proto::status::ErrorCode;
 
-use crate::events::Events;
-use crate::settings::ChatSettings;
-use crate::store::Store;
+use crate::service::{Call, ChatService};
 use crate::{friends, groups, messages, people};
-
-/// Everything a chat action needs.
-pub struct ChatService {
-    pub store: Store,
-    pub events: Events,
-    pub settings: ChatSettings,
-}
-
-/// One action, with who sent it and how it arrived.
-pub struct Call<'a> {
-    pub request: &'a ActionRequest,
-    /// The logged-in sender.
-    pub me: &'a Identity,
-    pub delivery: &'a Delivery,
-}
 
 impl ActionService for ChatService {
     async fn handle(
@@ -71,9 +54,4 @@ impl ActionService for ChatService {
             )),
         }
     }
-}
-
-/// The database failed before anything was changed.
-pub fn unavailable(err: crate::store::StoreError) -> ActionError {
-    ActionError::Unavailable(err.into())
 }

@@ -1,15 +1,18 @@
 //! chat-service: people, friends, conversations and groups.
 //!
-//! - [`handler`]: takes actions off the chat stream and routes them.
+//! - [`handler`]: routes each action to the module that handles it.
+//! - [`service`]: the state every action is handed, and the call context.
 //! - [`people`]: UPDATE_PROFILE, SEARCH_USERS.
 //! - [`friends`]: FRIEND_REQUEST, FRIEND_RESPOND, FRIEND_REMOVE, LIST_FRIENDS.
 //! - [`groups`]: creating, finding and moderating groups; the rules
 //!   themselves are in [`group_rules`], free of I/O.
 //! - [`messages`]: SEND_MESSAGE, HISTORY, LIST_CONVERSATIONS, MARK_READ.
+//! - [`conversations`]: conversation ids, for messages and groups alike.
 //! - [`events`]: every event this service pushes is built here.
 //! - [`store`]: the collections, their documents and indexes.
 //! - [`input`]: payload fields parsed into checked values.
 
+pub mod conversations;
 pub mod events;
 pub mod friends;
 pub mod group_rules;
@@ -18,6 +21,7 @@ pub mod handler;
 pub mod input;
 pub mod messages;
 pub mod people;
+pub mod service;
 pub mod settings;
 pub mod startup;
 pub mod store;

@@ -15,9 +15,10 @@ use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
 
-use crate::handler::{Call, ChatService, unavailable};
+use crate::conversations::{direct_conversation_id, group_conversation, group_conversation_id};
 use crate::input::{bad_request, client_msg_id, id, message_text, payload};
-use crate::store::{Conversation, Friendship, Message, MessageInsert, MessagePreview};
+use crate::service::{Call, ChatService, unavailable};
+use crate::store::{Conversation, Message, MessageInsert, MessagePreview};
 
 /// Attempts at claiming a sequence number before giving up under contention.
 const SEQ_ATTEMPTS: usize = 50;
@@ -61,28 +62,6 @@ struct MarkRead {
 enum Destination {
     User { user_id: String, temporary: bool },
     Group { group_id: String },
-}
-
-pub fn direct_conversation_id(a: &str, b: &str) -> String {
-    format!("d:{}", Friendship::pair_id(a, b))
-}
-
-pub fn group_conversation_id(group_id: &str) -> String {
-    format!("g:{group_id}")
-}
-
-/// A new group's conversation document.
-pub fn group_conversation(group_id: &str) -> Conversation {
-    Conversation {
-        id: group_conversation_id(group_id),
-        kind: "group".into(),
-        participants: Vec::new(),
-        group_id: Some(group_id.to_owned()),
-        temporary: false,
-        last_seq: 0,
-        last_message: None,
-        updated_at_ms: now_ms(),
-    }
 }
 
 pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {

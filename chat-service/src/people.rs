@@ -7,8 +7,8 @@ use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::status::ErrorCode;
 
-use crate::handler::{Call, ChatService, unavailable};
 use crate::input::{bad_request, display_name, payload, search_prefix};
+use crate::service::{Call, ChatService, unavailable};
 use crate::store::UserCard;
 
 const SEARCH_LIMIT: i64 = 20;

@@ -1,16 +1,14 @@
 //! Builds chat-service from its settings and runs it until asked to stop.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use shared_proto::bus::Bus;
-use shared_proto::bus::actions::ActionHandler;
-use shared_proto::bus::worker::{self, WorkerConfig};
 use shared_proto::routing::Service;
+use shared_proto::service::run_action_service;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Events;
-use crate::handler::ChatService;
+use crate::service::ChatService;
 use crate::settings::Settings;
 use crate::store::Store;
 
@@ -25,41 +23,26 @@ pub async fn run_until_stopped(
     // single: take no action before they exist.
     shared_proto::shutdown::retry_until_ok(&shutdown, "create indexes", || store.ensure_indexes())
         .await?;
-    let metrics = shared_proto::observability::install()?;
     let ready = {
-        let (bus, store) = (bus.clone(), store.clone());
+        let store = store.clone();
         shared_proto::observability::readiness(move || {
-            let (bus, store) = (bus.clone(), store.clone());
-            async move { bus.is_reachable().await && store.ping().await }
+            let store = store.clone();
+            async move { store.ping().await }
         })
     };
-    shared_proto::observability::serve(&settings.http.listen, metrics, ready, shutdown.clone())
-        .await?;
     let service = Arc::new(ChatService {
         store,
-        events: Events::new(names.clone()),
+        events: Events::new(names),
         settings: settings.chat.clone(),
     });
-    let config = WorkerConfig {
-        stream: names.action_stream(Service::Chat),
-        group: names.consumer_group(Service::Chat),
-        consumer: worker::consumer_name("chat"),
-        claim_idle: Duration::from_millis(settings.bus.claim_idle_ms.max(100)),
-        max_in_flight: settings.bus.max_in_flight,
-        per_key_in_flight: settings.bus.max_in_flight_per_user,
-        max_held: settings.bus.max_held,
-        drain_timeout: Duration::from_secs(10),
-    };
-    worker::run(
+    run_action_service(
+        Service::Chat,
+        service,
         bus,
-        config,
-        Arc::new(ActionHandler::new(
-            service,
-            names,
-            settings.bus.stale_after(),
-        )),
+        &settings.bus,
+        &settings.http,
+        ready,
         shutdown,
     )
-    .await;
-    Ok(())
+    .await
 }

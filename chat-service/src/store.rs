@@ -23,26 +23,14 @@
 //! reading the whole table, and any other filter by decoding every document,
 //! so on it the size of the collection read is the cost of the read.)
 
-use std::time::Duration;
-
 use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc};
-use mongodb::error::{ErrorKind, WriteFailure};
-use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 use serde::{Deserialize, Serialize};
 use shared_proto::settings::MongoSettings;
-
-/// The database is unreachable or refused the operation.
-#[derive(Debug, thiserror::Error)]
-#[error("mongodb: {0}")]
-pub struct StoreError(#[from] mongodb::error::Error);
-
-impl From<mongodb::bson::ser::Error> for StoreError {
-    fn from(err: mongodb::bson::ser::Error) -> Self {
-        StoreError(err.into())
-    }
-}
+use shared_proto::store::ClientSettings;
+pub use shared_proto::store::{StoreError, is_duplicate_key};
 
 /// The part of a user's profile others may see.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -247,12 +235,9 @@ pub struct Store {
 
 impl Store {
     pub async fn connect(settings: &MongoSettings) -> Result<Store, StoreError> {
-        let mut options = ClientOptions::parse(settings.uri.expose()).await?;
-        options.app_name = Some("chat-service".into());
-        options.server_selection_timeout = Some(Duration::from_secs(3));
-        options.connect_timeout = Some(Duration::from_secs(3));
-        let client = mongodb::Client::with_options(options)?;
-        let db = client.database(&settings.database);
+        let db =
+            shared_proto::store::connect(settings, ClientSettings::failing_fast("chat-service"))
+                .await?;
         Ok(Store {
             users: db.collection("users"),
             friendships: db.collection("friendships"),
@@ -299,7 +284,7 @@ impl Store {
 
     /// True if the database answers.
     pub async fn ping(&self) -> bool {
-        self.database.run_command(doc! {"ping": 1}).await.is_ok()
+        shared_proto::store::ping(&self.database).await
     }
 
     pub async fn user(&self, id: &str) -> Result<Option<UserCard>, StoreError> {
@@ -598,14 +583,6 @@ impl Store {
     }
 }
 
-pub fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
-    match err.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(write)) => write.code == 11000,
-        ErrorKind::Command(command) => command.code == 11000,
-        _ => err.to_string().contains("E11000"),
-    }
-}
-
 /// Escapes regex metacharacters so user input is matched literally.
 fn regex_escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
@@ -649,13 +626,38 @@ async fn upsert_by_id<T: Send + Sync>(
     }
 }
 
+/// Documents for the tests of this crate.
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use super::Group;
+
+    /// A group with one admin, one other member, one banned user and one
+    /// waiting to join.
+    pub(crate) fn group() -> Group {
+        Group {
+            id: "g".into(),
+            name: "G".into(),
+            name_lower: "g".into(),
+            description: String::new(),
+            created_by: "admin".into(),
+            created_at_ms: 0,
+            admins: vec!["admin".into()],
+            members: vec!["admin".into(), "member".into()],
+            banned: vec!["outcast".into()],
+            join_requests: vec!["asker".into()],
+            version: 0,
+            recent_actions: Vec::new(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn a_membership_decided_later_outranks_one_decided_earlier() {
-        let mut group = crate::group_rules::tests::group();
+        let mut group = fixtures::group();
         group.version = 7;
         let added = Memberships::entry(&group, "member");
         group.members.retain(|m| m != "member");

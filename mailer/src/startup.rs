@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use shared_proto::bus::Bus;
-use shared_proto::bus::worker::{self, WorkerConfig};
 use shared_proto::mail::MailJob;
+use shared_proto::service::{Fairness, StreamService, StreamSpec};
 use tokio_util::sync::CancellationToken;
 
 use crate::handler::{MailHandler, RetryPolicy};
@@ -20,14 +20,9 @@ use crate::store::MailLog;
 /// claimed by another replica.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// The shortest claim interval accepted: the worker ticks at fractions of it.
-const MIN_CLAIM_IDLE: Duration = Duration::from_millis(100);
-
 pub struct Application {
-    bus: Bus,
-    config: WorkerConfig,
+    service: StreamService,
     handler: Arc<MailHandler>,
-    shutdown: CancellationToken,
 }
 
 impl Application {
@@ -48,46 +43,38 @@ impl Application {
             bus = Bus::connect(&settings.redis.url, names.clone(), &shutdown) => bus.context("connecting to Redis")?,
             _ = shutdown.cancelled() => anyhow::bail!("stopped while connecting to Redis"),
         };
-        let config = WorkerConfig {
+        let spec = StreamSpec {
+            role: "mailer".into(),
             stream: names.mail_stream(),
             group: names.mail_group(),
-            consumer: worker::consumer_name("mailer"),
-            claim_idle: Duration::from_millis(settings.bus.claim_idle_ms).max(MIN_CLAIM_IDLE),
-            max_in_flight: settings.bus.max_in_flight.max(1),
             // Mail jobs have no user to be fair between.
-            per_key_in_flight: settings.bus.max_in_flight.max(1),
-            max_held: settings.bus.max_held,
+            fairness: Fairness::None,
             drain_timeout: DRAIN_TIMEOUT,
         };
-        let metrics = shared_proto::observability::install()?;
         let ready = {
-            let (bus, log) = (bus.clone(), log.clone());
+            let log = log.clone();
             shared_proto::observability::readiness(move || {
-                let (bus, log) = (bus.clone(), log.clone());
-                async move { bus.is_reachable().await && log.ping().await }
+                let log = log.clone();
+                async move { log.ping().await }
             })
         };
-        shared_proto::observability::serve(&settings.http.listen, metrics, ready, shutdown.clone())
-            .await?;
-        let policy = RetryPolicy::from_settings(&settings.mailer);
-        let handler = Arc::new(MailHandler::new(
-            smtp,
-            log,
+        let service = StreamService::start(
+            &spec,
             bus.clone(),
-            policy,
+            &settings.bus,
+            &settings.http,
+            ready,
             shutdown.clone(),
-        ));
-        Ok(Application {
-            bus,
-            config,
-            handler,
-            shutdown,
-        })
+        )
+        .await?;
+        let policy = RetryPolicy::from_settings(&settings.mailer);
+        let handler = Arc::new(MailHandler::new(smtp, log, bus, policy, shutdown));
+        Ok(Application { service, handler })
     }
 
     /// Sends mail until the shutdown token is cancelled, then waits (up to
     /// [`DRAIN_TIMEOUT`]) for the sends in hand.
     pub async fn run_until_stopped(self) {
-        worker::run::<MailJob, _>(self.bus, self.config, self.handler, self.shutdown).await;
+        self.service.run::<MailJob, _>(self.handler).await;
     }
 }

@@ -8,11 +8,12 @@
 use std::future::IntoFuture;
 use std::time::Duration;
 
+use mongodb::Collection;
 use mongodb::bson::{Document, doc};
-use mongodb::error::ErrorKind;
-use mongodb::{Client, Collection};
 use shared_proto::mail::MailJob;
 use shared_proto::settings::MongoSettings;
+use shared_proto::store::ClientSettings;
+pub use shared_proto::store::StoreError;
 
 pub const COLLECTION: &str = "mail_log";
 
@@ -47,14 +48,6 @@ impl Status {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("mongodb: {0}")]
-    Mongo(#[from] mongodb::error::Error),
-    #[error("mongodb did not answer within {}s", OPERATION_TIMEOUT.as_secs())]
-    Timeout,
-}
-
 /// A handle on `mail_log`. Cheap to clone.
 #[derive(Clone)]
 pub struct MailLog {
@@ -66,8 +59,9 @@ impl MailLog {
     /// Parses the URI; the connection itself is made on first use, so the
     /// mailer starts even while MongoDB is still coming up.
     pub async fn connect(settings: &MongoSettings) -> Result<MailLog, StoreError> {
-        let client = Client::with_uri_str(settings.uri.expose()).await?;
-        let database = client.database(&settings.database);
+        // The driver's own server-selection wait is left as it is: every
+        // operation here is bounded by OPERATION_TIMEOUT instead.
+        let database = shared_proto::store::connect(settings, ClientSettings::default()).await?;
         Ok(MailLog {
             collection: database.collection(COLLECTION),
             database,
@@ -76,10 +70,7 @@ impl MailLog {
 
     /// True if the database answers.
     pub async fn ping(&self) -> bool {
-        self.database
-            .run_command(mongodb::bson::doc! {"ping": 1})
-            .await
-            .is_ok()
+        shared_proto::store::ping(&self.database).await
     }
 
     /// What is recorded about a job, if anything.
@@ -136,7 +127,7 @@ impl MailLog {
             Ok(_) => Ok(()),
             // The filter missed the `sent` document, so the upsert collided
             // with its `_id`: exactly the case to leave alone.
-            Err(StoreError::Mongo(err)) if is_duplicate_key(&err) => Ok(()),
+            Err(err) if err.is_duplicate_key() => Ok(()),
             Err(err) => Err(err),
         }
     }
@@ -147,17 +138,6 @@ async fn bounded<T>(
 ) -> Result<T, StoreError> {
     match tokio::time::timeout(OPERATION_TIMEOUT, operation.into_future()).await {
         Ok(result) => Ok(result?),
-        Err(_elapsed) => Err(StoreError::Timeout),
-    }
-}
-
-fn is_duplicate_key(err: &mongodb::error::Error) -> bool {
-    const DUPLICATE_KEY: i32 = 11000;
-    match err.kind.as_ref() {
-        ErrorKind::Write(mongodb::error::WriteFailure::WriteError(write)) => {
-            write.code == DUPLICATE_KEY
-        }
-        ErrorKind::Command(command) => command.code == DUPLICATE_KEY,
-        _ => false,
+        Err(_elapsed) => Err(StoreError::Timeout(OPERATION_TIMEOUT)),
     }
 }

@@ -10,7 +10,9 @@
 //! With the `runtime` feature, also the pieces every binary shares: the Redis
 //! bus client and stream worker ([`bus`]), layered settings ([`settings`]),
 //! logging ([`telemetry`]), metrics and probes ([`observability`]) and
-//! graceful shutdown ([`shutdown`]).
+//! graceful shutdown ([`shutdown`]), and the one way a stream-consuming
+//! service starts ([`service`]). With the `store` feature, the MongoDB
+//! connection and error type every service's store module uses ([`store`]).
 
 pub mod client;
 pub mod envelope;
@@ -24,9 +26,13 @@ pub mod bus;
 #[cfg(feature = "runtime")]
 pub mod observability;
 #[cfg(feature = "runtime")]
+pub mod service;
+#[cfg(feature = "runtime")]
 pub mod settings;
 #[cfg(feature = "runtime")]
 pub mod shutdown;
+#[cfg(feature = "store")]
+pub mod store;
 #[cfg(feature = "runtime")]
 pub mod telemetry;
 

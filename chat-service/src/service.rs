@@ -1,0 +1,30 @@
+//! What every chat action is handed: the service's state, and the call
+//! (who sent which action, and how it arrived).
+
+use shared_proto::bus::actions::ActionError;
+use shared_proto::bus::worker::Delivery;
+use shared_proto::envelope::{ActionRequest, Identity};
+
+use crate::events::Events;
+use crate::settings::ChatSettings;
+use crate::store::{Store, StoreError};
+
+/// Everything a chat action needs.
+pub struct ChatService {
+    pub store: Store,
+    pub events: Events,
+    pub settings: ChatSettings,
+}
+
+/// One action, with who sent it and how it arrived.
+pub struct Call<'a> {
+    pub request: &'a ActionRequest,
+    /// The logged-in sender.
+    pub me: &'a Identity,
+    pub delivery: &'a Delivery,
+}
+
+/// The database failed before anything was changed.
+pub fn unavailable(err: StoreError) -> ActionError {
+    ActionError::Unavailable(err.into())
+}
