@@ -463,7 +463,7 @@ fn parse_group_fields(name: &str, description: &str) -> Result<(String, String),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::group_rules::tests::group;
+    use crate::store::fixtures::group;
 
     fn bad_request_refusal<T>(result: Result<T, ActionError>) -> bool {
         matches!(result, Err(ActionError::Refused(frame)) if frame.status() == "BAD_REQUEST")
