@@ -6,7 +6,7 @@ use shared_proto::envelope::ActionRequest;
 use shared_proto::status::ErrorCode;
 
 use crate::service::AuthService;
-use crate::{registration, sessions};
+use crate::{profiles, registration, sessions};
 
 impl ActionService for AuthService {
     async fn handle(
@@ -21,6 +21,7 @@ impl ActionService for AuthService {
             "LOGIN" => sessions::login(self, request).await,
             "FASTLOGIN" => sessions::fast_login(self, request).await,
             "LOGOUT" => sessions::logout(self, request).await,
+            "UPDATE_PROFILE" => profiles::update_profile(self, request).await,
             other => Err(ActionError::refused(
                 ErrorCode::UnknownAction,
                 format!("auth-service does not handle {other:?}."),

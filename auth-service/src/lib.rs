@@ -4,6 +4,7 @@
 //! - [`service`]: the state every action is handed.
 //! - [`registration`]: REGISTER, CONFIRMATION, RESEND_CONFIRMATION.
 //! - [`sessions`]: LOGIN, FASTLOGIN, LOGOUT.
+//! - [`profiles`]: UPDATE_PROFILE, and what chat-service is told of profiles.
 //! - [`credentials`]: e-mail and password parsing, hashing, codes and tokens.
 //! - [`store`]: the `users` and `sessions` collections.
 //! - [`limits`]: bounds on guessing codes and passwords, in Redis.
@@ -15,6 +16,7 @@ pub mod handler;
 pub mod limits;
 pub mod mail;
 pub mod outcome;
+pub mod profiles;
 pub mod registration;
 pub mod service;
 pub mod sessions;

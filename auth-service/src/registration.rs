@@ -19,6 +19,7 @@ use crate::credentials::{
 use crate::limits::take_code_try;
 use crate::mail::{already_enqueued, confirmation_job_id, confirmation_mail, enqueue_once};
 use crate::outcome::{answer, bad_request, bus_unavailable, retry, unavailable};
+use crate::profiles::tell_chat;
 use crate::service::AuthService;
 use crate::store::{Inserted, PendingCode, Profile, User};
 
@@ -158,13 +159,6 @@ pub async fn confirm(
             "The confirmation code (\"token\") must be the code from the e-mail.",
         ));
     }
-    let confirmed = || {
-        Ok(Outcome::reply(ServerFrame::new(
-            "USER_CONFIRMED",
-            "Confirmation done.",
-        )))
-    };
-
     let Some(user) = service
         .store
         .user_by_email(email.as_str())
@@ -179,7 +173,7 @@ pub async fn confirm(
     };
     if user.confirmed {
         return if user.confirmed_by_action.as_deref() == Some(&request.action_id) {
-            confirmed()
+            confirmed(service, &user, request).await
         } else {
             Err(already_confirmed())
         };
@@ -238,7 +232,7 @@ pub async fn confirm(
             .await
             .map_err(unavailable)?
         {
-            return confirmed();
+            return confirmed(service, &user, request).await;
         }
         // Someone confirmed in between: this action, delivered twice, or another.
         let now = service
@@ -247,11 +241,27 @@ pub async fn confirm(
             .await
             .map_err(unavailable)?;
         return match now {
-            Some(u) if u.confirmed_by_action.as_deref() == Some(&request.action_id) => confirmed(),
+            Some(u) if u.confirmed_by_action.as_deref() == Some(&request.action_id) => {
+                confirmed(service, &u, request).await
+            }
             _ => Err(already_confirmed()),
         };
     }
     Err(wrong_code(i64::from(max) - i64::from(try_number)))
+}
+
+/// The account is confirmed by this action: chat-service learns of the new
+/// user (handled again until it has), then the client hears it.
+async fn confirmed(
+    service: &AuthService,
+    user: &User,
+    request: &ActionRequest,
+) -> Result<Outcome, ActionError> {
+    tell_chat(service, user, false, request).await?;
+    Ok(Outcome::reply(ServerFrame::new(
+        "USER_CONFIRMED",
+        "Confirmation done.",
+    )))
 }
 
 pub async fn resend(

@@ -39,6 +39,10 @@ pub async fn run_until_stopped(
         })
     };
     let cleaner = tokio::spawn(delete_expired_sessions(store, shutdown.clone()));
+    let publisher = {
+        let (service, shutdown) = (service.clone(), shutdown.clone());
+        tokio::spawn(async move { crate::profiles::publish_all_once(&service, &shutdown).await })
+    };
     let result = run_action_service(
         Service::Auth,
         service,
@@ -50,6 +54,7 @@ pub async fn run_until_stopped(
     )
     .await;
     cleaner.abort();
+    publisher.abort();
     result
 }
 

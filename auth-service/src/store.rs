@@ -1,7 +1,8 @@
 //! The `users` and `sessions` collections.
 //!
-//! auth-service owns the credential fields of `users` (e-mail, password hash,
-//! confirmation state); chat-service reads it and owns the `profile` fields.
+//! auth-service owns both; no other service reads or writes them. A user's
+//! public profile fields reach chat-service, which keeps a copy to show and
+//! search, as `PROFILE_CHANGED` actions (see [`crate::profiles`]).
 //! Nothing here relies on transactions or TTL indexes (FerretDB has neither):
 //! every multi-step change is made safe by conditional single-document
 //! updates, and expiry is checked in code. Counting guesses is not done
@@ -30,6 +31,10 @@ pub struct Profile {
     pub country: String,
     pub ban: bool,
     pub profile_url: String,
+    /// Set anew by every change (ms since the epoch): the copy chat-service
+    /// keeps applies a change only if it is newer than what it holds.
+    #[serde(default)]
+    pub version: i64,
 }
 
 impl Profile {
@@ -45,6 +50,7 @@ impl Profile {
             country: "any".into(),
             ban: false,
             profile_url: "/imgs/default".into(),
+            version: 0,
         }
     }
 }
@@ -136,13 +142,6 @@ impl Store {
                     .build(),
             )
             .await?;
-        self.users
-            .create_index(
-                IndexModel::builder()
-                    .keys(doc! {"profile.nickname_lower": 1})
-                    .build(),
-            )
-            .await?;
         self.sessions
             .create_index(IndexModel::builder().keys(doc! {"user_id": 1}).build())
             .await?;
@@ -216,6 +215,46 @@ impl Store {
             )
             .await?;
         Ok(())
+    }
+
+    /// Sets the nickname of a confirmed account and returns the account as
+    /// it is afterwards, or `None` if there is no such account.
+    pub async fn set_nickname(
+        &self,
+        user_id: &str,
+        nickname: &str,
+        version: i64,
+    ) -> Result<Option<User>, StoreError> {
+        Ok(self
+            .users
+            .find_one_and_update(
+                doc! {"_id": user_id, "confirmed": true},
+                doc! {"$set": {
+                    "profile.nickname": nickname,
+                    "profile.nickname_lower": nickname.to_lowercase(),
+                    "profile.version": version,
+                }},
+            )
+            .return_document(mongodb::options::ReturnDocument::After)
+            .await?)
+    }
+
+    /// Up to `limit` confirmed accounts with ids after `after`, in id order:
+    /// one page of a walk over every account.
+    pub async fn confirmed_users_after(
+        &self,
+        after: &str,
+        limit: i64,
+    ) -> Result<Vec<User>, StoreError> {
+        use futures_util::TryStreamExt;
+        Ok(self
+            .users
+            .find(doc! {"_id": {"$gt": after}, "confirmed": true})
+            .sort(doc! {"_id": 1})
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?)
     }
 
     /// Marks the account confirmed and drops its code.

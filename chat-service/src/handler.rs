@@ -3,7 +3,7 @@
 use shared_proto::bus::actions::{ActionError, ActionService, Outcome};
 use shared_proto::bus::worker::Delivery;
 use shared_proto::envelope::ActionRequest;
-use shared_proto::routing::SESSION_STARTED;
+use shared_proto::routing::{PROFILE_CHANGED, SESSION_STARTED};
 use shared_proto::status::ErrorCode;
 
 use crate::service::{Call, ChatService};
@@ -30,7 +30,7 @@ impl ActionService for ChatService {
         };
         match request.action.as_str() {
             SESSION_STARTED => groups::session_started(self, &call).await,
-            "UPDATE_PROFILE" => people::update_profile(self, &call).await,
+            PROFILE_CHANGED => people::profile_changed(self, &call).await,
             "SEARCH_USERS" => people::search_users(self, &call).await,
             "FRIEND_REQUEST" => friends::request(self, &call).await,
             "FRIEND_RESPOND" => friends::respond(self, &call).await,

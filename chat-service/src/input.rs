@@ -67,14 +67,7 @@ pub fn client_msg_id(raw: &str) -> Result<&str, ActionError> {
 
 /// A display name (nickname or group name): trimmed, within bounds, printable.
 pub fn display_name(field: &str, raw: &str, min: usize, max: usize) -> Result<String, ActionError> {
-    let name = raw.trim();
-    let chars = name.chars().count();
-    if chars < min || chars > max || name.chars().any(char::is_control) {
-        return Err(bad_request(format!(
-            "\"{field}\" must have {min} to {max} printable characters."
-        )));
-    }
-    Ok(name.to_owned())
+    shared_proto::client::display_name(field, raw, min, max).map_err(bad_request)
 }
 
 /// A search prefix: at least one character, at most 64.

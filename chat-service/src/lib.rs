@@ -2,7 +2,7 @@
 //!
 //! - [`handler`]: routes each action to the module that handles it.
 //! - [`service`]: the state every action is handed, and the call context.
-//! - [`people`]: UPDATE_PROFILE, SEARCH_USERS.
+//! - [`people`]: PROFILE_CHANGED (the copy of profiles), SEARCH_USERS.
 //! - [`friends`]: FRIEND_REQUEST, FRIEND_RESPOND, FRIEND_REMOVE, LIST_FRIENDS.
 //! - [`groups`]: creating, finding and moderating groups; the rules
 //!   themselves are in [`group_rules`], free of I/O.

@@ -1,22 +1,22 @@
-//! UPDATE_PROFILE and SEARCH_USERS. A search never reveals anyone's e-mail:
+//! PROFILE_CHANGED and SEARCH_USERS. A search never reveals anyone's e-mail:
 //! an exact address finds its user, but the answer shows only public fields.
+//!
+//! Profiles belong to auth-service. It tells this service of each change
+//! with `PROFILE_CHANGED`, which updates the copy in `people` and, for an
+//! `UPDATE_PROFILE`, answers the client that made it.
 
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
-use shared_proto::status::ErrorCode;
 
-use crate::input::{bad_request, display_name, payload, search_prefix};
+use shared_proto::profiles::ProfileChanged;
+
+use crate::input::{bad_request, payload, search_prefix};
 use crate::service::{Call, ChatService, unavailable};
-use crate::store::UserCard;
+use crate::store::{Person, PublicProfile, UserCard};
 
 const SEARCH_LIMIT: i64 = 20;
-
-#[derive(Deserialize)]
-struct UpdateProfile {
-    nickname: String,
-}
 
 #[derive(Deserialize)]
 struct SearchUsers {
@@ -31,30 +31,29 @@ pub fn card(user: &UserCard) -> Value {
     json!({"userId": user.id, "nickname": user.profile.nickname, "profileUrl": user.profile.profile_url})
 }
 
-pub async fn update_profile(
+pub async fn profile_changed(
     service: &ChatService,
     call: &Call<'_>,
 ) -> Result<Outcome, ActionError> {
-    let input: UpdateProfile = payload(call.request)?;
-    let nickname = parse_nickname(&input.nickname)?;
-    if !service
-        .store
-        .set_nickname(&call.me.user_id, &nickname)
-        .await
-        .map_err(unavailable)?
-    {
-        return Err(ActionError::refused(
-            ErrorCode::NotFound,
-            "Your account no longer exists.",
-        ));
+    let change: ProfileChanged = payload(call.request)?;
+    if change.user_id != call.me.user_id {
+        return Err(bad_request("A profile change names another user."));
     }
-    let profile = json!({"userId": call.me.user_id, "nickname": nickname});
+    service
+        .store
+        .copy_profile(&person(&change))
+        .await
+        .map_err(unavailable)?;
+    if !change.answer_client {
+        return Ok(Outcome::unanswered("PROFILE_COPIED"));
+    }
+    let profile = json!({"userId": change.user_id, "nickname": change.nickname});
     Ok(Outcome::reply(
         ServerFrame::new("PROFILE_UPDATED", "Profile updated.").with("profile", &profile),
     )
     .with_event(
         service.events.to_user_except(
-            &call.me.user_id,
+            &change.user_id,
             ServerFrame::new(
                 "PROFILE_UPDATED",
                 "Your profile was updated on another device.",
@@ -63,6 +62,20 @@ pub async fn update_profile(
             Some(&call.request.origin),
         ),
     ))
+}
+
+/// The copy of a profile this service keeps.
+fn person(change: &ProfileChanged) -> Person {
+    Person {
+        id: change.user_id.clone(),
+        email: change.email.to_lowercase(),
+        nickname_lower: change.nickname.to_lowercase(),
+        profile: PublicProfile {
+            nickname: change.nickname.clone(),
+            profile_url: change.profile_url.clone(),
+        },
+        version: change.version,
+    }
 }
 
 pub async fn search_users(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
@@ -103,40 +116,22 @@ pub async fn search_users(service: &ChatService, call: &Call<'_>) -> Result<Outc
     ))
 }
 
-/// A nickname: 2 to 32 printable characters after trimming.
-fn parse_nickname(raw: &str) -> Result<String, ActionError> {
-    display_name("nickname", raw, 2, 32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn refused(result: Result<String, ActionError>) -> bool {
-        matches!(result, Err(ActionError::Refused(frame)) if frame.status() == "BAD_REQUEST")
-    }
-
-    #[test]
-    fn update_profile_nickname_is_2_to_32_printable_characters_after_trimming() {
-        assert_eq!(parse_nickname("  ab \n").ok(), Some("ab".into()));
-        assert!(refused(parse_nickname(" a ")));
-        assert!(parse_nickname(&"n".repeat(32)).is_ok());
-        assert!(refused(parse_nickname(&"n".repeat(33))));
-        assert!(
-            parse_nickname(&"é".repeat(32)).is_ok(),
-            "characters, not bytes"
-        );
-        assert!(refused(parse_nickname("ab\u{7}c")));
-    }
-
     #[test]
     fn a_user_card_has_only_public_fields() {
-        let user: UserCard = serde_json::from_value(json!({
-            "_id": "u1",
-            "email": "ana@example.com",
-            "profile": {"nickname": "ana", "profile_url": "/imgs/default"},
-        }))
-        .expect("a user document");
+        let change = ProfileChanged {
+            user_id: "u1".into(),
+            email: "Ana@Example.com".into(),
+            nickname: "ana".into(),
+            profile_url: "/imgs/default".into(),
+            version: 3,
+            answer_client: false,
+        };
+        let stored = mongodb::bson::to_document(&person(&change)).expect("a document");
+        let user: UserCard = mongodb::bson::from_document(stored).expect("read back as a card");
         assert_eq!(
             card(&user),
             json!({"userId": "u1", "nickname": "ana", "profileUrl": "/imgs/default"})

@@ -1,7 +1,8 @@
 //! The collections chat-service keeps, their documents and their indexes.
 //!
-//! - `users` belongs to auth-service; this service reads it and owns the
-//!   `profile` fields.
+//! - `people`: the public profile of every confirmed user, a copy of what
+//!   auth-service (which owns accounts, in its `users`) tells this service
+//!   with `PROFILE_CHANGED`. This service never reads `users`.
 //! - `friendships`: one document per pair of users, pending or accepted.
 //! - `groups`: one document per group, members and roles inside it, changed
 //!   only by compare-and-set on `version` (no transactions needed).
@@ -40,11 +41,26 @@ pub struct PublicProfile {
     pub profile_url: String,
 }
 
+/// A user as others see them, read from `people`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UserCard {
     #[serde(rename = "_id")]
     pub id: String,
     pub profile: PublicProfile,
+}
+
+/// A document of `people`, as written from a `PROFILE_CHANGED`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Person {
+    #[serde(rename = "_id")]
+    pub id: String,
+    /// Lower-case; for finding a user by exact address, never shown.
+    pub email: String,
+    pub profile: PublicProfile,
+    /// Lower-cased nickname, for case-insensitive prefix search on an index.
+    pub nickname_lower: String,
+    /// The version of the profile this copies (see `ProfileChanged`).
+    pub version: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,14 +238,14 @@ pub enum MessageInsert {
 
 #[derive(Clone)]
 pub struct Store {
-    pub users: Collection<UserCard>,
+    pub people: Collection<UserCard>,
     pub friendships: Collection<Friendship>,
     pub groups: Collection<Group>,
     pub conversations: Collection<Conversation>,
     pub messages: Collection<Message>,
     pub reads: Collection<ReadMark>,
     pub memberships: Collection<Memberships>,
-    raw_users: Collection<Document>,
+    people_written: Collection<Person>,
     database: mongodb::Database,
 }
 
@@ -239,14 +255,14 @@ impl Store {
             shared_proto::store::connect(settings, ClientSettings::failing_fast("chat-service"))
                 .await?;
         Ok(Store {
-            users: db.collection("users"),
+            people: db.collection("people"),
             friendships: db.collection("friendships"),
             groups: db.collection("groups"),
             conversations: db.collection("conversations"),
             messages: db.collection("messages"),
             reads: db.collection("reads"),
             memberships: db.collection("memberships"),
-            raw_users: db.collection("users"),
+            people_written: db.collection("people"),
             database: db.clone(),
         })
     }
@@ -259,9 +275,10 @@ impl Store {
         let index = |keys: Document| IndexModel::builder().keys(keys).build();
         let unique_index =
             |keys: Document| IndexModel::builder().keys(keys).options(unique()).build();
-        self.raw_users
-            .create_index(index(doc! {"profile.nickname_lower": 1}))
+        self.people
+            .create_index(index(doc! {"nickname_lower": 1}))
             .await?;
+        self.people.create_index(index(doc! {"email": 1})).await?;
         self.friendships
             .create_index(index(doc! {"users": 1}))
             .await?;
@@ -288,7 +305,7 @@ impl Store {
     }
 
     pub async fn user(&self, id: &str) -> Result<Option<UserCard>, StoreError> {
-        Ok(self.users.find_one(doc! {"_id": id}).await?)
+        Ok(self.people.find_one(doc! {"_id": id}).await?)
     }
 
     pub async fn users_by_ids(&self, ids: &[String]) -> Result<Vec<UserCard>, StoreError> {
@@ -296,26 +313,35 @@ impl Store {
             return Ok(Vec::new());
         }
         Ok(self
-            .users
+            .people
             .find(doc! {"_id": {"$in": ids}})
             .await?
             .try_collect()
             .await?)
     }
 
-    pub async fn set_nickname(&self, id: &str, nickname: &str) -> Result<bool, StoreError> {
-        let result = self
-            .raw_users
-            .update_one(
-                doc! {"_id": id},
-                doc! {"$set": {"profile.nickname": nickname, "profile.nickname_lower": nickname.to_lowercase()}},
+    /// Copies a profile unless the copy already holds this version or a
+    /// later one (changes may arrive out of order, and more than once).
+    pub async fn copy_profile(&self, person: &Person) -> Result<(), StoreError> {
+        let replaced = self
+            .people_written
+            .replace_one(
+                doc! {"_id": &person.id, "version": {"$lt": person.version}},
+                person,
             )
-            .await?;
-        Ok(result.matched_count == 1)
+            .upsert(true)
+            .await;
+        match replaced {
+            Ok(_) => Ok(()),
+            // The filter missed because a newer (or the same) version is
+            // there, so the upsert's insert collided with it: nothing to do.
+            Err(err) if is_duplicate_key(&err) => Ok(()),
+            Err(err) => Err(err.into()),
+        }
     }
 
-    /// Confirmed users whose nickname starts with `prefix` (case-insensitive);
-    /// an account nobody has confirmed is nobody to find.
+    /// Users whose nickname starts with `prefix` (case-insensitive); only
+    /// confirmed users are in `people`, and nobody else is anybody to find.
     pub async fn users_by_nickname_prefix(
         &self,
         prefix: &str,
@@ -323,9 +349,9 @@ impl Store {
     ) -> Result<Vec<UserCard>, StoreError> {
         let pattern = format!("^{}", regex_escape(&prefix.to_lowercase()));
         Ok(self
-            .users
-            .find(doc! {"profile.nickname_lower": {"$regex": pattern}, "confirmed": true})
-            .sort(doc! {"profile.nickname_lower": 1})
+            .people
+            .find(doc! {"nickname_lower": {"$regex": pattern}})
+            .sort(doc! {"nickname_lower": 1})
             .limit(limit)
             .await?
             .try_collect()
@@ -333,10 +359,7 @@ impl Store {
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserCard>, StoreError> {
-        Ok(self
-            .users
-            .find_one(doc! {"email": email, "confirmed": true})
-            .await?)
+        Ok(self.people.find_one(doc! {"email": email}).await?)
     }
 
     pub async fn friendship(&self, a: &str, b: &str) -> Result<Option<Friendship>, StoreError> {

@@ -110,6 +110,20 @@ pub fn excerpt(raw: &str, max_chars: usize) -> String {
     }
 }
 
+/// A display name (a nickname, a group's name): trimmed, `min` to `max`
+/// characters (not bytes), none of them a control character. On refusal, the
+/// sentence to send back.
+pub fn display_name(field: &str, raw: &str, min: usize, max: usize) -> Result<String, String> {
+    let name = raw.trim();
+    let chars = name.chars().count();
+    if chars < min || chars > max || name.chars().any(char::is_control) {
+        return Err(format!(
+            "\"{field}\" must have {min} to {max} printable characters."
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 /// A frame sent to a client: a JSON object with `rocketStatus` and `message`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]

@@ -6,6 +6,7 @@
 //! - [`routing`]: which service owns which client action.
 //! - [`envelope`]: what the gateway puts on the bus and what services send back.
 //! - [`names`]: Redis stream and channel names, in one place.
+//! - [`profiles`]: what auth-service tells chat-service of a user's profile.
 //!
 //! With the `runtime` feature, also the pieces every binary shares: the Redis
 //! bus client and stream worker ([`bus`]), layered settings ([`settings`]),
@@ -18,6 +19,7 @@ pub mod client;
 pub mod envelope;
 pub mod mail;
 pub mod names;
+pub mod profiles;
 pub mod routing;
 pub mod status;
 

@@ -72,6 +72,12 @@ impl Names {
         format!("{}:attempts:{kind}:{subject}", self.prefix)
     }
 
+    /// Set once auth-service has told chat-service every existing profile
+    /// (for deployments from before chat-service kept its own copy).
+    pub fn profiles_published_marker(&self) -> String {
+        format!("{}:profiles:published", self.prefix)
+    }
+
     /// The channel a gateway listens on for replies to its own connections.
     pub fn gateway_channel(&self, gateway_id: &str) -> String {
         format!("{}:gw:{gateway_id}", self.prefix)

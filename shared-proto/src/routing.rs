@@ -74,81 +74,116 @@ pub struct Route {
     pub class: ActionClass,
 }
 
-/// Account actions, as the existing clients send them.
-pub const AUTH_ACTIONS: &[&str] = &[
-    "REGISTER",
-    "CONFIRMATION",
-    "RESEND_CONFIRMATION",
-    "LOGIN",
-    "FASTLOGIN",
-    "LOGOUT",
-];
+const fn account() -> Route {
+    Route {
+        service: Service::Auth,
+        requires_login: false,
+        class: ActionClass::Account,
+    }
+}
 
-/// Chat actions. All of them need a logged-in connection.
-pub const CHAT_ACTIONS: &[&str] = &[
-    "UPDATE_PROFILE",
-    "SEARCH_USERS",
-    "FRIEND_REQUEST",
-    "FRIEND_RESPOND",
-    "FRIEND_REMOVE",
-    "LIST_FRIENDS",
-    "SEND_MESSAGE",
-    "HISTORY",
-    "LIST_CONVERSATIONS",
-    "MARK_READ",
-    "CREATE_GROUP",
-    "SEARCH_GROUPS",
-    "GROUP_INFO",
-    "LIST_GROUPS",
-    "JOIN_GROUP",
-    "RESPOND_JOIN",
-    "ADD_MEMBER",
-    "REMOVE_MEMBER",
-    "BAN_MEMBER",
-    "UNBAN_MEMBER",
-    "PROMOTE_ADMIN",
-    "DEMOTE_ADMIN",
-    "LEAVE_GROUP",
+const fn chat(class: ActionClass) -> Route {
+    Route {
+        service: Service::Chat,
+        requires_login: true,
+        class,
+    }
+}
+
+/// Every action a client may send, and where it goes: each action goes to
+/// the service that owns what it changes (docs/architecture.md).
+pub const ROUTES: &[(&str, Route)] = &[
+    ("REGISTER", account()),
+    ("CONFIRMATION", account()),
+    ("RESEND_CONFIRMATION", account()),
+    ("LOGIN", account()),
+    ("FASTLOGIN", account()),
+    ("LOGOUT", account()),
+    // The profile is part of the account. auth-service changes it, then
+    // hands the action to chat-service, which updates the copy it searches
+    // and answers (see `PROFILE_CHANGED`).
+    (
+        "UPDATE_PROFILE",
+        Route {
+            service: Service::Auth,
+            requires_login: true,
+            class: ActionClass::Send,
+        },
+    ),
+    ("SEARCH_USERS", chat(ActionClass::Search)),
+    ("FRIEND_REQUEST", chat(ActionClass::Send)),
+    ("FRIEND_RESPOND", chat(ActionClass::Send)),
+    ("FRIEND_REMOVE", chat(ActionClass::Send)),
+    ("LIST_FRIENDS", chat(ActionClass::Read)),
+    ("SEND_MESSAGE", chat(ActionClass::Send)),
+    ("HISTORY", chat(ActionClass::Read)),
+    ("LIST_CONVERSATIONS", chat(ActionClass::Read)),
+    ("MARK_READ", chat(ActionClass::Send)),
+    ("CREATE_GROUP", chat(ActionClass::Send)),
+    ("SEARCH_GROUPS", chat(ActionClass::Search)),
+    ("GROUP_INFO", chat(ActionClass::Read)),
+    ("LIST_GROUPS", chat(ActionClass::Read)),
+    ("JOIN_GROUP", chat(ActionClass::Send)),
+    ("RESPOND_JOIN", chat(ActionClass::Send)),
+    ("ADD_MEMBER", chat(ActionClass::Send)),
+    ("REMOVE_MEMBER", chat(ActionClass::Send)),
+    ("BAN_MEMBER", chat(ActionClass::Send)),
+    ("UNBAN_MEMBER", chat(ActionClass::Send)),
+    ("PROMOTE_ADMIN", chat(ActionClass::Send)),
+    ("DEMOTE_ADMIN", chat(ActionClass::Send)),
+    ("LEAVE_GROUP", chat(ActionClass::Send)),
 ];
 
 /// Sent by a gateway itself (never accepted from a client) when a connection
-/// logs in, so chat-service can tell that gateway the user's groups.
+/// logs in, so chat-service can tell that gateway the user's groups. A read:
+/// its answer only matters to a connection still waiting for it.
 pub const SESSION_STARTED: &str = "SESSION_STARTED";
+
+/// Sent by auth-service itself (never accepted from a client) to
+/// chat-service when a user's public profile changes: at confirmation and on
+/// `UPDATE_PROFILE`. A change: never shed, whether or not a client waits.
+pub const PROFILE_CHANGED: &str = "PROFILE_CHANGED";
+
+/// Actions services send each other, with the service that takes them.
+pub const INTERNAL_ACTIONS: &[(&str, Service, ActionClass)] = &[
+    (SESSION_STARTED, Service::Chat, ActionClass::Read),
+    (PROFILE_CHANGED, Service::Chat, ActionClass::Send),
+];
 
 /// The route of a client action, or `None` for an action nobody handles.
 pub fn route(action: &str) -> Option<Route> {
-    if AUTH_ACTIONS.contains(&action) {
-        Some(Route {
-            service: Service::Auth,
-            requires_login: false,
-            class: ActionClass::Account,
-        })
-    } else if CHAT_ACTIONS.contains(&action) {
-        Some(Route {
-            service: Service::Chat,
-            requires_login: true,
-            class: chat_class(action),
-        })
-    } else {
-        None
-    }
+    ROUTES
+        .iter()
+        .find(|(name, _)| *name == action)
+        .map(|(_, route)| *route)
 }
 
-/// The class of any action a service may find on its stream, including the
-/// gateway's own `SESSION_STARTED` (a read: its answer only matters to a
-/// connection still waiting for it).
+/// The client actions a service handles.
+pub fn actions_of(service: Service) -> impl Iterator<Item = &'static str> {
+    ROUTES
+        .iter()
+        .filter(move |(_, route)| route.service == service)
+        .map(|(name, _)| *name)
+}
+
+/// The class of any action a service may find on its stream.
 pub fn class_of(action: &str) -> ActionClass {
-    route(action).map_or(ActionClass::Read, |r| r.class)
+    route(action).map(|r| r.class).unwrap_or_else(|| {
+        INTERNAL_ACTIONS
+            .iter()
+            .find(|(name, _, _)| *name == action)
+            .map_or(ActionClass::Read, |(_, _, class)| *class)
+    })
 }
 
-fn chat_class(action: &str) -> ActionClass {
-    match action {
-        "SEARCH_USERS" | "SEARCH_GROUPS" => ActionClass::Search,
-        "LIST_FRIENDS" | "HISTORY" | "LIST_CONVERSATIONS" | "GROUP_INFO" | "LIST_GROUPS" => {
-            ActionClass::Read
-        }
-        _ => ActionClass::Send,
-    }
+/// An action name known to the system, as a `'static` string (for metric
+/// labels: a client cannot grow the number of series).
+pub fn known_action(action: &str) -> Option<&'static str> {
+    ROUTES
+        .iter()
+        .map(|(name, _)| *name)
+        .chain(INTERNAL_ACTIONS.iter().map(|(name, _, _)| *name))
+        .find(|known| *known == action)
 }
 
 #[cfg(test)]
@@ -172,5 +207,33 @@ mod tests {
         assert_eq!(login.class, ActionClass::Account);
         assert_eq!(route("login"), None, "names are case-sensitive");
         assert_eq!(route("DROP_DATABASE"), None);
+    }
+
+    #[test]
+    fn the_profile_is_changed_by_its_owner_and_only_by_a_logged_in_user() {
+        let update = route("UPDATE_PROFILE").expect("known");
+        assert_eq!(update.service, Service::Auth);
+        assert!(update.requires_login);
+        assert_eq!(update.class, ActionClass::Send);
+    }
+
+    #[test]
+    fn each_action_has_one_route_and_no_internal_action_is_a_client_action() {
+        for (i, (name, _)) in ROUTES.iter().enumerate() {
+            assert!(
+                ROUTES[i + 1..].iter().all(|(other, _)| other != name),
+                "{name} routed twice"
+            );
+        }
+        for (name, _, _) in INTERNAL_ACTIONS {
+            assert_eq!(
+                route(name),
+                None,
+                "{name} must not be accepted from a client"
+            );
+        }
+        assert_eq!(class_of(PROFILE_CHANGED), ActionClass::Send);
+        assert!(!class_of(PROFILE_CHANGED).shed_when_stale());
+        assert_eq!(class_of(SESSION_STARTED), ActionClass::Read);
     }
 }

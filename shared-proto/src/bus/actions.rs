@@ -23,6 +23,10 @@ pub struct Outcome {
     pub session: Option<SessionChange>,
     /// Events to push, published after the reply, in order.
     pub events: Vec<Publication>,
+    /// False when this service does not answer the client: it handed the
+    /// action on to another service, which answers, or no client waits.
+    /// `frame` then only names the outcome in logs and metrics.
+    pub answers_client: bool,
 }
 
 impl Outcome {
@@ -31,6 +35,16 @@ impl Outcome {
             frame,
             session: None,
             events: Vec::new(),
+            answers_client: true,
+        }
+    }
+
+    /// Done, with nobody to answer here: `status` names the outcome in logs
+    /// and metrics.
+    pub fn unanswered(status: &str) -> Self {
+        Outcome {
+            answers_client: false,
+            ..Outcome::reply(ServerFrame::new(status, ""))
         }
     }
 
@@ -129,16 +143,21 @@ impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
             .instrument(span.clone())
             .await;
         let _entered = span.enter();
-        let (frame, session, events) = match result {
-            Ok(outcome) => (outcome.frame, outcome.session, outcome.events),
-            Err(ActionError::Refused(frame)) => (frame, None, Vec::new()),
+        let (frame, session, events, answers_client) = match result {
+            Ok(outcome) => (
+                outcome.frame,
+                outcome.session,
+                outcome.events,
+                outcome.answers_client,
+            ),
+            Err(ActionError::Refused(frame)) => (frame, None, Vec::new(), true),
             Err(ActionError::Unavailable(err)) => {
                 error!(error = %format!("{err:#}"), "action failed: a backing system is unavailable");
                 let frame = ServerFrame::error(
                     ErrorCode::ServiceUnavailable,
                     "The service is unavailable right now; nothing was done. Try again in a moment.",
                 );
-                (frame, None, Vec::new())
+                (frame, None, Vec::new(), true)
             }
             Err(ActionError::Retry(err)) => {
                 warn!(error = %format!("{err:#}"), "action half done; it will be handled again");
@@ -151,17 +170,18 @@ impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
             .record(started.elapsed().as_secs_f64());
         metrics::counter!("switchyard_actions_total", "action" => action, "status" => frame.status().to_owned())
             .increment(1);
-        let reply = Publication {
-            channel: self.names.gateway_channel(&request.origin.gateway_id),
-            message: ToGateway::Reply {
-                connection_id: request.origin.connection_id,
-                action_id: request.action_id.clone(),
-                frame: frame.with_request_id(request.request_id.as_deref()),
-                session,
-            },
-        };
         let mut publications = Vec::with_capacity(1 + events.len());
-        publications.push(reply);
+        if answers_client {
+            publications.push(Publication {
+                channel: self.names.gateway_channel(&request.origin.gateway_id),
+                message: ToGateway::Reply {
+                    connection_id: request.origin.connection_id,
+                    action_id: request.action_id.clone(),
+                    frame: frame.with_request_id(request.request_id.as_deref()),
+                    session,
+                },
+            });
+        }
         publications.extend(events);
         Disposition::Done(publications)
     }
@@ -170,13 +190,7 @@ impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
 /// An action name as a metric label: only names the system knows, so a
 /// client cannot grow the number of series.
 fn metric_label(action: &str) -> &'static str {
-    crate::routing::AUTH_ACTIONS
-        .iter()
-        .chain(crate::routing::CHAT_ACTIONS)
-        .chain(std::iter::once(&crate::routing::SESSION_STARTED))
-        .find(|known| **known == action)
-        .copied()
-        .unwrap_or("other")
+    crate::routing::known_action(action).unwrap_or("other")
 }
 
 #[cfg(test)]
