@@ -1,9 +1,11 @@
-//! Takes account actions off the auth stream and routes them.
+//! Takes account actions off the auth stream and routes them: the payload is
+//! parsed once, here, into an [`AuthAction`], and each variant has one
+//! handler.
 
+use shared_proto::action::AuthAction;
 use shared_proto::bus::actions::{ActionError, ActionService, Outcome};
 use shared_proto::bus::worker::Delivery;
 use shared_proto::envelope::ActionRequest;
-use shared_proto::status::ErrorCode;
 
 use crate::service::AuthService;
 use crate::{profiles, registration, sessions};
@@ -14,18 +16,20 @@ impl ActionService for AuthService {
         request: &ActionRequest,
         _delivery: &Delivery,
     ) -> Result<Outcome, ActionError> {
-        match request.action.as_str() {
-            "REGISTER" => registration::register(self, request).await,
-            "CONFIRMATION" => registration::confirm(self, request).await,
-            "RESEND_CONFIRMATION" => registration::resend(self, request).await,
-            "LOGIN" => sessions::login(self, request).await,
-            "FASTLOGIN" => sessions::fast_login(self, request).await,
-            "LOGOUT" => sessions::logout(self, request).await,
-            "UPDATE_PROFILE" => profiles::update_profile(self, request).await,
-            other => Err(ActionError::refused(
-                ErrorCode::UnknownAction,
-                format!("auth-service does not handle {other:?}."),
-            )),
+        let action =
+            AuthAction::parse(&request.action, &request.payload).map_err(ActionError::Refused)?;
+        match action {
+            AuthAction::Register(input) => registration::register(self, request, input).await,
+            AuthAction::Confirmation(input) => registration::confirm(self, request, input).await,
+            AuthAction::ResendConfirmation(input) => {
+                registration::resend(self, request, input).await
+            }
+            AuthAction::Login(input) => sessions::login(self, request, input).await,
+            AuthAction::FastLogin(input) => sessions::fast_login(self, input).await,
+            AuthAction::Logout(input) => sessions::logout(self, request, input).await,
+            AuthAction::UpdateProfile(input) => {
+                profiles::update_profile(self, request, input).await
+            }
         }
     }
 }

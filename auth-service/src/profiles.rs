@@ -8,24 +8,19 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use shared_proto::action::auth::UpdateProfile;
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::envelope::ActionRequest;
+use shared_proto::now_ms;
 use shared_proto::profiles::ProfileChanged;
 use shared_proto::routing::Service;
 use shared_proto::status::ErrorCode;
-use shared_proto::{client::decode_payload, now_ms};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::outcome::{bad_request, retry, unavailable};
 use crate::service::AuthService;
 use crate::store::User;
-
-#[derive(Deserialize)]
-struct UpdateProfile {
-    nickname: String,
-}
 
 /// A nickname: 2 to 32 printable characters after trimming.
 pub fn parse_nickname(raw: &str) -> Result<String, ActionError> {
@@ -35,6 +30,7 @@ pub fn parse_nickname(raw: &str) -> Result<String, ActionError> {
 pub async fn update_profile(
     service: &AuthService,
     request: &ActionRequest,
+    input: UpdateProfile,
 ) -> Result<Outcome, ActionError> {
     let Some(me) = request.identity.as_ref() else {
         return Err(ActionError::refused(
@@ -42,8 +38,6 @@ pub async fn update_profile(
             "Log in first.",
         ));
     };
-    let input: UpdateProfile =
-        decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)?;
     let nickname = parse_nickname(&input.nickname)?;
     let Some(user) = service
         .store

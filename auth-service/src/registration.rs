@@ -5,10 +5,10 @@
 //! by the action that issued the code, and enqueued at most once).
 
 use mongodb::bson::doc;
-use serde::Deserialize;
 use serde_json::json;
+use shared_proto::action::auth::{Confirmation, Register, ResendConfirmation};
 use shared_proto::bus::actions::{ActionError, Outcome};
-use shared_proto::client::{ServerFrame, decode_payload};
+use shared_proto::client::ServerFrame;
 use shared_proto::envelope::ActionRequest;
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
@@ -27,47 +27,11 @@ use crate::store::{Inserted, PendingCode, Profile, User};
 /// refused anyway, and the database keeps the count for longer.
 const REMEMBER_TRIES_AFTER_EXPIRY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RegisterPayload {
-    user_reg_data: Registration,
-}
-
-#[derive(Deserialize)]
-struct Registration {
-    email: String,
-    password: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ConfirmPayload {
-    user_reg_data: Confirmation,
-}
-
-#[derive(Deserialize)]
-struct Confirmation {
-    email: String,
-    token: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ResendPayload {
-    user_reg_data: Resend,
-}
-
-#[derive(Deserialize)]
-struct Resend {
-    email: String,
-}
-
 pub async fn register(
     service: &AuthService,
     request: &ActionRequest,
+    payload: Register,
 ) -> Result<Outcome, ActionError> {
-    let payload: RegisterPayload =
-        decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)?;
     let email = Email::parse(&payload.user_reg_data.email).map_err(bad_request)?;
     let password = Password::parse_new(&payload.user_reg_data.password).map_err(bad_request)?;
     let registered = || {
@@ -149,9 +113,8 @@ fn already_registered() -> Result<Outcome, ActionError> {
 pub async fn confirm(
     service: &AuthService,
     request: &ActionRequest,
+    payload: Confirmation,
 ) -> Result<Outcome, ActionError> {
-    let payload: ConfirmPayload =
-        decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)?;
     let email = Email::parse(&payload.user_reg_data.email).map_err(bad_request)?;
     let typed = payload.user_reg_data.token;
     if typed.trim().is_empty() || typed.len() > 64 {
@@ -267,9 +230,8 @@ async fn confirmed(
 pub async fn resend(
     service: &AuthService,
     request: &ActionRequest,
+    payload: ResendConfirmation,
 ) -> Result<Outcome, ActionError> {
-    let payload: ResendPayload =
-        decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)?;
     let email = Email::parse(&payload.user_reg_data.email).map_err(bad_request)?;
     let sent = || {
         Ok(Outcome::reply(ServerFrame::new(

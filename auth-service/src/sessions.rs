@@ -11,11 +11,11 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
+use shared_proto::action::auth::{Login, SessionToken};
 use shared_proto::bus::Publication;
 use shared_proto::bus::actions::{ActionError, Outcome};
-use shared_proto::client::{ServerFrame, decode_payload};
+use shared_proto::client::ServerFrame;
 use shared_proto::envelope::{ActionRequest, Identity, SessionChange, ToGateway};
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
@@ -29,33 +29,11 @@ use crate::outcome::{answer, bad_request, bus_unavailable, unavailable};
 use crate::service::AuthService;
 use crate::store::{Session, User};
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LoginPayload {
-    user_login_data: PasswordLogin,
-}
-
-#[derive(Deserialize)]
-struct PasswordLogin {
-    email: String,
-    password: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TokenPayload {
-    user_login_data: TokenLogin,
-}
-
-#[derive(Deserialize)]
-struct TokenLogin {
-    email: String,
-    token: String,
-}
-
-pub async fn login(service: &AuthService, request: &ActionRequest) -> Result<Outcome, ActionError> {
-    let payload: LoginPayload =
-        decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)?;
+pub async fn login(
+    service: &AuthService,
+    request: &ActionRequest,
+    payload: Login,
+) -> Result<Outcome, ActionError> {
     let email = Email::parse(&payload.user_login_data.email).map_err(bad_request)?;
     let password =
         Password::parse_attempt(&payload.user_login_data.password).map_err(bad_request)?;
@@ -156,10 +134,8 @@ fn too_many_failures(wait: Duration) -> ActionError {
 
 pub async fn fast_login(
     service: &AuthService,
-    request: &ActionRequest,
+    payload: SessionToken,
 ) -> Result<Outcome, ActionError> {
-    let payload: TokenPayload =
-        decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)?;
     let email = Email::parse(&payload.user_login_data.email).map_err(bad_request)?;
     let token = payload.user_login_data.token;
     let not_logged = || {
@@ -193,9 +169,8 @@ pub async fn fast_login(
 pub async fn logout(
     service: &AuthService,
     request: &ActionRequest,
+    payload: SessionToken,
 ) -> Result<Outcome, ActionError> {
-    let payload: TokenPayload =
-        decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)?;
     let email = Email::parse(&payload.user_login_data.email).map_err(bad_request)?;
     let token_hash = hash_token(&payload.user_login_data.token);
     let no_session = || {

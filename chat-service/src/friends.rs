@@ -4,28 +4,25 @@
 //! friendship; every change is a single conditional write.
 
 use mongodb::bson::doc;
-use serde::Deserialize;
 use serde_json::{Value, json};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
 
-use crate::input::{UserTarget, bad_request, id, payload};
+use shared_proto::action::chat::{FriendRespond, UserTarget};
+
+use crate::input::{bad_request, id};
 use crate::people::card;
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::{Friendship, UserCard, is_duplicate_key};
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Respond {
-    user_id: String,
-    accept: bool,
-}
-
-pub async fn request(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
-    let input: UserTarget = payload(call.request)?;
-    let other = target(service, call, &input.user_id).await?;
+pub async fn request(
+    service: &ChatService,
+    call: &Call<'_>,
+    input: UserTarget,
+) -> Result<Outcome, ActionError> {
+    let other = target(service, call, input.user_id.as_str()).await?;
     let me = &call.me.user_id;
     let existing = service
         .store
@@ -83,9 +80,12 @@ pub async fn request(service: &ChatService, call: &Call<'_>) -> Result<Outcome, 
     ))
 }
 
-pub async fn respond(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
-    let input: Respond = payload(call.request)?;
-    let other = target(service, call, &input.user_id).await?;
+pub async fn respond(
+    service: &ChatService,
+    call: &Call<'_>,
+    input: FriendRespond,
+) -> Result<Outcome, ActionError> {
+    let other = target(service, call, input.user_id.as_str()).await?;
     let me = &call.me.user_id;
     let existing = service
         .store
@@ -123,9 +123,12 @@ pub async fn respond(service: &ChatService, call: &Call<'_>) -> Result<Outcome, 
     }
 }
 
-pub async fn remove(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
-    let input: UserTarget = payload(call.request)?;
-    let other_id = id("userId", &input.user_id)?;
+pub async fn remove(
+    service: &ChatService,
+    call: &Call<'_>,
+    input: UserTarget,
+) -> Result<Outcome, ActionError> {
+    let other_id = id("userId", input.user_id.as_str())?;
     let me = &call.me.user_id;
     let pair = Friendship::pair_id(me, other_id);
     let existing = service

@@ -65,7 +65,7 @@ impl Refusal {
     }
 }
 
-type Rule = Result<(), Refusal>;
+pub type Rule = Result<(), Refusal>;
 
 fn has(list: &[String], user: &str) -> bool {
     list.iter().any(|u| u == user)

@@ -1,21 +1,22 @@
-//! Groups: CREATE_GROUP, SEARCH_GROUPS, GROUP_INFO, LIST_GROUPS, and the
-//! moderation actions, whose rules live in [`crate::group_rules`].
+//! Groups: CREATE_GROUP, SEARCH_GROUPS, GROUP_INFO, LIST_GROUPS, and what
+//! the moderation actions ([`crate::moderation`]) share: loading a group and
+//! changing it.
 //!
 //! A change reads the group, applies a rule to a copy and writes it back only
 //! if the version it read is still current (retrying otherwise), so two
 //! admins acting at once cannot undo each other. The ids of recent actions are
 //! kept in the group, so an action delivered twice is applied once.
 
-use serde::Deserialize;
 use serde_json::{Value, json};
+use shared_proto::action::chat::{CreateGroup, GroupTarget, SearchGroups};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
 
 use crate::conversations::group_conversation;
-use crate::group_rules::{self, Refusal};
-use crate::input::{GroupTarget, bad_request, display_name, id, payload, search_prefix};
+use crate::group_rules::Refusal;
+use crate::input::{bad_request, display_name, id, search_prefix};
 use crate::people::card;
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::{Group, StoreError, UserCard};
@@ -24,30 +25,11 @@ const RECENT_ACTIONS_KEPT: usize = 32;
 const WRITE_ATTEMPTS: usize = 10;
 const SEARCH_LIMIT: i64 = 20;
 
-#[derive(Deserialize)]
-struct CreateGroup {
-    name: String,
-    #[serde(default)]
-    description: String,
-}
-
-#[derive(Deserialize)]
-struct SearchGroups {
-    query: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Moderation {
-    group_id: String,
-    #[serde(default)]
-    user_id: Option<String>,
-    #[serde(default)]
-    accept: Option<bool>,
-}
-
-pub async fn create(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
-    let input: CreateGroup = payload(call.request)?;
+pub async fn create(
+    service: &ChatService,
+    call: &Call<'_>,
+    input: CreateGroup,
+) -> Result<Outcome, ActionError> {
     let (name, description) = parse_group_fields(&input.name, &input.description)?;
     let me = &call.me.user_id;
     // Derived from the action, so a redelivery creates no second group.
@@ -85,8 +67,11 @@ pub async fn create(service: &ChatService, call: &Call<'_>) -> Result<Outcome, A
     .with_event(service.events.membership(me, &group.id, true)))
 }
 
-pub async fn search(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
-    let input: SearchGroups = payload(call.request)?;
+pub async fn search(
+    service: &ChatService,
+    call: &Call<'_>,
+    input: SearchGroups,
+) -> Result<Outcome, ActionError> {
     let prefix = search_prefix(&input.query)?;
     let groups = service
         .store
@@ -102,9 +87,12 @@ pub async fn search(service: &ChatService, call: &Call<'_>) -> Result<Outcome, A
     ))
 }
 
-pub async fn info(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
-    let input: GroupTarget = payload(call.request)?;
-    let group = load(service, &input.group_id).await?;
+pub async fn info(
+    service: &ChatService,
+    call: &Call<'_>,
+    input: GroupTarget,
+) -> Result<Outcome, ActionError> {
+    let group = load(service, input.group_id.as_str()).await?;
     let view = group_view(service, &group, &call.me.user_id).await?;
     Ok(Outcome::reply(
         ServerFrame::new("GROUP_INFO", group.name.clone()).with("group", view),
@@ -166,7 +154,7 @@ async fn member_groups(service: &ChatService, user: &str) -> Result<Vec<String>,
 /// Records where `user` stands in `group` as written. The group is stored
 /// already, so a failure here asks for the action to be finished later; a
 /// redelivered action records the group as it is then.
-async fn record_membership(
+pub(crate) async fn record_membership(
     service: &ChatService,
     user: &str,
     group: &Group,
@@ -178,164 +166,9 @@ async fn record_membership(
         .map_err(|err| ActionError::Retry(err.into()))
 }
 
-/// JOIN_GROUP, RESPOND_JOIN, ADD_MEMBER, REMOVE_MEMBER, BAN_MEMBER,
-/// UNBAN_MEMBER, PROMOTE_ADMIN, DEMOTE_ADMIN and LEAVE_GROUP.
-pub async fn moderate(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
-    let input: Moderation = payload(call.request)?;
-    let group_id = id("groupId", &input.group_id)?.to_owned();
-    let me = call.me.user_id.clone();
-    let action = call.request.action.as_str();
-    let target = match action {
-        "JOIN_GROUP" | "LEAVE_GROUP" => me.clone(),
-        _ => {
-            let user_id = input
-                .user_id
-                .as_deref()
-                .ok_or_else(|| bad_request(format!("{action} needs \"userId\".")))?;
-            id("userId", user_id)?.to_owned()
-        }
-    };
-    let accept = match action {
-        "RESPOND_JOIN" => input
-            .accept
-            .ok_or_else(|| bad_request("RESPOND_JOIN needs \"accept\": true or false."))?,
-        _ => true,
-    };
-    let target_card = if target == me {
-        None
-    } else {
-        let card = service.store.user(&target).await.map_err(unavailable)?;
-        Some(
-            card.ok_or_else(|| ActionError::refused(ErrorCode::NotFound, "No user with this id."))?,
-        )
-    };
-
-    let group = apply(
-        service,
-        &group_id,
-        &call.request.action_id,
-        |g| match action {
-            "JOIN_GROUP" => group_rules::request_join(g, &me),
-            "RESPOND_JOIN" => group_rules::respond_join(g, &me, &target, accept),
-            "ADD_MEMBER" => group_rules::add_member(g, &me, &target),
-            "REMOVE_MEMBER" => group_rules::remove_member(g, &me, &target),
-            "BAN_MEMBER" => group_rules::ban(g, &me, &target),
-            "UNBAN_MEMBER" => group_rules::unban(g, &me, &target),
-            "PROMOTE_ADMIN" => group_rules::promote(g, &me, &target),
-            "DEMOTE_ADMIN" => group_rules::demote(g, &me, &target),
-            _ => group_rules::leave(g, &me),
-        },
-    )
-    .await?;
-    if changes_membership(action) {
-        record_membership(service, &target, &group).await?;
-    }
-
-    let events = &service.events;
-    let origin = Some(&call.request.origin);
-    let about = |status: &str, message: &str| {
-        ServerFrame::new(status, message)
-            .with("groupId", &group.id)
-            .with("groupName", &group.name)
-            .with("userId", &target)
-    };
-    let outcome = match action {
-        "JOIN_GROUP" => {
-            let me_card = service.store.user(&me).await.map_err(unavailable)?;
-            let from = me_card.as_ref().map_or_else(|| json!({"userId": me}), card);
-            let mut outcome = Outcome::reply(about(
-                "JOIN_REQUESTED",
-                "Request sent; an admin will answer it.",
-            ));
-            for admin in &group.admins {
-                outcome = outcome.with_event(
-                    events.to_user(
-                        admin,
-                        about("JOIN_REQUEST_RECEIVED", "Someone asks to join your group.")
-                            .with("from", &from),
-                    ),
-                );
-            }
-            outcome
-        }
-        "RESPOND_JOIN" if !accept => {
-            Outcome::reply(about("JOIN_RESPONDED", "Request declined.").with("accepted", false))
-                .with_event(events.to_user(
-                    &target,
-                    about("JOIN_REJECTED", "Your request to join was declined."),
-                ))
-        }
-        "RESPOND_JOIN" | "ADD_MEMBER" => {
-            let reply = if action == "ADD_MEMBER" {
-                about("MEMBER_ADDED", "Member added.")
-            } else {
-                about("JOIN_RESPONDED", "Request approved.").with("accepted", true)
-            };
-            let joined = about("GROUP_JOINED", "A member joined the group.")
-                .with("member", target_card.as_ref().map(card));
-            Outcome::reply(reply)
-                .with_event(events.membership(&target, &group.id, true))
-                .with_event(events.to_user(&target, joined.clone()))
-                .with_event(events.to_group_skipping(&group.id, joined, &target, origin))
-        }
-        "REMOVE_MEMBER" | "BAN_MEMBER" => {
-            let (status, text) = if action == "BAN_MEMBER" {
-                ("MEMBER_BANNED", "A member was banned from the group.")
-            } else {
-                ("MEMBER_REMOVED", "A member was removed from the group.")
-            };
-            // Membership first: from this publication on, no gateway delivers
-            // the group's messages to the removed user.
-            Outcome::reply(about(status, text))
-                .with_event(events.membership(&target, &group.id, false))
-                .with_event(events.to_user(&target, about(status, text)))
-                .with_event(events.to_group(&group.id, about(status, text), origin))
-        }
-        "UNBAN_MEMBER" => Outcome::reply(about("MEMBER_UNBANNED", "The user may join again."))
-            .with_event(events.to_user(
-                &target,
-                about("MEMBER_UNBANNED", "You may join this group again."),
-            )),
-        "PROMOTE_ADMIN" => Outcome::reply(about("ADMIN_PROMOTED", "Member promoted to admin."))
-            .with_event(events.to_group(
-                &group.id,
-                about("ADMIN_PROMOTED", "A member became an admin."),
-                origin,
-            )),
-        "DEMOTE_ADMIN" => {
-            Outcome::reply(about("ADMIN_DEMOTED", "Admin demoted.")).with_event(events.to_group(
-                &group.id,
-                about("ADMIN_DEMOTED", "An admin stepped down."),
-                origin,
-            ))
-        }
-        _ => Outcome::reply(about("GROUP_LEFT", "You left the group."))
-            .with_event(events.membership(&me, &group.id, false))
-            .with_event(events.to_user_except(
-                &me,
-                about("GROUP_LEFT", "You left the group."),
-                origin,
-            ))
-            .with_event(events.to_group(
-                &group.id,
-                about("GROUP_LEFT", "A member left the group."),
-                origin,
-            )),
-    };
-    Ok(outcome)
-}
-
-/// True for the actions that can put a user into a group or out of it.
-fn changes_membership(action: &str) -> bool {
-    matches!(
-        action,
-        "RESPOND_JOIN" | "ADD_MEMBER" | "REMOVE_MEMBER" | "BAN_MEMBER" | "LEAVE_GROUP"
-    )
-}
-
 /// Applies a rule to a group with compare-and-set, returning the group as
 /// written. An action already applied returns the group as it is.
-async fn apply(
+pub(crate) async fn apply(
     service: &ChatService,
     group_id: &str,
     action_id: &str,
@@ -371,7 +204,7 @@ async fn apply(
     ))
 }
 
-async fn load(service: &ChatService, group_id: &str) -> Result<Group, ActionError> {
+pub(crate) async fn load(service: &ChatService, group_id: &str) -> Result<Group, ActionError> {
     let group_id = id("groupId", group_id)?;
     service
         .store
@@ -512,26 +345,5 @@ mod tests {
             summary,
             json!({"groupId": "g", "name": "G", "description": "", "memberCount": 2, "role": "none"})
         );
-    }
-
-    #[test]
-    fn the_actions_that_put_a_user_in_or_out_of_a_group_record_the_membership() {
-        for action in [
-            "RESPOND_JOIN",
-            "ADD_MEMBER",
-            "REMOVE_MEMBER",
-            "BAN_MEMBER",
-            "LEAVE_GROUP",
-        ] {
-            assert!(changes_membership(action), "{action}");
-        }
-        for action in [
-            "JOIN_GROUP",
-            "UNBAN_MEMBER",
-            "PROMOTE_ADMIN",
-            "DEMOTE_ADMIN",
-        ] {
-            assert!(!changes_membership(action), "{action}");
-        }
     }
 }

@@ -1,11 +1,14 @@
-//! Takes chat actions off the chat stream and routes them.
+//! Takes chat actions off the chat stream and routes them: the payload is
+//! parsed once, here, into a [`ChatAction`], and each variant has one
+//! handler.
 
+use shared_proto::action::ChatAction;
 use shared_proto::bus::actions::{ActionError, ActionService, Outcome};
 use shared_proto::bus::worker::Delivery;
 use shared_proto::envelope::ActionRequest;
-use shared_proto::routing::{PROFILE_CHANGED, SESSION_STARTED};
 use shared_proto::status::ErrorCode;
 
+use crate::moderation::{Move, moderate};
 use crate::service::{Call, ChatService};
 use crate::{friends, groups, messages, people};
 
@@ -23,35 +26,45 @@ impl ActionService for ChatService {
                 "Log in first.",
             ));
         };
+        let action =
+            ChatAction::parse(&request.action, &request.payload).map_err(ActionError::Refused)?;
         let call = Call {
             request,
             me,
             delivery,
         };
-        match request.action.as_str() {
-            SESSION_STARTED => groups::session_started(self, &call).await,
-            PROFILE_CHANGED => people::profile_changed(self, &call).await,
-            "SEARCH_USERS" => people::search_users(self, &call).await,
-            "FRIEND_REQUEST" => friends::request(self, &call).await,
-            "FRIEND_RESPOND" => friends::respond(self, &call).await,
-            "FRIEND_REMOVE" => friends::remove(self, &call).await,
-            "LIST_FRIENDS" => friends::list(self, &call).await,
-            "SEND_MESSAGE" => messages::send(self, &call).await,
-            "HISTORY" => messages::history(self, &call).await,
-            "LIST_CONVERSATIONS" => messages::list_conversations(self, &call).await,
-            "MARK_READ" => messages::mark_read(self, &call).await,
-            "CREATE_GROUP" => groups::create(self, &call).await,
-            "SEARCH_GROUPS" => groups::search(self, &call).await,
-            "GROUP_INFO" => groups::info(self, &call).await,
-            "LIST_GROUPS" => groups::list(self, &call).await,
-            "JOIN_GROUP" | "RESPOND_JOIN" | "ADD_MEMBER" | "REMOVE_MEMBER" | "BAN_MEMBER"
-            | "UNBAN_MEMBER" | "PROMOTE_ADMIN" | "DEMOTE_ADMIN" | "LEAVE_GROUP" => {
-                groups::moderate(self, &call).await
+        use ChatAction as A;
+        match action {
+            A::SessionStarted => groups::session_started(self, &call).await,
+            A::ProfileChanged(change) => people::profile_changed(self, &call, change).await,
+            A::SearchUsers(input) => people::search_users(self, &call, input).await,
+            A::FriendRequest(input) => friends::request(self, &call, input).await,
+            A::FriendRespond(input) => friends::respond(self, &call, input).await,
+            A::FriendRemove(input) => friends::remove(self, &call, input).await,
+            A::ListFriends => friends::list(self, &call).await,
+            A::SendMessage(input) => messages::send(self, &call, input).await,
+            A::History(input) => messages::history(self, &call, input).await,
+            A::ListConversations => messages::list_conversations(self, &call).await,
+            A::MarkRead(input) => messages::mark_read(self, &call, input).await,
+            A::CreateGroup(input) => groups::create(self, &call, input).await,
+            A::SearchGroups(input) => groups::search(self, &call, input).await,
+            A::GroupInfo(input) => groups::info(self, &call, input).await,
+            A::ListGroups => groups::list(self, &call).await,
+            A::JoinGroup(t) => moderate(self, &call, t.group_id, Move::Join).await,
+            A::LeaveGroup(t) => moderate(self, &call, t.group_id, Move::Leave).await,
+            A::RespondJoin(r) => {
+                let step = Move::RespondJoin {
+                    user: r.user_id,
+                    accept: r.accept,
+                };
+                moderate(self, &call, r.group_id, step).await
             }
-            other => Err(ActionError::refused(
-                ErrorCode::UnknownAction,
-                format!("chat-service does not handle {other:?}."),
-            )),
+            A::AddMember(m) => moderate(self, &call, m.group_id, Move::Add(m.user_id)).await,
+            A::RemoveMember(m) => moderate(self, &call, m.group_id, Move::Remove(m.user_id)).await,
+            A::BanMember(m) => moderate(self, &call, m.group_id, Move::Ban(m.user_id)).await,
+            A::UnbanMember(m) => moderate(self, &call, m.group_id, Move::Unban(m.user_id)).await,
+            A::PromoteAdmin(m) => moderate(self, &call, m.group_id, Move::Promote(m.user_id)).await,
+            A::DemoteAdmin(m) => moderate(self, &call, m.group_id, Move::Demote(m.user_id)).await,
         }
     }
 }

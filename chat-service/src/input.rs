@@ -1,17 +1,8 @@
 //! Payload fields turned into checked values at the edge, each refusal a
 //! sentence the client developer can act on.
 
-use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use shared_proto::bus::actions::ActionError;
-use shared_proto::client::decode_payload;
-use shared_proto::envelope::ActionRequest;
 use shared_proto::status::ErrorCode;
-
-/// Decodes an action's payload, or refuses it with BAD_REQUEST.
-pub fn payload<T: DeserializeOwned>(request: &ActionRequest) -> Result<T, ActionError> {
-    decode_payload(&request.action, &request.payload).map_err(ActionError::Refused)
-}
 
 pub fn bad_request(message: impl Into<String>) -> ActionError {
     ActionError::refused(ErrorCode::BadRequest, message)
@@ -73,28 +64,6 @@ pub fn display_name(field: &str, raw: &str, min: usize, max: usize) -> Result<St
 /// A search prefix: at least one character, at most 64.
 pub fn search_prefix(raw: &str) -> Result<String, ActionError> {
     display_name("query", raw, 1, 64)
-}
-
-/// `{"userId": "..."}`, the payload of most actions on another user.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UserTarget {
-    pub user_id: String,
-}
-
-/// `{"groupId": "..."}`.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GroupTarget {
-    pub group_id: String,
-}
-
-/// `{"groupId": "...", "userId": "..."}`, for moderation actions.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct GroupMemberTarget {
-    pub group_id: String,
-    pub user_id: String,
 }
 
 #[cfg(test)]

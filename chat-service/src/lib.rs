@@ -1,10 +1,12 @@
 //! chat-service: people, friends, conversations and groups.
 //!
-//! - [`handler`]: routes each action to the module that handles it.
+//! - [`handler`]: parses each action into a `ChatAction` and routes it to the
+//!   module that handles it.
 //! - [`service`]: the state every action is handed, and the call context.
 //! - [`people`]: PROFILE_CHANGED (the copy of profiles), SEARCH_USERS.
 //! - [`friends`]: FRIEND_REQUEST, FRIEND_RESPOND, FRIEND_REMOVE, LIST_FRIENDS.
-//! - [`groups`]: creating, finding and moderating groups; the rules
+//! - [`groups`]: creating and finding groups, and changing one safely.
+//! - [`moderation`]: the actions of members and admins on a group; the rules
 //!   themselves are in [`group_rules`], free of I/O.
 //! - [`messages`]: SEND_MESSAGE, HISTORY, LIST_CONVERSATIONS, MARK_READ.
 //! - [`conversations`]: conversation ids, for messages and groups alike.
@@ -20,6 +22,7 @@ pub mod groups;
 pub mod handler;
 pub mod input;
 pub mod messages;
+pub mod moderation;
 pub mod people;
 pub mod service;
 pub mod settings;

@@ -8,15 +8,15 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
+use shared_proto::action::chat::{History, MarkRead, Recipient, SendMessage};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
 
 use crate::conversations::{direct_conversation_id, group_conversation, group_conversation_id};
-use crate::input::{bad_request, client_msg_id, id, message_text, payload};
+use crate::input::{bad_request, client_msg_id, id, message_text};
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::{Conversation, Message, MessageInsert, MessagePreview};
 
@@ -24,48 +24,17 @@ use crate::store::{Conversation, Message, MessageInsert, MessagePreview};
 const SEQ_ATTEMPTS: usize = 50;
 const DEFAULT_PAGE: i64 = 50;
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Recipient {
-    #[serde(default)]
-    user_id: Option<String>,
-    #[serde(default)]
-    group_id: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct SendMessage {
-    to: Recipient,
-    text: String,
-    client_msg_id: String,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct History {
-    conversation_id: String,
-    #[serde(default)]
-    before_seq: Option<i64>,
-    #[serde(default)]
-    limit: Option<i64>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MarkRead {
-    conversation_id: String,
-    seq: i64,
-}
-
 /// Where a message goes, once the sender's right to send it is checked.
 enum Destination {
     User { user_id: String, temporary: bool },
     Group { group_id: String },
 }
 
-pub async fn send(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
-    let input: SendMessage = payload(call.request)?;
+pub async fn send(
+    service: &ChatService,
+    call: &Call<'_>,
+    input: SendMessage,
+) -> Result<Outcome, ActionError> {
     let text = message_text(&input.text, service.settings.max_text_chars)?;
     let client_msg_id = client_msg_id(&input.client_msg_id)?;
     let me = &call.me.user_id;
@@ -271,7 +240,7 @@ async fn authorize_send(
 ) -> Result<Destination, ActionError> {
     match (&to.user_id, &to.group_id) {
         (Some(user_id), None) => {
-            let user_id = id("to.userId", user_id)?;
+            let user_id = id("to.userId", user_id.as_str())?;
             if user_id == me {
                 return Err(bad_request("You cannot message yourself."));
             }
@@ -317,7 +286,7 @@ async fn authorize_send(
             ))
         }
         (None, Some(group_id)) => {
-            let group_id = id("to.groupId", group_id)?;
+            let group_id = id("to.groupId", group_id.as_str())?;
             let group = service
                 .store
                 .group(group_id)
@@ -432,9 +401,13 @@ async fn authorize_read(
     Ok(conversation)
 }
 
-pub async fn history(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
-    let input: History = payload(call.request)?;
-    let conversation = authorize_read(service, &call.me.user_id, &input.conversation_id).await?;
+pub async fn history(
+    service: &ChatService,
+    call: &Call<'_>,
+    input: History,
+) -> Result<Outcome, ActionError> {
+    let conversation =
+        authorize_read(service, &call.me.user_id, input.conversation_id.as_str()).await?;
     let limit = page_limit(input.limit, service.settings.max_page);
     let before = input.before_seq.unwrap_or(i64::MAX);
     let mut page = service
@@ -453,9 +426,13 @@ pub async fn history(service: &ChatService, call: &Call<'_>) -> Result<Outcome, 
     ))
 }
 
-pub async fn mark_read(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
-    let input: MarkRead = payload(call.request)?;
-    let conversation = authorize_read(service, &call.me.user_id, &input.conversation_id).await?;
+pub async fn mark_read(
+    service: &ChatService,
+    call: &Call<'_>,
+    input: MarkRead,
+) -> Result<Outcome, ActionError> {
+    let conversation =
+        authorize_read(service, &call.me.user_id, input.conversation_id.as_str()).await?;
     let seq = input.seq.clamp(0, conversation.last_seq);
     service
         .store

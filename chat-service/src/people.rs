@@ -5,26 +5,18 @@
 //! with `PROFILE_CHANGED`, which updates the copy in `people` and, for an
 //! `UPDATE_PROFILE`, answers the client that made it.
 
-use serde::Deserialize;
 use serde_json::{Value, json};
+use shared_proto::action::chat::SearchUsers;
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 
 use shared_proto::profiles::ProfileChanged;
 
-use crate::input::{bad_request, payload, search_prefix};
+use crate::input::{bad_request, search_prefix};
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::{Person, PublicProfile, UserCard};
 
 const SEARCH_LIMIT: i64 = 20;
-
-#[derive(Deserialize)]
-struct SearchUsers {
-    #[serde(default)]
-    nickname: Option<String>,
-    #[serde(default)]
-    email: Option<String>,
-}
 
 /// A user as others see them.
 pub fn card(user: &UserCard) -> Value {
@@ -34,8 +26,8 @@ pub fn card(user: &UserCard) -> Value {
 pub async fn profile_changed(
     service: &ChatService,
     call: &Call<'_>,
+    change: ProfileChanged,
 ) -> Result<Outcome, ActionError> {
-    let change: ProfileChanged = payload(call.request)?;
     if change.user_id != call.me.user_id {
         return Err(bad_request("A profile change names another user."));
     }
@@ -78,8 +70,11 @@ fn person(change: &ProfileChanged) -> Person {
     }
 }
 
-pub async fn search_users(service: &ChatService, call: &Call<'_>) -> Result<Outcome, ActionError> {
-    let input: SearchUsers = payload(call.request)?;
+pub async fn search_users(
+    service: &ChatService,
+    call: &Call<'_>,
+    input: SearchUsers,
+) -> Result<Outcome, ActionError> {
     let users = match (input.nickname, input.email) {
         (Some(prefix), None) => {
             let prefix = search_prefix(&prefix)?;

@@ -4,6 +4,8 @@
 //!   frames the server sends back.
 //! - [`status`]: the machine-readable error codes of that envelope.
 //! - [`routing`]: which service owns which client action.
+//! - [`action`]: each service's actions as an enum with typed payloads, and
+//!   the typed ids they carry.
 //! - [`envelope`]: what the gateway puts on the bus and what services send back.
 //! - [`names`]: Redis stream and channel names, in one place.
 //! - [`profiles`]: what auth-service tells chat-service of a user's profile.
@@ -15,6 +17,7 @@
 //! service starts ([`service`]). With the `store` feature, the MongoDB
 //! connection and error type every service's store module uses ([`store`]).
 
+pub mod action;
 pub mod client;
 pub mod envelope;
 pub mod mail;

@@ -1,0 +1,244 @@
+//! The moderation actions on a group's members: JOIN_GROUP, RESPOND_JOIN,
+//! ADD_MEMBER, REMOVE_MEMBER, BAN_MEMBER, UNBAN_MEMBER, PROMOTE_ADMIN,
+//! DEMOTE_ADMIN and LEAVE_GROUP. Their rules live in
+//! [`crate::group_rules`]; a change is applied as every group change is (see
+//! [`crate::groups`]).
+
+use serde_json::json;
+use shared_proto::action::{GroupId, UserId};
+use shared_proto::bus::actions::{ActionError, Outcome};
+use shared_proto::client::ServerFrame;
+use shared_proto::status::ErrorCode;
+
+use crate::group_rules::{self, Rule};
+use crate::groups::{apply, record_membership};
+use crate::input::id;
+use crate::people::card;
+use crate::service::{Call, ChatService, unavailable};
+use crate::store::Group;
+
+/// One moderation action, with the member it is about where it names one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Move {
+    Join,
+    Leave,
+    RespondJoin { user: UserId, accept: bool },
+    Add(UserId),
+    Remove(UserId),
+    Ban(UserId),
+    Unban(UserId),
+    Promote(UserId),
+    Demote(UserId),
+}
+
+impl Move {
+    /// The member the action is about; `None` for the caller themself.
+    fn named_user(&self) -> Option<&UserId> {
+        match self {
+            Move::Join | Move::Leave => None,
+            Move::RespondJoin { user, .. }
+            | Move::Add(user)
+            | Move::Remove(user)
+            | Move::Ban(user)
+            | Move::Unban(user)
+            | Move::Promote(user)
+            | Move::Demote(user) => Some(user),
+        }
+    }
+
+    /// True for the actions that can put a user into a group or out of it.
+    fn changes_membership(&self) -> bool {
+        match self {
+            Move::RespondJoin { .. } | Move::Add(_) | Move::Remove(_) | Move::Ban(_) => true,
+            Move::Leave => true,
+            Move::Join | Move::Unban(_) | Move::Promote(_) | Move::Demote(_) => false,
+        }
+    }
+
+    /// The rule that decides it, for `me` acting on `target`.
+    fn apply_rule(&self, group: &mut Group, me: &str, target: &str) -> Rule {
+        match self {
+            Move::Join => group_rules::request_join(group, me),
+            Move::Leave => group_rules::leave(group, me),
+            Move::RespondJoin { accept, .. } => {
+                group_rules::respond_join(group, me, target, *accept)
+            }
+            Move::Add(_) => group_rules::add_member(group, me, target),
+            Move::Remove(_) => group_rules::remove_member(group, me, target),
+            Move::Ban(_) => group_rules::ban(group, me, target),
+            Move::Unban(_) => group_rules::unban(group, me, target),
+            Move::Promote(_) => group_rules::promote(group, me, target),
+            Move::Demote(_) => group_rules::demote(group, me, target),
+        }
+    }
+}
+
+pub async fn moderate(
+    service: &ChatService,
+    call: &Call<'_>,
+    group_id: GroupId,
+    step: Move,
+) -> Result<Outcome, ActionError> {
+    let group_id = id("groupId", group_id.as_str())?.to_owned();
+    let me = call.me.user_id.clone();
+    let target = match step.named_user() {
+        Some(user) => id("userId", user.as_str())?.to_owned(),
+        None => me.clone(),
+    };
+    let target_card = if target == me {
+        None
+    } else {
+        let card = service.store.user(&target).await.map_err(unavailable)?;
+        Some(
+            card.ok_or_else(|| ActionError::refused(ErrorCode::NotFound, "No user with this id."))?,
+        )
+    };
+
+    let group = apply(service, &group_id, &call.request.action_id, |g| {
+        step.apply_rule(g, &me, &target)
+    })
+    .await?;
+    if step.changes_membership() {
+        record_membership(service, &target, &group).await?;
+    }
+
+    let events = &service.events;
+    let origin = Some(&call.request.origin);
+    let about = |status: &str, message: &str| {
+        ServerFrame::new(status, message)
+            .with("groupId", &group.id)
+            .with("groupName", &group.name)
+            .with("userId", &target)
+    };
+    let joined = || {
+        about("GROUP_JOINED", "A member joined the group.")
+            .with("member", target_card.as_ref().map(card))
+    };
+    let removed = |status: &str, text: &str| {
+        // Membership first: from this publication on, no gateway delivers
+        // the group's messages to the removed user.
+        Outcome::reply(about(status, text))
+            .with_event(events.membership(&target, &group.id, false))
+            .with_event(events.to_user(&target, about(status, text)))
+            .with_event(events.to_group(&group.id, about(status, text), origin))
+    };
+    let added = |reply: ServerFrame| {
+        Outcome::reply(reply)
+            .with_event(events.membership(&target, &group.id, true))
+            .with_event(events.to_user(&target, joined()))
+            .with_event(events.to_group_skipping(&group.id, joined(), &target, origin))
+    };
+    let outcome = match step {
+        Move::Join => {
+            let me_card = service.store.user(&me).await.map_err(unavailable)?;
+            let from = me_card.as_ref().map_or_else(|| json!({"userId": me}), card);
+            let mut outcome = Outcome::reply(about(
+                "JOIN_REQUESTED",
+                "Request sent; an admin will answer it.",
+            ));
+            for admin in &group.admins {
+                outcome = outcome.with_event(
+                    events.to_user(
+                        admin,
+                        about("JOIN_REQUEST_RECEIVED", "Someone asks to join your group.")
+                            .with("from", &from),
+                    ),
+                );
+            }
+            outcome
+        }
+        Move::RespondJoin { accept: false, .. } => {
+            Outcome::reply(about("JOIN_RESPONDED", "Request declined.").with("accepted", false))
+                .with_event(events.to_user(
+                    &target,
+                    about("JOIN_REJECTED", "Your request to join was declined."),
+                ))
+        }
+        Move::RespondJoin { accept: true, .. } => {
+            added(about("JOIN_RESPONDED", "Request approved.").with("accepted", true))
+        }
+        Move::Add(_) => added(about("MEMBER_ADDED", "Member added.")),
+        Move::Remove(_) => removed("MEMBER_REMOVED", "A member was removed from the group."),
+        Move::Ban(_) => removed("MEMBER_BANNED", "A member was banned from the group."),
+        Move::Unban(_) => Outcome::reply(about("MEMBER_UNBANNED", "The user may join again."))
+            .with_event(events.to_user(
+                &target,
+                about("MEMBER_UNBANNED", "You may join this group again."),
+            )),
+        Move::Promote(_) => Outcome::reply(about("ADMIN_PROMOTED", "Member promoted to admin."))
+            .with_event(events.to_group(
+                &group.id,
+                about("ADMIN_PROMOTED", "A member became an admin."),
+                origin,
+            )),
+        Move::Demote(_) => {
+            Outcome::reply(about("ADMIN_DEMOTED", "Admin demoted.")).with_event(events.to_group(
+                &group.id,
+                about("ADMIN_DEMOTED", "An admin stepped down."),
+                origin,
+            ))
+        }
+        Move::Leave => Outcome::reply(about("GROUP_LEFT", "You left the group."))
+            .with_event(events.membership(&me, &group.id, false))
+            .with_event(events.to_user_except(
+                &me,
+                about("GROUP_LEFT", "You left the group."),
+                origin,
+            ))
+            .with_event(events.to_group(
+                &group.id,
+                about("GROUP_LEFT", "A member left the group."),
+                origin,
+            )),
+    };
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::fixtures::group;
+
+    fn user() -> UserId {
+        UserId::new("member")
+    }
+
+    #[test]
+    fn the_actions_that_put_a_user_in_or_out_of_a_group_record_the_membership() {
+        let changing = [
+            Move::RespondJoin {
+                user: user(),
+                accept: true,
+            },
+            Move::Add(user()),
+            Move::Remove(user()),
+            Move::Ban(user()),
+            Move::Leave,
+        ];
+        for step in changing {
+            assert!(step.changes_membership(), "{step:?}");
+        }
+        for step in [
+            Move::Join,
+            Move::Unban(user()),
+            Move::Promote(user()),
+            Move::Demote(user()),
+        ] {
+            assert!(!step.changes_membership(), "{step:?}");
+        }
+    }
+
+    #[test]
+    fn joining_and_leaving_are_about_the_caller_and_the_rest_about_the_named_member() {
+        assert_eq!(Move::Join.named_user(), None);
+        assert_eq!(Move::Leave.named_user(), None);
+        assert_eq!(Move::Ban(user()).named_user(), Some(&user()));
+        let mut g = group();
+        assert!(
+            Move::Promote(user())
+                .apply_rule(&mut g, "admin", "member")
+                .is_ok()
+        );
+        assert!(g.admins.iter().any(|a| a == "member"));
+    }
+}
