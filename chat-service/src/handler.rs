@@ -10,7 +10,7 @@ use shared_proto::status::ErrorCode;
 
 use crate::moderation::{Move, moderate};
 use crate::service::{Call, ChatService};
-use crate::{friends, groups, messages, people};
+use crate::{friends, groups, messages, people, reading};
 
 impl ActionService for ChatService {
     async fn handle(
@@ -43,9 +43,9 @@ impl ActionService for ChatService {
             A::FriendRemove(input) => friends::remove(self, &call, input).await,
             A::ListFriends => friends::list(self, &call).await,
             A::SendMessage(input) => messages::send(self, &call, input).await,
-            A::History(input) => messages::history(self, &call, input).await,
-            A::ListConversations => messages::list_conversations(self, &call).await,
-            A::MarkRead(input) => messages::mark_read(self, &call, input).await,
+            A::History(input) => reading::history(self, &call, input).await,
+            A::ListConversations => reading::list_conversations(self, &call).await,
+            A::MarkRead(input) => reading::mark_read(self, &call, input).await,
             A::CreateGroup(input) => groups::create(self, &call, input).await,
             A::SearchGroups(input) => groups::search(self, &call, input).await,
             A::GroupInfo(input) => groups::info(self, &call, input).await,

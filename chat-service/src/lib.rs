@@ -8,7 +8,8 @@
 //! - [`groups`]: creating and finding groups, and changing one safely.
 //! - [`moderation`]: the actions of members and admins on a group; the rules
 //!   themselves are in [`group_rules`], free of I/O.
-//! - [`messages`]: SEND_MESSAGE, HISTORY, LIST_CONVERSATIONS, MARK_READ.
+//! - [`messages`]: SEND_MESSAGE, and a message as clients see it.
+//! - [`reading`]: HISTORY, LIST_CONVERSATIONS, MARK_READ.
 //! - [`conversations`]: conversation ids, for messages and groups alike.
 //! - [`events`]: every event this service pushes is built here.
 //! - [`store`]: the collections, their documents and indexes.
@@ -24,6 +25,7 @@ pub mod input;
 pub mod messages;
 pub mod moderation;
 pub mod people;
+pub mod reading;
 pub mod service;
 pub mod settings;
 pub mod startup;

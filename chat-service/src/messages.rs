@@ -1,4 +1,5 @@
-//! SEND_MESSAGE, HISTORY, LIST_CONVERSATIONS and MARK_READ.
+//! SEND_MESSAGE, and a message as clients see it. Reading conversations is
+//! in [`crate::reading`].
 //!
 //! A message is written to the database before MESSAGE_SENT is answered. Its
 //! sequence number is the conversation's last plus one, claimed by inserting
@@ -6,10 +7,8 @@
 //! several replicas; its primary key is (sender, clientMsgId), so a resent
 //! message returns the first one instead of creating another.
 
-use std::collections::HashMap;
-
 use serde_json::{Value, json};
-use shared_proto::action::chat::{History, MarkRead, Recipient, SendMessage};
+use shared_proto::action::chat::{Recipient, SendMessage};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
@@ -22,7 +21,6 @@ use crate::store::{Conversation, Message, MessageInsert, MessagePreview};
 
 /// Attempts at claiming a sequence number before giving up under contention.
 const SEQ_ATTEMPTS: usize = 50;
-const DEFAULT_PAGE: i64 = 50;
 
 /// Where a message goes, once the sender's right to send it is checked.
 enum Destination {
@@ -367,191 +365,13 @@ pub fn message_json(message: &Message) -> Value {
     })
 }
 
-/// Who may read a conversation: its two users, or the group's current members.
-async fn authorize_read(
-    service: &ChatService,
-    me: &str,
-    conversation_id: &str,
-) -> Result<Conversation, ActionError> {
-    let conversation_id = id("conversationId", conversation_id)?;
-    let conversation = service
-        .store
-        .conversation(conversation_id)
-        .await
-        .map_err(unavailable)?
-        .ok_or_else(|| {
-            ActionError::refused(ErrorCode::NotFound, "No conversation with this id.")
-        })?;
-    let allowed = match &conversation.group_id {
-        Some(group_id) => service
-            .store
-            .group(group_id)
-            .await
-            .map_err(unavailable)?
-            .is_some_and(|g| g.members.iter().any(|m| m == me)),
-        None => conversation.participants.iter().any(|p| p == me),
-    };
-    if !allowed {
-        // Same answer as a missing one: the id reveals nothing to outsiders.
-        return Err(ActionError::refused(
-            ErrorCode::NotFound,
-            "No conversation with this id.",
-        ));
-    }
-    Ok(conversation)
-}
-
-pub async fn history(
-    service: &ChatService,
-    call: &Call<'_>,
-    input: History,
-) -> Result<Outcome, ActionError> {
-    let conversation =
-        authorize_read(service, &call.me.user_id, input.conversation_id.as_str()).await?;
-    let limit = page_limit(input.limit, service.settings.max_page);
-    let before = input.before_seq.unwrap_or(i64::MAX);
-    let mut page = service
-        .store
-        .history(&conversation.id, before, limit)
-        .await
-        .map_err(unavailable)?;
-    page.reverse();
-    let has_more = page.first().is_some_and(|m| m.seq > 1);
-    let messages: Vec<Value> = page.iter().map(message_json).collect();
-    Ok(Outcome::reply(
-        ServerFrame::new("HISTORY", format!("{} messages.", messages.len()))
-            .with("conversationId", &conversation.id)
-            .with("messages", messages)
-            .with("hasMore", has_more),
-    ))
-}
-
-pub async fn mark_read(
-    service: &ChatService,
-    call: &Call<'_>,
-    input: MarkRead,
-) -> Result<Outcome, ActionError> {
-    let conversation =
-        authorize_read(service, &call.me.user_id, input.conversation_id.as_str()).await?;
-    let seq = input.seq.clamp(0, conversation.last_seq);
-    service
-        .store
-        .mark_read(&conversation.id, &call.me.user_id, seq)
-        .await
-        .map_err(unavailable)?;
-    Ok(Outcome::reply(
-        ServerFrame::new("READ_MARKED", "Marked as read.")
-            .with("conversationId", &conversation.id)
-            .with("seq", seq),
-    ))
-}
-
-pub async fn list_conversations(
-    service: &ChatService,
-    call: &Call<'_>,
-) -> Result<Outcome, ActionError> {
-    let me = &call.me.user_id;
-    let mut conversations = service
-        .store
-        .direct_conversations_of(me)
-        .await
-        .map_err(unavailable)?;
-    let groups = service.store.groups_of(me).await.map_err(unavailable)?;
-    let group_names: HashMap<String, String> = groups
-        .iter()
-        .map(|g| (g.id.clone(), g.name.clone()))
-        .collect();
-    let group_conversations: Vec<String> = groups
-        .iter()
-        .map(|g| group_conversation_id(&g.id))
-        .collect();
-    conversations.extend(
-        service
-            .store
-            .conversations_by_ids(&group_conversations)
-            .await
-            .map_err(unavailable)?,
-    );
-    let reads: HashMap<String, i64> = service
-        .store
-        .reads_of(me)
-        .await
-        .map_err(unavailable)?
-        .into_iter()
-        .map(|r| (r.conversation_id, r.last_read_seq))
-        .collect();
-    let others: Vec<String> = conversations
-        .iter()
-        .flat_map(|c| c.participants.iter().filter(|p| *p != me).cloned())
-        .collect();
-    let cards = service
-        .store
-        .users_by_ids(&others)
-        .await
-        .map_err(unavailable)?;
-    conversations.sort_by_key(|c| std::cmp::Reverse(c.updated_at_ms));
-    let list: Vec<Value> = conversations
-        .iter()
-        .map(|c| {
-            let read = reads.get(&c.id).copied().unwrap_or(0);
-            let with = c
-                .participants
-                .iter()
-                .find(|p| *p != me)
-                .map(|other| {
-                    cards
-                        .iter()
-                        .find(|card| card.id == *other)
-                        .map_or_else(|| json!({"userId": other}), crate::people::card)
-                });
-            json!({
-                "conversationId": c.id,
-                "kind": c.kind,
-                "groupId": c.group_id,
-                "groupName": c.group_id.as_ref().and_then(|g| group_names.get(g)),
-                "with": with,
-                "temporary": c.temporary,
-                "lastSeq": c.last_seq,
-                "lastMessage": c.last_message.as_ref().map(|m| json!({
-                    "messageId": m.message_id, "seq": m.seq, "senderId": m.sender_id, "text": m.text, "sentAt": m.sent_at_ms,
-                })),
-                "unread": (c.last_seq - read).max(0),
-            })
-        })
-        .collect();
-    Ok(Outcome::reply(
-        ServerFrame::new("CONVERSATIONS", format!("{} conversations.", list.len()))
-            .with("conversations", list),
-    ))
-}
-
-/// The size of a HISTORY page: `limit` if given, else the default, clamped
-/// to 1..`max_page`.
-fn page_limit(requested: Option<i64>, max_page: i64) -> i64 {
-    requested.unwrap_or(DEFAULT_PAGE).clamp(1, max_page)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::ChatSettings;
 
     const ANA: &str = "0192f4c1-7a2e-7c3d-8e4f-5a6b7c8d9e01";
     const BEN: &str = "0192f4c1-9b10-7d22-a1b3-c4d5e6f70812";
     const CAL: &str = "0192f4c2-0c5d-7abc-9def-0123456789ab";
-
-    #[test]
-    fn history_limit_defaults_to_50_and_is_clamped_to_1_through_100() {
-        let max = ChatSettings::default().max_page;
-        assert_eq!(max, 100);
-        assert_eq!(page_limit(None, max), 50);
-        assert_eq!(page_limit(Some(0), max), 1);
-        assert_eq!(page_limit(Some(-7), max), 1);
-        assert_eq!(page_limit(Some(1), max), 1);
-        assert_eq!(page_limit(Some(100), max), 100);
-        assert_eq!(page_limit(Some(101), max), 100);
-        assert_eq!(page_limit(Some(i64::MAX), max), 100);
-    }
 
     #[test]
     fn a_direct_conversation_is_the_same_whoever_writes_first() {
