@@ -49,6 +49,9 @@ pub struct Client {
     /// Makes `requestId`s unique across every client of the test binary.
     id_prefix: String,
     next_request: u64,
+    /// Every text frame received, exactly as sent, once
+    /// [`record_raw_frames`](Self::record_raw_frames) is called.
+    raw_frames: Option<Vec<String>>,
 }
 
 impl Client {
@@ -101,7 +104,20 @@ impl Client {
             buffered: VecDeque::new(),
             id_prefix: format!("c{n}"),
             next_request: 0,
+            raw_frames: None,
         })
+    }
+
+    /// From now on, keeps every text frame received as the bytes the server
+    /// sent, for tests of the wire format.
+    pub fn record_raw_frames(&mut self) {
+        self.raw_frames.get_or_insert_with(Vec::new);
+    }
+
+    /// The text frames received since [`record_raw_frames`](Self::record_raw_frames),
+    /// oldest first, exactly as sent.
+    pub fn raw_frames(&self) -> &[String] {
+        self.raw_frames.as_deref().unwrap_or_default()
     }
 
     /// The URL this client connected to.
@@ -358,6 +374,9 @@ impl Client {
                             text.as_str()
                         )
                     });
+                    if let Some(raw) = self.raw_frames.as_mut() {
+                        raw.push(text.as_str().to_owned());
+                    }
                     return Incoming::Json(value);
                 }
                 Message::Close(frame) => return Incoming::Closed(frame),

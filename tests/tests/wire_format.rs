@@ -1,0 +1,200 @@
+//! The JSON on the wire, pinned byte for byte: a representative reply and
+//! event of each kind, as the existing clients receive them (keys, casing,
+//! which fields appear, their order). Ids, tokens and times differ from run
+//! to run and are replaced by names before comparing; nothing else is.
+
+use serde_json::json;
+use switchyard_tests::chat::{ChatUser, EVENT_TIMEOUT, befriend, chat_stack};
+use switchyard_tests::{Client, assert_status};
+
+const ANA: &str = "ana@example.com";
+const BOB: &str = "bob@example.com";
+
+/// A frame with its run-to-run values replaced by names.
+struct Blanks(Vec<(String, String)>);
+
+impl Blanks {
+    fn name(&mut self, value: &str, name: &str) {
+        self.0.push((value.to_owned(), format!("<{name}>")));
+    }
+
+    fn apply(&self, raw: &str) -> String {
+        let mut text = raw.to_owned();
+        // Longest first: a conversation id contains user ids.
+        let mut blanks: Vec<&(String, String)> = self.0.iter().collect();
+        blanks.sort_by_key(|(value, _)| std::cmp::Reverse(value.len()));
+        for (value, name) in blanks {
+            text = text.replace(value.as_str(), name);
+        }
+        for key in [
+            "sentAt",
+            "expiresAt",
+            "expiresAtMs",
+            "createdAt",
+            "since",
+            "sinceMs",
+        ] {
+            text = zero_number_after(&text, &format!("\"{key}\":"));
+        }
+        blank_string_after(&text, "\"requestId\":\"", "<request>")
+    }
+}
+
+/// `text` with the number after every `prefix` replaced by 0.
+fn zero_number_after(text: &str, prefix: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(prefix) {
+        let (before, after) = rest.split_at(at + prefix.len());
+        out.push_str(before);
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        if digits > 0 {
+            out.push('0');
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` with the string after every `prefix` (which ends in its opening
+/// quote) replaced by `name`.
+fn blank_string_after(text: &str, prefix: &str, name: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(prefix) {
+        let (before, after) = rest.split_at(at + prefix.len());
+        out.push_str(before);
+        out.push_str(name);
+        rest = &after[after.find('"').unwrap_or(after.len())..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The last frame `client` received whose status is `status`, exactly as
+/// sent.
+fn raw(client: &Client, status: &str) -> String {
+    let needle = format!("\"rocketStatus\":\"{status}\"");
+    client
+        .raw_frames()
+        .iter()
+        .rev()
+        .find(|f| f.contains(&needle))
+        .unwrap_or_else(|| panic!("no {status} frame among {:?}", client.raw_frames()))
+        .clone()
+}
+
+#[tokio::test]
+async fn replies_and_events_keep_their_exact_json() {
+    let stack = chat_stack().await;
+    let mut ana = ChatUser::sign_up(&stack, 0, ANA, "Ana").await;
+    let mut bob = ChatUser::sign_up(&stack, 1, BOB, "Bob").await;
+    ana.client.record_raw_frames();
+    bob.client.record_raw_frames();
+    let mut blanks = Blanks(Vec::new());
+    blanks.name(&ana.user_id, "ana");
+    blanks.name(&bob.user_id, "bob");
+    blanks.name(&ana.token, "ana-token");
+
+    let mut pinned: Vec<(&str, String)> = Vec::new();
+    let mut tab = Client::connect(&stack.gateway_url(1)).await;
+    tab.record_raw_frames();
+    let login = tab.fastlogin(ANA, &ana.token).await;
+    assert_status(&login, "USER_LOGGED");
+    pinned.push(("USER_LOGGED reply", raw(&tab, "USER_LOGGED")));
+
+    let reply = ana.client.update_profile("Ana B").await;
+    assert_status(&reply, "PROFILE_UPDATED");
+    pinned.push(("PROFILE_UPDATED reply", raw(&ana.client, "PROFILE_UPDATED")));
+    tab.expect_event("PROFILE_UPDATED", EVENT_TIMEOUT).await;
+    pinned.push(("PROFILE_UPDATED event", raw(&tab, "PROFILE_UPDATED")));
+
+    let reply = bob
+        .client
+        .chat("SEARCH_USERS", json!({"nickname": "ana"}))
+        .await;
+    assert_status(&reply, "USERS_FOUND");
+    pinned.push(("USERS_FOUND reply", raw(&bob.client, "USERS_FOUND")));
+
+    befriend(&mut ana, &mut bob).await;
+    pinned.push((
+        "FRIEND_REQUEST_SENT reply",
+        raw(&ana.client, "FRIEND_REQUEST_SENT"),
+    ));
+    pinned.push((
+        "FRIEND_REQUEST_RECEIVED event",
+        raw(&bob.client, "FRIEND_REQUEST_RECEIVED"),
+    ));
+    pinned.push(("FRIEND_ADDED event", raw(&ana.client, "FRIEND_ADDED")));
+
+    let sent = ana.client.send_to_user(&bob.user_id, "Hello", "m-1").await;
+    assert_status(&sent, "MESSAGE_SENT");
+    let message_id = sent["message"]["messageId"]
+        .as_str()
+        .or_else(|| sent["messageId"].as_str())
+        .expect("MESSAGE_SENT names the message")
+        .to_owned();
+    let conversation = sent["message"]["conversationId"]
+        .as_str()
+        .or_else(|| sent["conversationId"].as_str())
+        .expect("MESSAGE_SENT names the conversation")
+        .to_owned();
+    blanks.name(&message_id, "message");
+    blanks.name(&conversation, "conversation");
+    pinned.push(("MESSAGE_SENT reply", raw(&ana.client, "MESSAGE_SENT")));
+    bob.client.expect_event("NEW_MESSAGE", EVENT_TIMEOUT).await;
+    pinned.push(("NEW_MESSAGE event", raw(&bob.client, "NEW_MESSAGE")));
+
+    let history = bob.client.history(&conversation, None, None).await;
+    assert_status(&history, "HISTORY");
+    pinned.push(("HISTORY reply", raw(&bob.client, "HISTORY")));
+
+    let group = ana.client.create_group("Hikers").await;
+    blanks.name(&group, "group");
+    blanks.name(&format!("group:{group}"), "group-conversation");
+    let reply = ana
+        .client
+        .moderate("ADD_MEMBER", &group, &bob.user_id)
+        .await;
+    assert_status(&reply, "MEMBER_ADDED");
+    pinned.push(("MEMBER_ADDED reply", raw(&ana.client, "MEMBER_ADDED")));
+    bob.client.expect_event("GROUP_JOINED", EVENT_TIMEOUT).await;
+    pinned.push(("GROUP_JOINED event", raw(&bob.client, "GROUP_JOINED")));
+
+    let refused = bob
+        .client
+        .chat("FRIEND_REQUEST", json!({"userId": 5}))
+        .await;
+    assert_status(&refused, "BAD_REQUEST");
+    pinned.push(("BAD_REQUEST reply", raw(&bob.client, "BAD_REQUEST")));
+
+    let actual: Vec<String> = pinned
+        .iter()
+        .map(|(what, frame)| format!("{what}: {}", blanks.apply(frame)))
+        .collect();
+    let expected: Vec<&str> = EXPECTED.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(
+        actual,
+        expected,
+        "the wire format changed; every line as received now:\n{}",
+        actual.join("\n")
+    );
+}
+
+/// What the clients receive, one frame per line, as pinned.
+const EXPECTED: &str = r#"
+USER_LOGGED reply: {"message":"You logged.","rocketStatus":"USER_LOGGED","flag":{"email":"ana@example.com","nickname":"Ana","confirmed":true,"token":"<ana-token>","online":true,"points":1000,"rank":"junior","permission":"basic","age":"any","country":"any","ban":false,"profileUrl":"/imgs/default","userId":"<ana>"},"requestId":"<request>"}
+PROFILE_UPDATED reply: {"message":"Profile updated.","rocketStatus":"PROFILE_UPDATED","profile":{"userId":"<ana>","nickname":"Ana B"},"requestId":"<request>"}
+PROFILE_UPDATED event: {"message":"Your profile was updated on another device.","rocketStatus":"PROFILE_UPDATED","profile":{"userId":"<ana>","nickname":"Ana B"}}
+USERS_FOUND reply: {"message":"1 found.","rocketStatus":"USERS_FOUND","users":[{"userId":"<ana>","nickname":"Ana B","profileUrl":"/imgs/default"}],"requestId":"<request>"}
+FRIEND_REQUEST_SENT reply: {"message":"Friend request sent.","rocketStatus":"FRIEND_REQUEST_SENT","userId":"<bob>","user":{"userId":"<bob>","nickname":"Bob","profileUrl":"/imgs/default"},"requestId":"<request>"}
+FRIEND_REQUEST_RECEIVED event: {"message":"Someone wants to be your friend.","rocketStatus":"FRIEND_REQUEST_RECEIVED","userId":"<ana>","user":{"userId":"<ana>","nickname":"Ana B","profileUrl":"/imgs/default"}}
+FRIEND_ADDED event: {"message":"You have a new friend.","rocketStatus":"FRIEND_ADDED","userId":"<bob>","user":{"userId":"<bob>","nickname":"Bob","profileUrl":"/imgs/default"}}
+MESSAGE_SENT reply: {"message":"Message sent.","rocketStatus":"MESSAGE_SENT","messageId":"<message>","conversationId":"<conversation>","seq":1,"clientMsgId":"m-1","sentAt":0,"temporary":false,"requestId":"<request>"}
+NEW_MESSAGE event: {"message":"New message.","rocketStatus":"NEW_MESSAGE","messageId":"<message>","conversationId":"<conversation>","seq":1,"senderId":"<ana>","clientMsgId":"m-1","text":"Hello","attachments":[],"sentAt":0,"conversation":{"conversationId":"<conversation>","kind":"direct","groupId":null,"temporary":false}}
+HISTORY reply: {"message":"1 messages.","rocketStatus":"HISTORY","conversationId":"<conversation>","messages":[{"messageId":"<message>","conversationId":"<conversation>","seq":1,"senderId":"<ana>","clientMsgId":"m-1","text":"Hello","attachments":[],"sentAt":0}],"hasMore":false,"requestId":"<request>"}
+MEMBER_ADDED reply: {"message":"Member added.","rocketStatus":"MEMBER_ADDED","groupId":"<group>","groupName":"Hikers","userId":"<bob>","requestId":"<request>"}
+GROUP_JOINED event: {"message":"A member joined the group.","rocketStatus":"GROUP_JOINED","groupId":"<group>","groupName":"Hikers","userId":"<bob>","member":{"userId":"<bob>","nickname":"Bob","profileUrl":"/imgs/default"}}
+BAD_REQUEST reply: {"message":"Invalid FRIEND_REQUEST payload: invalid type: integer `5`, expected a string.","rocketStatus":"BAD_REQUEST","requestId":"<request>"}
+"#;
