@@ -4,7 +4,6 @@
 //! friendship; every change is a single conditional write.
 
 use mongodb::bson::doc;
-use serde_json::{Value, json};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
@@ -13,9 +12,9 @@ use shared_proto::status::ErrorCode;
 use shared_proto::action::chat::{FriendRespond, UserTarget};
 
 use crate::input::{bad_request, id};
-use crate::people::card;
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::{Friendship, UserCard, is_duplicate_key};
+use crate::views::UserView;
 
 pub async fn request(
     service: &ChatService,
@@ -66,7 +65,7 @@ pub async fn request(
         Err(err) => return Err(unavailable(err.into())),
     }
     let me_card = service.store.user(me).await.map_err(unavailable)?;
-    let from = me_card.as_ref().map_or_else(|| json!({"userId": me}), card);
+    let from = UserView::of_or_id(me_card.as_ref(), me);
     Ok(request_sent(&other).with_event(
         service.events.to_user(
             &other.id,
@@ -176,12 +175,7 @@ pub async fn list(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         .users_by_ids(&others)
         .await
         .map_err(unavailable)?;
-    let card_of = |user: &str| -> Value {
-        cards
-            .iter()
-            .find(|c| c.id == user)
-            .map_or_else(|| json!({"userId": user}), card)
-    };
+    let card_of = |user: &str| UserView::find(&cards, user);
     let (mut friends, mut incoming, mut outgoing) = (Vec::new(), Vec::new(), Vec::new());
     for f in &friendships {
         let other = f.other(me);
@@ -216,17 +210,17 @@ async fn accept(
         .await
         .map_err(|e| unavailable(e.into()))?;
     let me_card = service.store.user(me).await.map_err(unavailable)?;
-    let me_json = me_card.as_ref().map_or_else(|| json!({"userId": me}), card);
-    let added = |user_id: &str, user: Value| {
+    let me_view = UserView::of_or_id(me_card.as_ref(), me);
+    let added = |user_id: &str, user: UserView| {
         ServerFrame::new("FRIEND_ADDED", "You have a new friend.")
             .with("userId", user_id)
             .with("user", user)
     };
     Ok(Outcome::reply(responded(other, true))
-        .with_event(service.events.to_user(&other.id, added(me, me_json)))
+        .with_event(service.events.to_user(&other.id, added(me, me_view)))
         .with_event(service.events.to_user_except(
             me,
-            added(&other.id, card(other)),
+            added(&other.id, UserView::of(other)),
             Some(&call.request.origin),
         )))
 }
@@ -254,7 +248,7 @@ fn request_sent(other: &UserCard) -> Outcome {
     Outcome::reply(
         ServerFrame::new("FRIEND_REQUEST_SENT", "Friend request sent.")
             .with("userId", &other.id)
-            .with("user", card(other)),
+            .with("user", UserView::of(other)),
     )
 }
 
@@ -267,7 +261,7 @@ fn responded(other: &UserCard, accepted: bool) -> ServerFrame {
     ServerFrame::new("FRIEND_RESPONDED", message)
         .with("accepted", accepted)
         .with("userId", &other.id)
-        .with("user", card(other))
+        .with("user", UserView::of(other))
 }
 
 /// Where the caller stands with another user, read from their pair's document.

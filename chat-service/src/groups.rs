@@ -7,7 +7,6 @@
 //! admins acting at once cannot undo each other. The ids of recent actions are
 //! kept in the group, so an action delivered twice is applied once.
 
-use serde_json::{Value, json};
 use shared_proto::action::chat::{CreateGroup, GroupTarget, SearchGroups};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
@@ -17,9 +16,9 @@ use shared_proto::status::ErrorCode;
 use crate::conversations::group_conversation;
 use crate::group_rules::Refusal;
 use crate::input::{bad_request, display_name, id, search_prefix};
-use crate::people::card;
 use crate::service::{Call, ChatService, unavailable};
-use crate::store::{Group, StoreError, UserCard};
+use crate::store::{Group, StoreError};
+use crate::views::{GroupSummary, GroupView};
 
 const RECENT_ACTIONS_KEPT: usize = 32;
 const WRITE_ATTEMPTS: usize = 10;
@@ -78,7 +77,7 @@ pub async fn search(
         .groups_by_name_prefix(&prefix, SEARCH_LIMIT)
         .await
         .map_err(unavailable)?;
-    let found: Vec<Value> = groups
+    let found: Vec<GroupSummary> = groups
         .iter()
         .map(|g| summary(g, &call.me.user_id))
         .collect();
@@ -105,7 +104,7 @@ pub async fn list(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         .groups_of(&call.me.user_id)
         .await
         .map_err(unavailable)?;
-    let list: Vec<Value> = groups
+    let list: Vec<GroupSummary> = groups
         .iter()
         .map(|g| summary(g, &call.me.user_id))
         .collect();
@@ -229,27 +228,26 @@ fn role(group: &Group, user: &str) -> &'static str {
 }
 
 /// What anyone may see of a group.
-fn summary(group: &Group, viewer: &str) -> Value {
-    json!({
-        "groupId": group.id,
-        "name": group.name,
-        "description": group.description,
-        "memberCount": group.members.len(),
-        "role": role(group, viewer),
-    })
+fn summary<'a>(group: &'a Group, viewer: &str) -> GroupSummary<'a> {
+    GroupSummary {
+        group_id: &group.id,
+        name: &group.name,
+        description: &group.description,
+        member_count: group.members.len(),
+        role: role(group, viewer),
+    }
 }
 
 /// Members see who is in the group; admins also see requests and bans.
-async fn group_view(
+async fn group_view<'a>(
     service: &ChatService,
-    group: &Group,
+    group: &'a Group,
     viewer: &str,
-) -> Result<Value, ActionError> {
-    let mut view = summary(group, viewer);
+) -> Result<GroupView<'a>, ActionError> {
     let is_member = group.members.iter().any(|m| m == viewer);
     let is_admin = group.admins.iter().any(|a| a == viewer);
     if !is_member {
-        return Ok(view);
+        return Ok(GroupView::outside(summary(group, viewer)));
     }
     let mut ids = group.members.clone();
     if is_admin {
@@ -261,23 +259,12 @@ async fn group_view(
         .users_by_ids(&ids)
         .await
         .map_err(unavailable)?;
-    let cards_of = |list: &[String]| -> Vec<Value> {
-        list.iter()
-            .map(|id| {
-                cards
-                    .iter()
-                    .find(|c: &&UserCard| c.id == *id)
-                    .map_or_else(|| json!({"userId": id}), card)
-            })
-            .collect()
-    };
-    view["members"] = Value::Array(cards_of(&group.members));
-    view["admins"] = json!(group.admins);
-    if is_admin {
-        view["joinRequests"] = Value::Array(cards_of(&group.join_requests));
-        view["banned"] = Value::Array(cards_of(&group.banned));
-    }
-    Ok(view)
+    Ok(GroupView::inside(
+        summary(group, viewer),
+        group,
+        &cards,
+        is_admin,
+    ))
 }
 
 /// A new group's name (1 to 64 printable characters) and description (at
@@ -340,10 +327,10 @@ mod tests {
     #[test]
     fn a_summary_visible_to_anyone_shows_no_members_requests_or_bans() {
         let g = group();
-        let summary = summary(&g, "stranger");
+        let summary = serde_json::to_value(summary(&g, "stranger")).expect("json");
         assert_eq!(
             summary,
-            json!({"groupId": "g", "name": "G", "description": "", "memberCount": 2, "role": "none"})
+            serde_json::json!({"groupId": "g", "name": "G", "description": "", "memberCount": 2, "role": "none"})
         );
     }
 }

@@ -12,6 +12,7 @@
 //! - [`reading`]: HISTORY, LIST_CONVERSATIONS, MARK_READ.
 //! - [`conversations`]: conversation ids, for messages and groups alike.
 //! - [`events`]: every event this service pushes is built here.
+//! - [`views`]: what clients see of users, messages, conversations, groups.
 //! - [`store`]: the collections, their documents and indexes.
 //! - [`input`]: payload fields parsed into checked values.
 
@@ -30,5 +31,6 @@ pub mod service;
 pub mod settings;
 pub mod startup;
 pub mod store;
+pub mod views;
 
 pub use settings::Settings;

@@ -7,7 +7,6 @@
 //! several replicas; its primary key is (sender, clientMsgId), so a resent
 //! message returns the first one instead of creating another.
 
-use serde_json::{Value, json};
 use shared_proto::action::chat::{Recipient, SendMessage};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
@@ -18,6 +17,7 @@ use crate::conversations::{direct_conversation_id, group_conversation, group_con
 use crate::input::{bad_request, client_msg_id, id, message_text};
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::{Conversation, Message, MessageInsert, MessagePreview};
+use crate::views::{ConversationRef, MessageView};
 
 /// Attempts at claiming a sequence number before giving up under contention.
 const SEQ_ATTEMPTS: usize = 50;
@@ -332,10 +332,15 @@ fn sent_outcome(
         return outcome;
     };
     let event = ServerFrame::new("NEW_MESSAGE", "New message.")
-        .with_fields(message_json(message))
+        .with_fields(MessageView::of(message))
         .with(
             "conversation",
-            json!({"conversationId": conversation.id, "kind": conversation.kind, "groupId": conversation.group_id, "temporary": temporary}),
+            ConversationRef {
+                conversation_id: &conversation.id,
+                kind: &conversation.kind,
+                group_id: conversation.group_id.as_deref(),
+                temporary,
+            },
         );
     let origin = Some(&call.request.origin);
     if let Some(group_id) = &conversation.group_id {
@@ -350,19 +355,6 @@ fn sent_outcome(
         }
     }
     outcome
-}
-
-pub fn message_json(message: &Message) -> Value {
-    json!({
-        "messageId": message.id,
-        "conversationId": message.conversation_id,
-        "seq": message.seq,
-        "senderId": message.sender_id,
-        "clientMsgId": message.client_msg_id,
-        "text": message.text,
-        "attachments": message.attachments,
-        "sentAt": message.sent_at_ms,
-    })
 }
 
 #[cfg(test)]
@@ -439,8 +431,8 @@ mod tests {
             sent_at_ms: 1_730_698_940_842,
         };
         assert_eq!(
-            message_json(&message),
-            json!({
+            serde_json::to_value(MessageView::of(&message)).expect("json"),
+            serde_json::json!({
                 "messageId": "m-1",
                 "conversationId": format!("d:{ANA}|{BEN}"),
                 "seq": 3,

@@ -4,7 +4,6 @@
 //! [`crate::group_rules`]; a change is applied as every group change is (see
 //! [`crate::groups`]).
 
-use serde_json::json;
 use shared_proto::action::{GroupId, UserId};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
@@ -13,9 +12,9 @@ use shared_proto::status::ErrorCode;
 use crate::group_rules::{self, Rule};
 use crate::groups::{apply, record_membership};
 use crate::input::id;
-use crate::people::card;
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::Group;
+use crate::views::UserView;
 
 /// One moderation action, with the member it is about where it names one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +111,7 @@ pub async fn moderate(
     };
     let joined = || {
         about("GROUP_JOINED", "A member joined the group.")
-            .with("member", target_card.as_ref().map(card))
+            .with("member", target_card.as_ref().map(UserView::of))
     };
     let removed = |status: &str, text: &str| {
         // Membership first: from this publication on, no gateway delivers
@@ -131,7 +130,7 @@ pub async fn moderate(
     let outcome = match step {
         Move::Join => {
             let me_card = service.store.user(&me).await.map_err(unavailable)?;
-            let from = me_card.as_ref().map_or_else(|| json!({"userId": me}), card);
+            let from = UserView::of_or_id(me_card.as_ref(), &me);
             let mut outcome = Outcome::reply(about(
                 "JOIN_REQUESTED",
                 "Request sent; an admin will answer it.",

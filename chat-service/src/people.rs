@@ -5,23 +5,17 @@
 //! with `PROFILE_CHANGED`, which updates the copy in `people` and, for an
 //! `UPDATE_PROFILE`, answers the client that made it.
 
-use serde_json::{Value, json};
 use shared_proto::action::chat::SearchUsers;
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
-
 use shared_proto::profiles::ProfileChanged;
 
 use crate::input::{bad_request, search_prefix};
 use crate::service::{Call, ChatService, unavailable};
-use crate::store::{Person, PublicProfile, UserCard};
+use crate::store::{Person, PublicProfile};
+use crate::views::{ProfileView, UserView};
 
 const SEARCH_LIMIT: i64 = 20;
-
-/// A user as others see them.
-pub fn card(user: &UserCard) -> Value {
-    json!({"userId": user.id, "nickname": user.profile.nickname, "profileUrl": user.profile.profile_url})
-}
 
 pub async fn profile_changed(
     service: &ChatService,
@@ -39,7 +33,10 @@ pub async fn profile_changed(
     if !change.answer_client {
         return Ok(Outcome::unanswered("PROFILE_COPIED"));
     }
-    let profile = json!({"userId": change.user_id, "nickname": change.nickname});
+    let profile = ProfileView {
+        user_id: change.user_id.clone(),
+        nickname: change.nickname.clone(),
+    };
     Ok(Outcome::reply(
         ServerFrame::new("PROFILE_UPDATED", "Profile updated.").with("profile", &profile),
     )
@@ -100,11 +97,11 @@ pub async fn search_users(
             ));
         }
     };
-    let found: Vec<Value> = users
+    let found: Vec<UserView> = users
         .iter()
         .filter(|u| u.id != call.me.user_id)
         .take(SEARCH_LIMIT as usize)
-        .map(card)
+        .map(UserView::of)
         .collect();
     Ok(Outcome::reply(
         ServerFrame::new("USERS_FOUND", format!("{} found.", found.len())).with("users", found),
@@ -126,10 +123,11 @@ mod tests {
             answer_client: false,
         };
         let stored = mongodb::bson::to_document(&person(&change)).expect("a document");
-        let user: UserCard = mongodb::bson::from_document(stored).expect("read back as a card");
+        let user: crate::store::UserCard =
+            mongodb::bson::from_document(stored).expect("read back as a card");
         assert_eq!(
-            card(&user),
-            json!({"userId": "u1", "nickname": "ana", "profileUrl": "/imgs/default"})
+            serde_json::to_value(UserView::of(&user)).expect("json"),
+            serde_json::json!({"userId": "u1", "nickname": "ana", "profileUrl": "/imgs/default"})
         );
     }
 }

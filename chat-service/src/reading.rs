@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Value, json};
 use shared_proto::action::chat::{History, MarkRead};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
@@ -11,9 +10,9 @@ use shared_proto::status::ErrorCode;
 
 use crate::conversations::group_conversation_id;
 use crate::input::id;
-use crate::messages::message_json;
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::Conversation;
+use crate::views::{ConversationView, MessageView, UserView};
 
 const DEFAULT_PAGE: i64 = 50;
 
@@ -67,7 +66,7 @@ pub async fn history(
         .map_err(unavailable)?;
     page.reverse();
     let has_more = page.first().is_some_and(|m| m.seq > 1);
-    let messages: Vec<Value> = page.iter().map(message_json).collect();
+    let messages: Vec<MessageView> = page.iter().map(MessageView::of).collect();
     Ok(Outcome::reply(
         ServerFrame::new("HISTORY", format!("{} messages.", messages.len()))
             .with("conversationId", &conversation.id)
@@ -140,7 +139,7 @@ pub async fn list_conversations(
         .await
         .map_err(unavailable)?;
     conversations.sort_by_key(|c| std::cmp::Reverse(c.updated_at_ms));
-    let list: Vec<Value> = conversations
+    let list: Vec<ConversationView> = conversations
         .iter()
         .map(|c| {
             let read = reads.get(&c.id).copied().unwrap_or(0);
@@ -148,25 +147,13 @@ pub async fn list_conversations(
                 .participants
                 .iter()
                 .find(|p| *p != me)
-                .map(|other| {
-                    cards
-                        .iter()
-                        .find(|card| card.id == *other)
-                        .map_or_else(|| json!({"userId": other}), crate::people::card)
-                });
-            json!({
-                "conversationId": c.id,
-                "kind": c.kind,
-                "groupId": c.group_id,
-                "groupName": c.group_id.as_ref().and_then(|g| group_names.get(g)),
-                "with": with,
-                "temporary": c.temporary,
-                "lastSeq": c.last_seq,
-                "lastMessage": c.last_message.as_ref().map(|m| json!({
-                    "messageId": m.message_id, "seq": m.seq, "senderId": m.sender_id, "text": m.text, "sentAt": m.sent_at_ms,
-                })),
-                "unread": (c.last_seq - read).max(0),
-            })
+                .map(|other| UserView::find(&cards, other));
+            let group_name = c
+                .group_id
+                .as_ref()
+                .and_then(|g| group_names.get(g))
+                .map(String::as_str);
+            ConversationView::of(c, group_name, with, read)
         })
         .collect();
     Ok(Outcome::reply(

@@ -152,10 +152,10 @@ impl ServerFrame {
         self
     }
 
-    /// Adds every field of a JSON object (anything else adds nothing).
-    /// `rocketStatus` and `message` keep their values.
-    pub fn with_fields(mut self, fields: Value) -> Self {
-        if let Value::Object(fields) = fields {
+    /// Adds every field of what serializes as a JSON object (anything else
+    /// adds nothing). `rocketStatus` and `message` keep their values.
+    pub fn with_fields(mut self, fields: impl Serialize) -> Self {
+        if let Ok(Value::Object(fields)) = serde_json::to_value(fields) {
             for (key, value) in fields {
                 if key != "rocketStatus" && key != "message" {
                     self.0.insert(key, value);

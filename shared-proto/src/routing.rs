@@ -58,9 +58,10 @@ impl ActionClass {
     /// work. A change is finished: its client was told the outcome is
     /// unknown and may look for its effect (a resent message is recognised by
     /// its `clientMsgId`), and a change may already be half done by a replica
-    /// that died. Account actions are all of the first kind: a late login
-    /// opens a session nobody holds, a late code check spends a try.
-    pub fn shed_when_stale(self) -> bool {
+    /// that died. Most account actions are of the first kind (a late login
+    /// opens a session nobody holds, a late code check spends a try); the
+    /// exceptions are marked in [`ROUTES`] (`Route::done_when_late`).
+    pub const fn shed_when_stale(self) -> bool {
         !matches!(self, ActionClass::Send)
     }
 }
@@ -72,6 +73,10 @@ pub struct Route {
     /// Only a logged-in connection may send it; otherwise `UNAUTHORIZED`.
     pub requires_login: bool,
     pub class: ActionClass,
+    /// Handled even once its client was told `TIMEOUT`: every change (see
+    /// [`ActionClass::shed_when_stale`]), and the account actions whose
+    /// effect a person expects whether or not they saw the answer.
+    pub done_when_late: bool,
 }
 
 const fn account() -> Route {
@@ -79,6 +84,17 @@ const fn account() -> Route {
         service: Service::Auth,
         requires_login: false,
         class: ActionClass::Account,
+        done_when_late: false,
+    }
+}
+
+/// An account action that is done even when late: a registration (the
+/// account and its code mail; the person waits for the mail) and a logout
+/// (a session someone asked to end must end).
+const fn account_done_when_late() -> Route {
+    Route {
+        done_when_late: true,
+        ..account()
     }
 }
 
@@ -87,18 +103,19 @@ const fn chat(class: ActionClass) -> Route {
         service: Service::Chat,
         requires_login: true,
         class,
+        done_when_late: !class.shed_when_stale(),
     }
 }
 
 /// Every action a client may send, and where it goes: each action goes to
 /// the service that owns what it changes (docs/architecture.md).
 pub const ROUTES: &[(&str, Route)] = &[
-    ("REGISTER", account()),
+    ("REGISTER", account_done_when_late()),
     ("CONFIRMATION", account()),
     ("RESEND_CONFIRMATION", account()),
     ("LOGIN", account()),
     ("FASTLOGIN", account()),
-    ("LOGOUT", account()),
+    ("LOGOUT", account_done_when_late()),
     // The profile is part of the account. auth-service changes it, then
     // hands the action to chat-service, which updates the copy it searches
     // and answers (see `PROFILE_CHANGED`).
@@ -108,6 +125,7 @@ pub const ROUTES: &[(&str, Route)] = &[
             service: Service::Auth,
             requires_login: true,
             class: ActionClass::Send,
+            done_when_late: true,
         },
     ),
     ("SEARCH_USERS", chat(ActionClass::Search)),
@@ -176,6 +194,15 @@ pub fn class_of(action: &str) -> ActionClass {
     })
 }
 
+/// True when a service handles `action` even after its client was told
+/// `TIMEOUT`; false when it drops it unhandled then.
+pub fn done_when_late(action: &str) -> bool {
+    route(action).map_or_else(
+        || !class_of(action).shed_when_stale(),
+        |route| route.done_when_late,
+    )
+}
+
 /// An action name known to the system, as a `'static` string (for metric
 /// labels: a client cannot grow the number of series).
 pub fn known_action(action: &str) -> Option<&'static str> {
@@ -235,5 +262,29 @@ mod tests {
         assert_eq!(class_of(PROFILE_CHANGED), ActionClass::Send);
         assert!(!class_of(PROFILE_CHANGED).shed_when_stale());
         assert_eq!(class_of(SESSION_STARTED), ActionClass::Read);
+    }
+
+    #[test]
+    fn changes_registrations_and_logouts_are_done_when_late_and_the_rest_is_not() {
+        for action in [
+            "SEND_MESSAGE",
+            "MARK_READ",
+            "UPDATE_PROFILE",
+            "REGISTER",
+            "LOGOUT",
+        ] {
+            assert!(done_when_late(action), "{action}");
+        }
+        for action in [
+            "HISTORY",
+            "SEARCH_USERS",
+            "LOGIN",
+            "FASTLOGIN",
+            "CONFIRMATION",
+        ] {
+            assert!(!done_when_late(action), "{action}");
+        }
+        assert!(done_when_late(PROFILE_CHANGED));
+        assert!(!done_when_late(SESSION_STARTED));
     }
 }

@@ -121,9 +121,7 @@ impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
         let deadline = request
             .deadline_ms
             .unwrap_or_else(|| request.received_at_ms.saturating_add(self.stale_after_ms));
-        let shed_at_ms = crate::routing::class_of(&request.action)
-            .shed_when_stale()
-            .then_some(deadline);
+        let shed_at_ms = (!crate::routing::done_when_late(&request.action)).then_some(deadline);
         Admission { key, shed_at_ms }
     }
 
