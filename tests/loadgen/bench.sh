@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Switchyard benchmark: builds everything in release, starts its own Redis, FerretDB, MailDev,
 # services and gateways (with switchyard-launch, from the definitions the tests use), a Centrifugo
-# cluster (Redis engine) and the bare broadcast server, each on free loopback ports, runs the same loadgen scenarios against each several times, and writes the
-# medians to docs/benchmarks.md.
+# cluster (Redis engine) and the bare broadcast server, each on free loopback ports, runs the same
+# loadgen scenarios against each several times, and writes the medians to docs/benchmarks.md.
 #
 #   tests/loadgen/bench.sh            (or ./stack bench)
 #
