@@ -156,3 +156,29 @@ fn is_running(pid: i32, word: &str) -> bool {
         Err(_) => true,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pid_file_names_a_live_process_only_with_its_word() {
+        let dir = std::env::temp_dir().join(format!("launcher-pids-{}", std::process::id()));
+        let pids = PidFiles::new(dir.clone());
+        let me = std::process::id();
+        let exe = std::env::current_exe().expect("the test's own path");
+        let word = exe
+            .file_name()
+            .expect("a file name")
+            .to_string_lossy()
+            .into_owned();
+        pids.record("me", me, &word).expect("writing a pid file");
+        assert_eq!(pids.running("me"), i32::try_from(me).ok());
+        pids.record("other", me, "no-such-program-word")
+            .expect("writing a pid file");
+        assert_eq!(pids.running("other"), None, "a recycled pid is not ours");
+        pids.forget("me");
+        assert_eq!(pids.running("me"), None);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

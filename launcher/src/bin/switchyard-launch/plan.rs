@@ -156,3 +156,55 @@ impl<'a> Plan<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+
+    fn layout(args: &[&str]) -> Layout {
+        let mut all = vec!["switchyard-launch"];
+        all.extend_from_slice(args);
+        all.push("status");
+        Cli::parse_from(all).layout
+    }
+
+    #[test]
+    fn the_default_layout_is_the_local_stack() {
+        let layout = layout(&[]);
+        let plan = Plan::new(&layout);
+        assert_eq!(
+            plan.services(),
+            [
+                "gateway-8000",
+                "gateway-8001",
+                "auth-service-1",
+                "auth-service-2",
+                "chat-service",
+                "mailer"
+            ]
+        );
+        assert_eq!(plan.infra_port(REDIS), 6379);
+        assert_eq!(plan.infra_port(FERRETDB), 27017);
+        assert_eq!(plan.infra_port(MAILDEV), 1025);
+    }
+
+    #[test]
+    fn external_servers_are_left_to_the_environment() {
+        let layout = layout(&["--redis-port", "7000", "--gateway-port", "9000,9001"]);
+        let plan = Plan::new(&layout);
+        let external = External {
+            mongodb: true,
+            mongodb_uri: Some("mongodb://db.internal".to_owned()),
+            smtp: true,
+            ..External::default()
+        };
+        let wiring = plan.wiring(&external);
+        assert_eq!(wiring.redis_url.as_deref(), Some("redis://127.0.0.1:7000"));
+        assert_eq!(wiring.mongo_uri.as_deref(), Some("mongodb://db.internal"));
+        assert_eq!(wiring.smtp, None);
+        assert_eq!(plan.services()[..2], ["gateway-9000", "gateway-9001"]);
+    }
+}
