@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Switchyard benchmark: builds everything in release, starts its own Redis, FerretDB, MailDev,
-# services and gateways, a Centrifugo cluster (Redis engine) and the bare broadcast server, each on
-# free loopback ports, runs the same loadgen scenarios against each several times, and writes the
-# medians to docs/benchmarks.md.
+# services and gateways (with switchyard-launch, from the definitions the tests use), a Centrifugo
+# cluster (Redis engine) and the bare broadcast server, each on free loopback ports, runs the same
+# loadgen scenarios against each several times, and writes the medians to docs/benchmarks.md.
 #
 #   tests/loadgen/bench.sh            (or ./stack bench)
 #
@@ -69,7 +69,11 @@ die() {
 declare -A PID=()
 
 cleanup() {
-	local name
+	local name dir
+	# The launcher's deployments: everything each started, by its pid files.
+	for dir in "$WORK/product" "$WORK/centrifugo"; do
+		[[ -d $dir/pids ]] && launch "$dir" down 2>/dev/null
+	done
 	for name in "${!PID[@]}"; do
 		kill "${PID[$name]}" 2>/dev/null || true
 	done
@@ -80,6 +84,26 @@ cleanup() {
 	log "logs and raw reports kept in $WORK"
 }
 trap cleanup EXIT
+
+# launch DIR ARGS...: the launcher (launcher/), which owns how Redis, FerretDB, MailDev and the
+# services are started and checked, on the deployment in DIR. The caller's external-server
+# variables are dropped: the benchmark measures its own servers only.
+launch() {
+	local dir=$1
+	shift
+	env -u SWITCHYARD__REDIS__URL -u MONGODB_URI -u SWITCHYARD__MONGODB__URI -u SWITCHYARD__SMTP__HOST \
+		"$BIN/switchyard-launch" --dir "$dir" "$@"
+}
+
+# The product's deployment: its ports, and its settings for every service.
+PRODUCT=()
+SY_ENV=(
+	--env SWITCHYARD__MONGODB__DATABASE=switchyard
+	--env SWITCHYARD__LOG__FILTER=warn
+	# The idle and storm scenarios log thousands of connections in as a hundred users: the
+	# per-account connection limit (20 by default) is not what they measure.
+	--env SWITCHYARD__GATEWAY__MAX_CONNECTIONS_PER_USER=1000000
+)
 
 # start NAME COMMAND...: runs COMMAND in the background, logging to $LOGS/NAME.log.
 start() {
@@ -195,7 +219,7 @@ install_all() {
 		log "cargo build --release --workspace --bins"
 		cargo build --release --workspace --bins || die "cargo build --release failed"
 	fi
-	for bin in gateway auth-service chat-service mailer loadgen bare-broadcast; do
+	for bin in gateway auth-service chat-service mailer switchyard-launch loadgen bare-broadcast; do
 		[[ -x $BIN/$bin ]] || die "the release build did not produce $BIN/$bin"
 	done
 }
@@ -210,51 +234,12 @@ start_product_backend() {
 	pick_port && SY_MONGO_PORT=$PORT
 	pick_port && SY_SMTP_PORT=$PORT
 	pick_port && SY_MAILDEV_PORT=$PORT
-	mkdir -p "$WORK/redis-product" "$WORK/ferretdb" "$WORK/maildev"
-	start redis-product "$REDIS_BIN" --port "$SY_REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-		--dir "$WORK/redis-product" --maxclients 100000
-	start ferretdb "$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$WORK/ferretdb/" \
-		--state-dir="$WORK/ferretdb" --listen-addr="127.0.0.1:$SY_MONGO_PORT" --debug-addr=- \
-		--telemetry=disable --log-level=warn
-	# MailDev reads configuration from its working directory: give it its own.
-	start maildev env -C "$WORK/maildev" "$MAILDEV_BIN" --smtp "$SY_SMTP_PORT" --ip 127.0.0.1 \
-		--web "$SY_MAILDEV_PORT" --web-ip 127.0.0.1
-	wait_port_any "$SY_REDIS_PORT" "$SY_MONGO_PORT" "$SY_SMTP_PORT" "$SY_MAILDEV_PORT"
-	SY_ENV=(
-		SWITCHYARD__REDIS__URL="redis://127.0.0.1:$SY_REDIS_PORT"
-		SWITCHYARD__MONGODB__URI="mongodb://127.0.0.1:$SY_MONGO_PORT"
-		SWITCHYARD__MONGODB__DATABASE=switchyard
-		SWITCHYARD__SMTP__HOST=127.0.0.1
-		SWITCHYARD__SMTP__PORT="$SY_SMTP_PORT"
-		SWITCHYARD__LOG__FILTER=warn
-		# The idle and storm scenarios log thousands of connections in as a hundred users: the
-		# per-account connection limit (20 by default) is not what they measure.
-		SWITCHYARD__GATEWAY__MAX_CONNECTIONS_PER_USER=1000000
-		NO_COLOR=1
-	)
-	start auth-service-1 env "${SY_ENV[@]}" "$BIN/auth-service"
-	start auth-service-2 env "${SY_ENV[@]}" "$BIN/auth-service"
-	start chat-service env "${SY_ENV[@]}" "$BIN/chat-service"
-	start mailer env "${SY_ENV[@]}" "$BIN/mailer"
-	sleep 1
-	local name
-	for name in auth-service-1 auth-service-2 chat-service mailer; do
-		kill -0 "${PID[$name]}" 2>/dev/null || {
-			tail -n 20 "$LOGS/$name.log" >&2
-			die "$name exited during start-up"
-		}
-	done
-}
-
-wait_port_any() {
-	local port i
-	for port in "$@"; do
-		for ((i = 0; i < 300; i++)); do
-			port_open "$port" && break
-			sleep 0.2
-		done
-		port_open "$port" || die "nothing listens on 127.0.0.1:$port after 60 s (see $LOGS)"
-	done
+	PRODUCT=("$WORK/product" --redis-port "$SY_REDIS_PORT" --ferretdb-port "$SY_MONGO_PORT"
+		--smtp-port "$SY_SMTP_PORT" --maildev-web-port "$SY_MAILDEV_PORT"
+		--auth-replicas 2 --chat-replicas 1 --mailer-replicas 1)
+	launch "${PRODUCT[@]}" up --only redis,ferretdb,maildev,backends --redis-max-clients 100000 \
+		--bin-dir "$BIN" --root "$ROOT" --port-timeout 60 "${SY_ENV[@]}" ||
+		die "the product did not start (logs in $WORK/product/logs)"
 }
 
 # start_servers SYSTEM COUNT: COUNT fresh servers of SYSTEM; sets SERVER_PORTS and SERVER_PIDS.
@@ -267,9 +252,11 @@ start_servers() {
 		name="$system-$i"
 		case $system in
 		switchyard)
-			start "$name" env "${SY_ENV[@]}" SWITCHYARD__GATEWAY__LISTEN="127.0.0.1:$PORT" \
-				SWITCHYARD__GATEWAY__ID="bench-gw-$i" "$BIN/gateway"
-			wait_until "$name" "readiness" http_ok "http://127.0.0.1:$PORT/readyz"
+			launch "${PRODUCT[@]}" --gateway-port "$PORT" up --only gateways --bin-dir "$BIN" \
+				--root "$ROOT" "${SY_ENV[@]}" || die "gateway-$PORT did not start"
+			SERVER_PORTS+=("$PORT")
+			SERVER_PIDS+=("$(launch "${PRODUCT[@]}" pid "gateway-$PORT")")
+			continue
 			;;
 		centrifugo)
 			centrifugo_config "$PORT" >"$WORK/centrifugo-$i.json"
@@ -287,16 +274,19 @@ start_servers() {
 }
 
 stop_servers() {
-	local system=$1 i
+	local system=$1 i port
+	if [[ $system == switchyard ]]; then
+		for port in "${SERVER_PORTS[@]}"; do launch "${PRODUCT[@]}" stop "gateway-$port"; done
+		return 0
+	fi
 	for ((i = 0; i < 8; i++)); do stop "$system-$i"; done
 }
 
+# Centrifugo's Redis: the same definition as the product's, in a deployment of its own.
 start_centrifugo_redis() {
 	pick_port && CF_REDIS_PORT=$PORT
-	mkdir -p "$WORK/redis-centrifugo"
-	start redis-centrifugo "$REDIS_BIN" --port "$CF_REDIS_PORT" --bind 127.0.0.1 --save "" \
-		--appendonly no --dir "$WORK/redis-centrifugo" --maxclients 100000
-	wait_port_any "$CF_REDIS_PORT"
+	launch "$WORK/centrifugo" --redis-port "$CF_REDIS_PORT" up --only redis --redis-max-clients 100000 \
+		--port-timeout 60 || die "Centrifugo's Redis did not start (logs in $WORK/centrifugo/logs)"
 }
 
 # Centrifugo with its Redis engine, HMAC tokens, and a namespace clients may publish to.
@@ -348,9 +338,13 @@ protocol_args() {
 watch_args() {
 	case $1 in
 	switchyard)
-		echo "--watch chat-service=${PID[chat-service]},auth-service-1=${PID[auth-service-1]},auth-service-2=${PID[auth-service-2]},ferretdb=${PID[ferretdb]},redis=${PID[redis-product]}"
+		local -a names=(chat-service auth-service-1 auth-service-2 ferretdb redis) pids
+		mapfile -t pids < <(launch "${PRODUCT[@]}" pid "${names[@]}")
+		local i watch=""
+		for i in "${!names[@]}"; do watch+="${watch:+,}${names[i]}=${pids[i]}"; done
+		echo "--watch $watch"
 		;;
-	centrifugo) echo "--watch redis=${PID[redis-centrifugo]}" ;;
+	centrifugo) echo "--watch redis=$(launch "$WORK/centrifugo" pid redis)" ;;
 	bare) echo "" ;;
 	esac
 }

@@ -33,9 +33,12 @@ use tokio::time::{Instant, sleep, timeout, timeout_at};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
 
-use crate::ports::free_port;
-use crate::process::{ManagedProcess, ProcessSpec};
-use crate::ready::http_client;
+pub use switchyard_launcher::front_door::FrontDoorKind;
+use switchyard_launcher::front_door::{self as door, front_door};
+use switchyard_launcher::ports::free_port;
+use switchyard_launcher::probe::http_client;
+use switchyard_launcher::process::ManagedProcess;
+
 use crate::stack::Stack;
 
 /// How long the front door may take to start, or to apply a reload.
@@ -54,31 +57,12 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How long a [`Tab`] keeps trying to get back in after losing its connection.
 const RECONNECT_BUDGET: Duration = Duration::from_secs(20);
 
-/// Which proxy stands at the door.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrontDoorKind {
-    /// `deploy/nginx/switchyard.conf`; reloaded with `nginx -s reload`.
-    Nginx,
-    /// `deploy/haproxy/haproxy.cfg` in master-worker mode; reloaded softly
-    /// with SIGUSR2 to the master.
-    Haproxy,
-}
-
-impl FrontDoorKind {
-    fn name(self) -> &'static str {
-        match self {
-            FrontDoorKind::Nginx => "nginx",
-            FrontDoorKind::Haproxy => "haproxy",
-        }
-    }
-
-    /// A line the proxy logs each time a configuration has been loaded and
-    /// is serving: counting them tells a reload has taken effect.
-    fn loaded_marker(self) -> &'static str {
-        match self {
-            FrontDoorKind::Nginx => "start worker process ",
-            FrontDoorKind::Haproxy => "Loading success.",
-        }
+/// A line the proxy logs each time a configuration has been loaded and is
+/// serving: counting them tells a reload has taken effect.
+fn loaded_marker(kind: FrontDoorKind) -> &'static str {
+    match kind {
+        FrontDoorKind::Nginx => "start worker process ",
+        FrontDoorKind::Haproxy => "Loading success.",
     }
 }
 
@@ -102,36 +86,19 @@ impl FrontDoor {
     /// If the proxy is not installed (`./stack install` installs both), its
     /// configuration is refused, or it does not come up in time.
     pub async fn start(kind: FrontDoorKind, stack: &Stack, gateways: &[usize]) -> Self {
-        let program = system_binary(kind.name());
+        let program = door::program(kind).unwrap_or_else(|e| panic!("{e} (this test needs it)"));
         let dir = stack.dir().join(format!("front-door-{}", kind.name()));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
         let port = free_port();
         let config = write_config(kind, &dir, port, stack, gateways);
         check_config(kind, &program, &dir, &config);
-        let args: Vec<std::ffi::OsString> = match kind {
-            FrontDoorKind::Nginx => vec![
-                "-p".into(),
-                dir.clone().into(),
-                "-e".into(),
-                "stderr".into(),
-                "-c".into(),
-                config.into(),
-            ],
-            // Master-worker mode in the foreground: the master is our child,
-            // and SIGUSR2 to it is a soft reload.
-            FrontDoorKind::Haproxy => vec!["-W".into(), "-db".into(), "-f".into(), config.into()],
-        };
-        let process = ManagedProcess::spawn(ProcessSpec {
-            name: format!("front-door-{}", kind.name()),
-            program: program.clone(),
-            args,
-            env: Vec::new(),
-            cwd: dir.clone(),
-            log_path: stack
-                .dir()
-                .join("logs")
-                .join(format!("{}.log", kind.name())),
-        });
+        let name = format!("front-door-{}", kind.name());
+        let log_path = stack
+            .dir()
+            .join("logs")
+            .join(format!("{}.log", kind.name()));
+        let launch = front_door(kind, program.clone(), &name, &dir, &config, log_path, port);
+        let process = ManagedProcess::spawn(launch.spec);
         let mut door = Self {
             kind,
             port,
@@ -221,7 +188,7 @@ impl FrontDoor {
     fn loaded_count(&self) -> usize {
         let log = std::fs::read(self.process.log_path()).unwrap_or_default();
         String::from_utf8_lossy(&log)
-            .matches(self.kind.loaded_marker())
+            .matches(loaded_marker(self.kind))
             .count()
     }
 
@@ -239,7 +206,7 @@ impl FrontDoor {
                 Instant::now() < deadline,
                 "the {} front door did not log {:?} {count} time(s) within {FRONT_DOOR_TIMEOUT:?}. Last lines:\n{}",
                 self.kind.name(),
-                self.kind.loaded_marker(),
+                loaded_marker(self.kind),
                 self.log_tail(30)
             );
             sleep(Duration::from_millis(50)).await;
@@ -297,76 +264,15 @@ fn write_config(
     stack: &Stack,
     gateways: &[usize],
 ) -> PathBuf {
-    let mut args = vec![kind.name().to_owned(), format!("127.0.0.1:{port}")];
-    args.extend(gateways.iter().map(|&i| stack.gateway_addr(i).to_string()));
-    let rendered = render(&args);
-    match kind {
-        FrontDoorKind::Nginx => {
-            let site = dir.join("switchyard.conf");
-            write(&site, &rendered);
-            let main = render(&[
-                "nginx-main".to_owned(),
-                dir.display().to_string(),
-                site.display().to_string(),
-            ]);
-            let config = dir.join("nginx.conf");
-            write(&config, &main);
-            config
-        }
-        FrontDoorKind::Haproxy => {
-            let config = dir.join("haproxy.cfg");
-            write(&config, &rendered);
-            config
-        }
-    }
-}
-
-/// `deploy/front-door/render ARGS...`, the renderer `./stack` uses too.
-fn render(args: &[String]) -> String {
-    let script = repository_root().join("deploy/front-door/render");
-    let out = std::process::Command::new("sh")
-        .arg(&script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{} {} failed: {}",
-        script.display(),
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("the renderer prints UTF-8")
+    let addresses: Vec<_> = gateways.iter().map(|&i| stack.gateway_addr(i)).collect();
+    door::write_config(&repository_root(), kind, dir, port, &addresses)
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// `nginx -t` or `haproxy -c`: a configuration the proxy would refuse fails
 /// here with the proxy's own words, not later as a silent failed reload.
 fn check_config(kind: FrontDoorKind, program: &Path, dir: &Path, config: &Path) {
-    let mut command = std::process::Command::new(program);
-    match kind {
-        FrontDoorKind::Nginx => command
-            .arg("-t")
-            .arg("-p")
-            .arg(dir)
-            .args(["-e", "stderr", "-c"])
-            .arg(config),
-        FrontDoorKind::Haproxy => command.arg("-c").arg("-f").arg(config),
-    };
-    let out = command
-        .output()
-        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
-    assert!(
-        out.status.success(),
-        "{} refuses {}:\n{}{}",
-        kind.name(),
-        config.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn write(path: &Path, contents: &str) {
-    std::fs::write(path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    door::check_config(kind, program, dir, config).unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The workspace root, where `deploy/` is.
@@ -375,24 +281,6 @@ pub(crate) fn repository_root() -> PathBuf {
         .parent()
         .expect("the tests crate lives inside the workspace")
         .to_path_buf()
-}
-
-/// A system binary such as `nginx`: on `PATH`, or in the sbin directories a
-/// non-root `PATH` may lack.
-fn system_binary(name: &str) -> PathBuf {
-    let on_path = std::env::var_os("PATH")
-        .map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
-        .unwrap_or_default();
-    on_path
-        .into_iter()
-        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is needed by this test but is not installed; `./stack install` installs it"
-            )
-        })
 }
 
 /// Makes sure this process, and every process it starts from now on (they

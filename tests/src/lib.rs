@@ -21,10 +21,10 @@
 //!
 //! Modules, one job each:
 //! - [`stack`]: the deployment of one test, its builder and its controls.
-//! - `infra` and [`services`]: how each process is launched and configured.
-//! - [`process`]: one child process, its log file, stop and restart.
-//! - [`ready`]: bounded readiness checks.
-//! - [`ports`] and [`locate`]: free ports, and where binaries are found.
+//! - [`services`]: the tests' settings over the launcher's definitions.
+//! - How each process is launched, found, started and checked is the
+//!   `switchyard-launcher` crate's, shared with `./stack up` and the
+//!   benchmark; [`process`], [`ports`] and [`locate`] are re-exported here.
 //! - [`client`]: the WebSocket client; [`flows`]: the account actions on it.
 //! - [`mail`]: what MailDev caught, and the confirmation code in it.
 //! - [`stored`]: what the services wrote to the database.
@@ -33,15 +33,12 @@ pub mod chat;
 pub mod client;
 pub mod flows;
 pub mod front_door;
-mod infra;
-pub mod locate;
 pub mod mail;
-pub mod ports;
-pub mod process;
-pub mod ready;
 pub mod services;
 pub mod stack;
 pub mod stored;
+
+pub use switchyard_launcher::{locate, ports, process};
 
 pub use client::{Client, CloseCode, CloseFrame, REQUEST_TIMEOUT};
 pub use flows::{

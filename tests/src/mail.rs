@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::{Instant, sleep};
 
-use crate::infra::loopback;
-use crate::ready::http_client;
+use switchyard_launcher::infra::loopback;
+use switchyard_launcher::probe::http_client;
 
 /// The mailer writes the code on its own line, after this text.
 pub const CODE_LINE_PREFIX: &str = "Your confirmation code:";
@@ -120,6 +120,11 @@ impl MailDev {
 
     pub fn smtp_port(&self) -> u16 {
         self.smtp_port
+    }
+
+    /// The port of the web interface and REST API.
+    pub fn web_port(&self) -> u16 {
+        self.web_port
     }
 
     /// Base URL of the web interface and REST API, e.g. `http://127.0.0.1:41234`.

@@ -12,21 +12,23 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use tempfile::TempDir;
 
-use crate::infra::{self, Placement};
+use switchyard_launcher::infra::{self, Launch, Placement};
+use switchyard_launcher::ports::free_port;
+use switchyard_launcher::probe::Probe;
+use switchyard_launcher::process::ManagedProcess;
+
 use crate::mail::MailDev;
-use crate::ports::free_port;
-use crate::process::{ManagedProcess, ProcessSpec};
-use crate::ready::{Probe, READY_TIMEOUT, wait_ready};
-use crate::services::{self, AUTH, CHAT, DATABASE, GATEWAY, MAILER, Overrides, Wiring};
+use crate::services::{self, AUTH, CHAT, DATABASE, Endpoints, GATEWAY, MAILER, Overrides};
+
+/// How long any process may take to become ready.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// How long [`Stack::stop_service`] lets a process shut down on SIGTERM.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Component names accepted by [`Stack::kill_service`] and friends besides the
 /// service binaries.
-pub const REDIS: &str = "redis";
-pub const FERRETDB: &str = "ferretdb";
-pub const MAILDEV: &str = "maildev";
+pub use switchyard_launcher::infra::{FERRETDB, MAILDEV, REDIS};
 
 /// What to start. The default is what account scenarios need: one gateway,
 /// one `auth-service`, one `mailer`; `chat-service` is opt-in.
@@ -150,7 +152,11 @@ impl StackBuilder {
         let smtp_port = free_port();
         let web_port = free_port();
 
-        let mut redis = start(infra::redis(&dir.placement("redis", &logs), redis_port));
+        let mut redis = start(infra::redis(
+            &dir.placement("redis", &logs),
+            redis_port,
+            None,
+        ));
         let mut ferretdb = start(infra::ferretdb(
             &dir.placement("ferretdb", &logs),
             mongo_port,
@@ -167,7 +173,7 @@ impl StackBuilder {
         );
         let mut components = vec![redis, ferretdb, maildev];
 
-        let wiring = Wiring {
+        let wiring = Endpoints {
             redis_url: format!("redis://127.0.0.1:{redis_port}"),
             mongo_uri: format!("mongodb://127.0.0.1:{mongo_port}"),
             smtp_port,
@@ -227,7 +233,7 @@ pub struct Stack {
     components: Vec<Component>,
     maildev: MailDev,
     mongo: mongodb::Client,
-    wiring: Wiring,
+    wiring: Endpoints,
     /// Kept for replicas started later ([`Stack::add_gateway`]).
     overrides: Overrides,
     gateway_ports: Vec<u16>,
@@ -419,7 +425,7 @@ impl Stack {
     /// nothing answers at all.
     pub async fn gateway_health(&self, i: usize) -> Option<u16> {
         let url = format!("{}/healthz", self.gateway_http(i));
-        crate::ready::http_client()
+        switchyard_launcher::probe::http_client()
             .get(&url)
             .send()
             .await
@@ -500,14 +506,14 @@ struct Component {
 
 impl Component {
     async fn wait_ready(&mut self) {
-        wait_ready(&mut self.process, &self.probe, READY_TIMEOUT).await;
+        self.process.wait_ready(&self.probe, READY_TIMEOUT).await;
     }
 }
 
-fn start((spec, probe): (ProcessSpec, Probe)) -> Component {
+fn start(launch: Launch) -> Component {
     Component {
-        process: ManagedProcess::spawn(spec),
-        probe,
+        process: ManagedProcess::spawn(launch.spec),
+        probe: launch.probe,
     }
 }
 
@@ -610,6 +616,6 @@ impl Stack {
 
     /// The loopback address gateway `i` listens on.
     pub fn gateway_addr(&self, i: usize) -> std::net::SocketAddr {
-        crate::infra::loopback(self.gateway_port(i))
+        infra::loopback(self.gateway_port(i))
     }
 }

@@ -81,7 +81,7 @@ fn number(report: &Value, pointer: &str) -> f64 {
 #[test]
 fn every_scenario_runs_against_the_product() {
     let stack = Stack::start();
-    let dir = stack.dir.path();
+    let dir = stack.dir();
     let target = format!("ws://127.0.0.1:{}/", stack.gateway_port);
     let maildev = format!("http://127.0.0.1:{}", stack.maildev_web_port);
     let accounts = dir.join("accounts.json").display().to_string();

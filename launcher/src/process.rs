@@ -6,32 +6,20 @@
 //! or an outage. Its stdout and stderr are appended to one log file, with a
 //! header line at every start. Dropping it kills the process.
 
-use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
+use crate::probe::{NotReady, Probe, wait_until_ready};
+use crate::spec::{Inherit, ProcessSpec, log_tail};
+
 /// How long a killed process may take to be reaped before that is a failure.
 const REAP_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Everything needed to start a process, and to start it again later.
-#[derive(Debug, Clone)]
-pub struct ProcessSpec {
-    /// Short name used in messages and log headers, e.g. `gateway-1`.
-    pub name: String,
-    pub program: PathBuf,
-    pub args: Vec<OsString>,
-    /// Set on top of the inherited environment, after every inherited
-    /// `SWITCHYARD_*` variable has been removed so that a developer's shell
-    /// cannot leak settings into a test.
-    pub env: Vec<(String, String)>,
-    pub cwd: PathBuf,
-    pub log_path: PathBuf,
-}
+/// Log lines quoted in a failure message.
+const TAIL_LINES: usize = 40;
 
 /// A child process started from a [`ProcessSpec`]; killed on drop.
 #[derive(Debug)]
@@ -171,42 +159,52 @@ impl ManagedProcess {
 
     fn start(&mut self) {
         let spec = &self.spec;
-        let mut log = open_log(spec);
-        let mut command_line = spec.program.display().to_string();
-        for arg in &spec.args {
-            command_line.push(' ');
-            command_line.push_str(&arg.to_string_lossy());
-        }
-        let header = format!("===== starting {}: {command_line} =====", spec.name);
-        writeln!(log, "{header}")
-            .unwrap_or_else(|e| panic!("writing to {}: {e}", spec.log_path.display()));
-        let stderr = log
-            .try_clone()
-            .unwrap_or_else(|e| panic!("sharing {} for stderr: {e}", spec.log_path.display()));
-
-        let mut command = Command::new(&spec.program);
-        command
-            .args(&spec.args)
-            .current_dir(&spec.cwd)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(stderr)
-            .kill_on_drop(true);
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("SWITCHYARD_") {
-                command.env_remove(key);
-            }
-        }
-        command.envs(spec.env.iter().map(|(k, v)| (k, v)));
-
-        let child = command.spawn().unwrap_or_else(|e| {
-            panic!(
-                "could not start {} ({}): {e}",
-                spec.name,
-                spec.program.display()
-            )
-        });
+        let command = spec
+            .command(Inherit::NoSwitchyardSettings)
+            .unwrap_or_else(|e| panic!("preparing to start {}: {e}", spec.name));
+        let child = Command::from(command)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "could not start {} ({}): {e}",
+                    spec.name,
+                    spec.program.display()
+                )
+            });
         self.child = Some(child);
+    }
+
+    /// Waits until `probe` holds for this process, for at most `limit`.
+    ///
+    /// # Panics
+    /// If the process exits first or the deadline passes; the message names
+    /// the process, the probe, the last probe error and the end of the log.
+    pub async fn wait_ready(&mut self, probe: &Probe, limit: Duration) {
+        let outcome = {
+            let mut exited = || self.exit_status().map(|status| status.to_string());
+            wait_until_ready(probe, limit, &mut exited).await
+        };
+        let excerpt = || {
+            format!(
+                "Last lines of {}:\n{}",
+                self.log_path().display(),
+                self.log_tail(TAIL_LINES)
+            )
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(NotReady::Exited(status)) => panic!(
+                "{} exited ({status}) before it was ready ({probe}).\n{}",
+                self.name(),
+                excerpt()
+            ),
+            Err(NotReady::TimedOut(last_error)) => panic!(
+                "{} was not ready after {limit:?} ({probe}); last error: {last_error}.\n{}",
+                self.name(),
+                excerpt()
+            ),
+        }
     }
 }
 
@@ -215,31 +213,5 @@ impl Drop for ManagedProcess {
         // `kill_on_drop` covers this too; being explicit costs nothing and
         // does not depend on the runtime still being alive.
         self.start_kill();
-    }
-}
-
-fn open_log(spec: &ProcessSpec) -> File {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&spec.log_path)
-        .unwrap_or_else(|e| {
-            panic!(
-                "opening log file {} for {}: {e}",
-                spec.log_path.display(),
-                spec.name
-            )
-        })
-}
-
-/// The last `lines` lines of a log file, or a note saying why there are none.
-pub fn log_tail(path: &Path, lines: usize) -> String {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let text = String::from_utf8_lossy(&bytes);
-            let all: Vec<&str> = text.lines().collect();
-            all[all.len().saturating_sub(lines)..].join("\n")
-        }
-        Err(e) => format!("(could not read {}: {e})", path.display()),
     }
 }

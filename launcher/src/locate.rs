@@ -3,14 +3,14 @@
 //! Infrastructure (Redis, FerretDB, MailDev) comes from an environment
 //! variable naming the binary, then from the place `./stack install` puts it,
 //! then from `PATH`. The Switchyard binaries come from `SWITCHYARD_BIN_DIR`, or
-//! else from the Cargo target directory this test executable was built in.
+//! else from the Cargo target directory the running executable was built in.
 //! Anything missing is a panic that says how to get it: tests never skip.
 
 use std::env;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-const INSTALL_HINT: &str = "Install the test infrastructure with `./stack install`";
+const INSTALL_HINT: &str = "Install the infrastructure with `./stack install`";
 
 /// The `redis-server` binary: `$SWITCHYARD_REDIS_BIN`, else `redis-server` on `PATH`.
 pub fn redis_server() -> PathBuf {
@@ -52,7 +52,14 @@ pub fn maildev() -> PathBuf {
 /// # Panics
 /// If the binary is not there, saying how to build it.
 pub fn service(name: &str) -> PathBuf {
-    let dir = service_bin_dir();
+    service_in(&service_bin_dir(), name)
+}
+
+/// A Switchyard binary from `dir`.
+///
+/// # Panics
+/// If the binary is not there, saying how to build it.
+pub fn service_in(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
     assert!(
         path.is_file(),
@@ -64,13 +71,13 @@ pub fn service(name: &str) -> PathBuf {
 }
 
 /// `$SWITCHYARD_BIN_DIR`, else the profile directory of the target directory
-/// this test executable lives in.
+/// the running executable (a test, or `switchyard-launch`) lives in.
 pub fn service_bin_dir() -> PathBuf {
     if let Some(dir) = env::var_os("SWITCHYARD_BIN_DIR") {
         return PathBuf::from(dir);
     }
     let exe = env::current_exe()
-        .expect("the path of the running test executable is needed to find the service binaries");
+        .expect("the path of the running executable is needed to find the service binaries");
     bin_dir_for_exe(&exe)
 }
 
@@ -111,7 +118,7 @@ fn infrastructure(what: &str, var: &str, defaults: &[PathBuf], command: &str) ->
         .chain([format!("`{command}` on PATH")])
         .collect();
     panic!(
-        "{what} is needed by this test but was not found (looked at {}). \
+        "{what} is needed but was not found (looked at {}). \
          {INSTALL_HINT}, or set {var} to the binary.",
         looked_at.join(", ")
     )

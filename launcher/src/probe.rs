@@ -1,7 +1,8 @@
-//! Deciding that a started process is ready to be used.
+//! Deciding that a started process is ready to be used: what "ready" means
+//! for each kind of component, and a bounded wait for it.
 //!
-//! Every wait is bounded. A process that exits while being waited for, or is
-//! still not ready at the deadline, is a panic that quotes the end of its log.
+//! The wait is told how to see that the process exited, so that a process
+//! which dies on startup is reported at once rather than at the deadline.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -11,16 +12,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, sleep, timeout};
 
-use crate::process::ManagedProcess;
-
-/// How long any process may take to become ready.
-pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
-
 /// How long one probe attempt may take.
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Log lines quoted in a failure message.
-const TAIL_LINES: usize = 40;
+/// Pause between two attempts.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
 
 /// What "ready" means for one process.
 #[derive(Debug, Clone)]
@@ -52,47 +48,44 @@ impl fmt::Display for Probe {
     }
 }
 
-/// Waits until `probe` holds for `process`, for at most `limit`.
+/// Why a process did not become ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotReady {
+    /// It exited first; how, as the operating system tells it.
+    Exited(String),
+    /// The deadline passed; the last attempt's error.
+    TimedOut(String),
+}
+
+/// Waits until `probe` holds, for at most `limit`. `exited` says how the
+/// process ended, or `None` while it runs.
 ///
-/// # Panics
-/// If the process exits first or the deadline passes; the message names the
-/// process, the probe, the last probe error and the end of the log.
-pub async fn wait_ready(process: &mut ManagedProcess, probe: &Probe, limit: Duration) {
+/// # Errors
+/// [`NotReady`] if the process exits first or the deadline passes.
+pub async fn wait_until_ready(
+    probe: &Probe,
+    limit: Duration,
+    exited: &mut dyn FnMut() -> Option<String>,
+) -> Result<(), NotReady> {
     let deadline = Instant::now() + limit;
     let http = http_client();
     loop {
-        if let Some(status) = process.exit_status() {
-            panic!(
-                "{} exited ({status}) before it was ready ({probe}).\n{}",
-                process.name(),
-                log_excerpt(process)
-            );
+        if let Some(status) = exited() {
+            return Err(NotReady::Exited(status));
         }
-        let last_error = match check(process, probe, &http).await {
-            Ok(()) => return,
+        let last_error = match check(probe, &http, exited).await {
+            Ok(()) => return Ok(()),
             Err(e) => e,
         };
         if Instant::now() >= deadline {
-            panic!(
-                "{} was not ready after {limit:?} ({probe}); last error: {last_error}.\n{}",
-                process.name(),
-                log_excerpt(process)
-            );
+            return Err(NotReady::TimedOut(last_error));
         }
-        sleep(Duration::from_millis(100)).await;
+        sleep(RETRY_EVERY).await;
     }
 }
 
-fn log_excerpt(process: &ManagedProcess) -> String {
-    format!(
-        "Last lines of {}:\n{}",
-        process.log_path().display(),
-        process.log_tail(TAIL_LINES)
-    )
-}
-
 /// A plain HTTP client for loopback probes; never goes through a proxy.
-pub(crate) fn http_client() -> reqwest::Client {
+pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .timeout(ATTEMPT_TIMEOUT)
@@ -100,10 +93,11 @@ pub(crate) fn http_client() -> reqwest::Client {
         .expect("a reqwest client without TLS or proxy settings always builds")
 }
 
+/// One attempt at `probe`.
 async fn check(
-    process: &mut ManagedProcess,
     probe: &Probe,
     http: &reqwest::Client,
+    exited: &mut dyn FnMut() -> Option<String>,
 ) -> Result<(), String> {
     match probe {
         Probe::Tcp(addr) => tcp(*addr).await.map(drop),
@@ -111,15 +105,14 @@ async fn check(
         Probe::HttpOk(url) => http_ok(http, url).await,
         Probe::Alive(after) => {
             sleep(*after).await;
-            if process.is_running() {
-                Ok(())
-            } else {
-                Err("the process exited".to_owned())
+            match exited() {
+                None => Ok(()),
+                Some(status) => Err(format!("the process exited ({status})")),
             }
         }
         Probe::All(probes) => {
             for p in probes {
-                Box::pin(check(process, p, http)).await?;
+                Box::pin(check(p, http, exited)).await?;
             }
             Ok(())
         }
@@ -156,4 +149,9 @@ async fn http_ok(http: &reqwest::Client, url: &str) -> Result<(), String> {
         Ok(response) => Err(format!("GET {url} answered {}", response.status())),
         Err(e) => Err(format!("GET {url}: {e}")),
     }
+}
+
+/// Whether something accepts TCP connections at `addr` right now.
+pub async fn port_open(addr: SocketAddr) -> bool {
+    tcp(addr).await.is_ok()
 }
