@@ -5,7 +5,6 @@
 //! by the action that issued the code, and enqueued at most once).
 
 use mongodb::bson::doc;
-use serde_json::json;
 use shared_proto::action::auth::{Confirmation, Register, ResendConfirmation};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
@@ -395,7 +394,7 @@ fn wrong_code(attempts_left: i64) -> ActionError {
 fn failed(reason: &str, message: impl Into<String>, attempts_left: Option<i64>) -> ActionError {
     let mut frame = ServerFrame::new("CONFIRMATION_FAILED", message).with("reason", reason);
     if let Some(left) = attempts_left {
-        frame = frame.with("attemptsLeft", json!(left));
+        frame = frame.with("attemptsLeft", left);
     }
     ActionError::Refused(frame)
 }
@@ -404,6 +403,7 @@ fn failed(reason: &str, message: impl Into<String>, attempts_left: Option<i64>) 
 mod tests {
     use super::*;
     use crate::settings::AuthSettings;
+    use serde_json::json;
 
     fn refusal(err: ActionError) -> ServerFrame {
         match err {

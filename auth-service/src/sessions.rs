@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde::Serialize;
 use shared_proto::action::auth::{Login, SessionToken};
 use shared_proto::bus::Publication;
 use shared_proto::bus::actions::{ActionError, Outcome};
@@ -252,24 +252,43 @@ fn logged_in(user: &User, token: &str, session: &Session) -> Outcome {
     })
 }
 
-/// The public profile in the shape the original clients read.
-fn profile_flag(user: &User, token: &str) -> Value {
+/// The `flag` of `USER_LOGGED`: the public profile in the shape the
+/// original clients read, with the session token and the user's id.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProfileFlag<'a> {
+    email: &'a str,
+    nickname: &'a str,
+    confirmed: bool,
+    token: &'a str,
+    online: bool,
+    points: i64,
+    rank: &'a str,
+    permission: &'a str,
+    age: &'a str,
+    country: &'a str,
+    ban: bool,
+    profile_url: &'a str,
+    user_id: &'a str,
+}
+
+fn profile_flag<'a>(user: &'a User, token: &'a str) -> ProfileFlag<'a> {
     let p = &user.profile;
-    json!({
-        "email": user.email,
-        "nickname": p.nickname,
-        "confirmed": user.confirmed,
-        "token": token,
-        "online": true,
-        "points": p.points,
-        "rank": p.rank,
-        "permission": p.permission,
-        "age": p.age,
-        "country": p.country,
-        "ban": p.ban,
-        "profileUrl": p.profile_url,
-        "userId": user.id,
-    })
+    ProfileFlag {
+        email: &user.email,
+        nickname: &p.nickname,
+        confirmed: user.confirmed,
+        token,
+        online: true,
+        points: p.points,
+        rank: &p.rank,
+        permission: &p.permission,
+        age: &p.age,
+        country: &p.country,
+        ban: p.ban,
+        profile_url: &p.profile_url,
+        user_id: &user.id,
+    }
 }
 
 #[cfg(test)]
@@ -277,6 +296,7 @@ mod tests {
     use super::*;
     use crate::settings::AuthSettings;
     use crate::store::Profile;
+    use serde_json::{Value, json};
 
     fn session(expires_at_ms: i64, revoked: bool) -> Session {
         Session {
@@ -324,7 +344,8 @@ mod tests {
 
     #[test]
     fn user_logged_flag_is_the_original_profile_plus_user_id_and_token() {
-        let flag = profile_flag(&user(), "the-token");
+        let user = user();
+        let flag = serde_json::to_value(profile_flag(&user, "the-token")).expect("json");
         assert_eq!(
             flag,
             json!({
