@@ -4,6 +4,7 @@ use shared_proto::bus::BusError;
 use shared_proto::bus::actions::ActionError;
 use shared_proto::client::ServerFrame;
 use shared_proto::status::ErrorCode;
+use shared_proto::status::ReplyStatus;
 
 use crate::store::StoreError;
 
@@ -29,6 +30,6 @@ pub fn bad_request(message: impl Into<String>) -> ActionError {
 
 /// A refusal in the account vocabulary of the original clients, e.g.
 /// `NOT_LOGGED`, with a sentence for a person.
-pub fn answer(status: &str, message: impl Into<String>) -> ActionError {
+pub fn answer(status: ReplyStatus, message: impl Into<String>) -> ActionError {
     ActionError::Refused(ServerFrame::new(status, message))
 }

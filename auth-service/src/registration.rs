@@ -11,6 +11,7 @@ use shared_proto::client::ServerFrame;
 use shared_proto::envelope::ActionRequest;
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
+use shared_proto::status::ReplyStatus;
 
 use crate::credentials::{
     Email, Password, digests_equal, hash_code, new_confirmation_code, new_salt,
@@ -35,7 +36,7 @@ pub async fn register(
     let password = Password::parse_new(&payload.user_reg_data.password).map_err(bad_request)?;
     let registered = || {
         Ok(Outcome::reply(ServerFrame::new(
-            "USER_REGISTERED",
+            ReplyStatus::UserRegistered,
             format!(
                 "Registered. We sent a confirmation code to {}.",
                 email.as_str()
@@ -104,7 +105,7 @@ pub async fn register(
 
 fn already_registered() -> Result<Outcome, ActionError> {
     Ok(Outcome::reply(ServerFrame::new(
-        "USER_ALREADY_REGISTERED",
+        ReplyStatus::UserAlreadyRegistered,
         "An account with this e-mail already exists. Log in, or confirm it with the code we sent (RESEND_CONFIRMATION sends a new one).",
     )))
 }
@@ -221,7 +222,7 @@ async fn confirmed(
 ) -> Result<Outcome, ActionError> {
     tell_chat(service, user, false, request).await?;
     Ok(Outcome::reply(ServerFrame::new(
-        "USER_CONFIRMED",
+        ReplyStatus::UserConfirmed,
         "Confirmation done.",
     )))
 }
@@ -234,7 +235,7 @@ pub async fn resend(
     let email = Email::parse(&payload.user_reg_data.email).map_err(bad_request)?;
     let sent = || {
         Ok(Outcome::reply(ServerFrame::new(
-            "CONFIRMATION_SENT",
+            ReplyStatus::ConfirmationSent,
             format!("We sent a new confirmation code to {}.", email.as_str()),
         )))
     };
@@ -368,7 +369,7 @@ fn default_nickname() -> String {
 
 fn already_confirmed() -> ActionError {
     answer(
-        "USER_ALREADY_CONFIRMED",
+        ReplyStatus::UserAlreadyConfirmed,
         "This account is already confirmed. Log in.",
     )
 }
@@ -392,7 +393,8 @@ fn wrong_code(attempts_left: i64) -> ActionError {
 
 /// A refused confirmation, with a machine-readable reason.
 fn failed(reason: &str, message: impl Into<String>, attempts_left: Option<i64>) -> ActionError {
-    let mut frame = ServerFrame::new("CONFIRMATION_FAILED", message).with("reason", reason);
+    let mut frame =
+        ServerFrame::new(ReplyStatus::ConfirmationFailed, message).with("reason", reason);
     if let Some(left) = attempts_left {
         frame = frame.with("attemptsLeft", left);
     }

@@ -19,6 +19,7 @@ use shared_proto::client::ServerFrame;
 use shared_proto::envelope::{ActionRequest, Identity, SessionChange, ToGateway};
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
+use shared_proto::status::ReplyStatus;
 use tracing::warn;
 
 use crate::credentials::{Email, Password, hash_token, new_session_token};
@@ -66,16 +67,16 @@ pub async fn login(
     }
     let (user, matches) = checked?;
     let Some(user) = user.filter(|_| matches) else {
-        return Err(answer("NOT_LOGGED", "Wrong e-mail or password."));
+        return Err(answer(ReplyStatus::NotLogged, "Wrong e-mail or password."));
     };
     if !user.confirmed {
         return Err(answer(
-            "USER_NOT_CONFIRMED",
+            ReplyStatus::UserNotConfirmed,
             "Confirm your e-mail address first: send CONFIRMATION with the code we mailed you, or RESEND_CONFIRMATION for a new one.",
         ));
     }
     if user.profile.ban {
-        return Err(answer("NOT_LOGGED", "This account is banned."));
+        return Err(answer(ReplyStatus::NotLogged, "This account is banned."));
     }
     let (token, token_hash) = new_session_token();
     let now = now_ms();
@@ -140,7 +141,7 @@ pub async fn fast_login(
     let token = payload.user_login_data.token;
     let not_logged = || {
         answer(
-            "NOT_LOGGED",
+            ReplyStatus::NotLogged,
             "This session is not valid any more. Log in with your password.",
         )
     };
@@ -161,7 +162,7 @@ pub async fn fast_login(
         return Err(not_logged());
     };
     if user.profile.ban {
-        return Err(answer("NOT_LOGGED", "This account is banned."));
+        return Err(answer(ReplyStatus::NotLogged, "This account is banned."));
     }
     Ok(logged_in(&user, &token, &session))
 }
@@ -175,7 +176,7 @@ pub async fn logout(
     let token_hash = hash_token(&payload.user_login_data.token);
     let no_session = || {
         answer(
-            "USER_LOGOUT_ERROR",
+            ReplyStatus::UserLogoutError,
             "No open session matches this e-mail and token.",
         )
     };
@@ -213,7 +214,7 @@ pub async fn logout(
         return Err(no_session());
     }
     let mut outcome = Outcome::reply(ServerFrame::new(
-        "USER_LOGOUT",
+        ReplyStatus::UserLogout,
         "Your account session is closed.",
     ))
     // Every other connection using this session, on any gateway.
@@ -240,7 +241,8 @@ fn is_open(session: &Session) -> bool {
 /// The `USER_LOGGED` reply, which also makes the connection act as the user.
 fn logged_in(user: &User, token: &str, session: &Session) -> Outcome {
     Outcome::reply(
-        ServerFrame::new("USER_LOGGED", "You logged.").with("flag", profile_flag(user, token)),
+        ServerFrame::new(ReplyStatus::UserLogged, "You logged.")
+            .with("flag", profile_flag(user, token)),
     )
     .with_session(SessionChange::Open {
         identity: Identity {

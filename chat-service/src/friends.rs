@@ -8,6 +8,7 @@ use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
+use shared_proto::status::ReplyStatus;
 
 use shared_proto::action::chat::{FriendRespond, UserTarget};
 
@@ -70,7 +71,7 @@ pub async fn request(
         service.events.to_user(
             &other.id,
             ServerFrame::new(
-                "FRIEND_REQUEST_RECEIVED",
+                ReplyStatus::FriendRequestReceived,
                 "Someone wants to be your friend.",
             )
             .with("userId", me)
@@ -107,7 +108,7 @@ pub async fn respond(
                     service.events.to_user(
                         &other.id,
                         ServerFrame::new(
-                            "FRIEND_REQUEST_DECLINED",
+                            ReplyStatus::FriendRequestDeclined,
                             "Your friend request was declined.",
                         )
                         .with("userId", me),
@@ -147,8 +148,9 @@ pub async fn remove(
         .delete_one(doc! {"_id": &pair})
         .await
         .map_err(|e| unavailable(e.into()))?;
-    let frame =
-        |who: &str| ServerFrame::new("FRIEND_REMOVED", "A friendship ended.").with("userId", who);
+    let frame = |who: &str| {
+        ServerFrame::new(ReplyStatus::FriendRemoved, "A friendship ended.").with("userId", who)
+    };
     let mut outcome = Outcome::reply(frame(other_id));
     if tells_the_other_on_remove(standing(Some(&friendship), me)) {
         outcome = outcome
@@ -186,7 +188,7 @@ pub async fn list(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         }
     }
     Ok(Outcome::reply(
-        ServerFrame::new("FRIENDS", format!("{} friends.", friends.len()))
+        ServerFrame::new(ReplyStatus::Friends, format!("{} friends.", friends.len()))
             .with("friends", friends)
             .with("incoming", incoming)
             .with("outgoing", outgoing),
@@ -212,7 +214,7 @@ async fn accept(
     let me_card = service.store.user(me).await.map_err(unavailable)?;
     let me_view = UserView::of_or_id(me_card.as_ref(), me);
     let added = |user_id: &str, user: UserView| {
-        ServerFrame::new("FRIEND_ADDED", "You have a new friend.")
+        ServerFrame::new(ReplyStatus::FriendAdded, "You have a new friend.")
             .with("userId", user_id)
             .with("user", user)
     };
@@ -246,7 +248,7 @@ async fn target(
 
 fn request_sent(other: &UserCard) -> Outcome {
     Outcome::reply(
-        ServerFrame::new("FRIEND_REQUEST_SENT", "Friend request sent.")
+        ServerFrame::new(ReplyStatus::FriendRequestSent, "Friend request sent.")
             .with("userId", &other.id)
             .with("user", UserView::of(other)),
     )
@@ -258,7 +260,7 @@ fn responded(other: &UserCard, accepted: bool) -> ServerFrame {
     } else {
         "Request declined."
     };
-    ServerFrame::new("FRIEND_RESPONDED", message)
+    ServerFrame::new(ReplyStatus::FriendResponded, message)
         .with("accepted", accepted)
         .with("userId", &other.id)
         .with("user", UserView::of(other))

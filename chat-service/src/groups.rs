@@ -12,6 +12,7 @@ use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
+use shared_proto::status::ReplyStatus;
 
 use crate::conversations::group_conversation;
 use crate::group_rules::Refusal;
@@ -61,7 +62,11 @@ pub async fn create(
     record_membership(service, me, &group).await?;
     let view = group_view(service, &group, me).await?;
     Ok(Outcome::reply(
-        ServerFrame::new("GROUP_CREATED", "Group created; you are its admin.").with("group", view),
+        ServerFrame::new(
+            ReplyStatus::GroupCreated,
+            "Group created; you are its admin.",
+        )
+        .with("group", view),
     )
     .with_event(service.events.membership(me, &group.id, true)))
 }
@@ -82,7 +87,8 @@ pub async fn search(
         .map(|g| summary(g, &call.me.user_id))
         .collect();
     Ok(Outcome::reply(
-        ServerFrame::new("GROUPS_FOUND", format!("{} found.", found.len())).with("groups", found),
+        ServerFrame::new(ReplyStatus::GroupsFound, format!("{} found.", found.len()))
+            .with("groups", found),
     ))
 }
 
@@ -94,7 +100,7 @@ pub async fn info(
     let group = load(service, input.group_id.as_str()).await?;
     let view = group_view(service, &group, &call.me.user_id).await?;
     Ok(Outcome::reply(
-        ServerFrame::new("GROUP_INFO", group.name.clone()).with("group", view),
+        ServerFrame::new(ReplyStatus::GroupInfo, group.name.clone()).with("group", view),
     ))
 }
 
@@ -109,7 +115,8 @@ pub async fn list(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         .map(|g| summary(g, &call.me.user_id))
         .collect();
     Ok(Outcome::reply(
-        ServerFrame::new("GROUPS", format!("{} groups.", list.len())).with("groups", list),
+        ServerFrame::new(ReplyStatus::Groups, format!("{} groups.", list.len()))
+            .with("groups", list),
     ))
 }
 

@@ -12,6 +12,7 @@ use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
+use shared_proto::status::ReplyStatus;
 
 use crate::conversations::{direct_conversation_id, group_conversation, group_conversation_id};
 use crate::input::{bad_request, client_msg_id, id, message_text};
@@ -320,7 +321,7 @@ fn sent_outcome(
     push: bool,
 ) -> Outcome {
     let temporary = conversation.is_some_and(|c| c.temporary);
-    let reply = ServerFrame::new("MESSAGE_SENT", "Message sent.")
+    let reply = ServerFrame::new(ReplyStatus::MessageSent, "Message sent.")
         .with("messageId", &message.id)
         .with("conversationId", &message.conversation_id)
         .with("seq", message.seq)
@@ -331,7 +332,7 @@ fn sent_outcome(
     let Some(conversation) = conversation.filter(|_| push) else {
         return outcome;
     };
-    let event = ServerFrame::new("NEW_MESSAGE", "New message.")
+    let event = ServerFrame::new(ReplyStatus::NewMessage, "New message.")
         .with_fields(MessageView::of(message))
         .with(
             "conversation",

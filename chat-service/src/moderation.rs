@@ -8,6 +8,7 @@ use shared_proto::action::{GroupId, UserId};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::status::ErrorCode;
+use shared_proto::status::ReplyStatus;
 
 use crate::group_rules::{self, Rule};
 use crate::groups::{apply, record_membership};
@@ -103,17 +104,17 @@ pub async fn moderate(
 
     let events = &service.events;
     let origin = Some(&call.request.origin);
-    let about = |status: &str, message: &str| {
+    let about = |status: ReplyStatus, message: &str| {
         ServerFrame::new(status, message)
             .with("groupId", &group.id)
             .with("groupName", &group.name)
             .with("userId", &target)
     };
     let joined = || {
-        about("GROUP_JOINED", "A member joined the group.")
+        about(ReplyStatus::GroupJoined, "A member joined the group.")
             .with("member", target_card.as_ref().map(UserView::of))
     };
-    let removed = |status: &str, text: &str| {
+    let removed = |status: ReplyStatus, text: &str| {
         // Membership first: from this publication on, no gateway delivers
         // the group's messages to the removed user.
         Outcome::reply(about(status, text))
@@ -132,61 +133,81 @@ pub async fn moderate(
             let me_card = service.store.user(&me).await.map_err(unavailable)?;
             let from = UserView::of_or_id(me_card.as_ref(), &me);
             let mut outcome = Outcome::reply(about(
-                "JOIN_REQUESTED",
+                ReplyStatus::JoinRequested,
                 "Request sent; an admin will answer it.",
             ));
             for admin in &group.admins {
                 outcome = outcome.with_event(
                     events.to_user(
                         admin,
-                        about("JOIN_REQUEST_RECEIVED", "Someone asks to join your group.")
-                            .with("from", &from),
+                        about(
+                            ReplyStatus::JoinRequestReceived,
+                            "Someone asks to join your group.",
+                        )
+                        .with("from", &from),
                     ),
                 );
             }
             outcome
         }
-        Move::RespondJoin { accept: false, .. } => {
-            Outcome::reply(about("JOIN_RESPONDED", "Request declined.").with("accepted", false))
-                .with_event(events.to_user(
-                    &target,
-                    about("JOIN_REJECTED", "Your request to join was declined."),
-                ))
-        }
+        Move::RespondJoin { accept: false, .. } => Outcome::reply(
+            about(ReplyStatus::JoinResponded, "Request declined.").with("accepted", false),
+        )
+        .with_event(events.to_user(
+            &target,
+            about(
+                ReplyStatus::JoinRejected,
+                "Your request to join was declined.",
+            ),
+        )),
         Move::RespondJoin { accept: true, .. } => {
-            added(about("JOIN_RESPONDED", "Request approved.").with("accepted", true))
+            added(about(ReplyStatus::JoinResponded, "Request approved.").with("accepted", true))
         }
-        Move::Add(_) => added(about("MEMBER_ADDED", "Member added.")),
-        Move::Remove(_) => removed("MEMBER_REMOVED", "A member was removed from the group."),
-        Move::Ban(_) => removed("MEMBER_BANNED", "A member was banned from the group."),
-        Move::Unban(_) => Outcome::reply(about("MEMBER_UNBANNED", "The user may join again."))
-            .with_event(events.to_user(
-                &target,
-                about("MEMBER_UNBANNED", "You may join this group again."),
-            )),
-        Move::Promote(_) => Outcome::reply(about("ADMIN_PROMOTED", "Member promoted to admin."))
+        Move::Add(_) => added(about(ReplyStatus::MemberAdded, "Member added.")),
+        Move::Remove(_) => removed(
+            ReplyStatus::MemberRemoved,
+            "A member was removed from the group.",
+        ),
+        Move::Ban(_) => removed(
+            ReplyStatus::MemberBanned,
+            "A member was banned from the group.",
+        ),
+        Move::Unban(_) => Outcome::reply(about(
+            ReplyStatus::MemberUnbanned,
+            "The user may join again.",
+        ))
+        .with_event(events.to_user(
+            &target,
+            about(
+                ReplyStatus::MemberUnbanned,
+                "You may join this group again.",
+            ),
+        )),
+        Move::Promote(_) => Outcome::reply(about(
+            ReplyStatus::AdminPromoted,
+            "Member promoted to admin.",
+        ))
+        .with_event(events.to_group(
+            &group.id,
+            about(ReplyStatus::AdminPromoted, "A member became an admin."),
+            origin,
+        )),
+        Move::Demote(_) => Outcome::reply(about(ReplyStatus::AdminDemoted, "Admin demoted."))
             .with_event(events.to_group(
                 &group.id,
-                about("ADMIN_PROMOTED", "A member became an admin."),
+                about(ReplyStatus::AdminDemoted, "An admin stepped down."),
                 origin,
             )),
-        Move::Demote(_) => {
-            Outcome::reply(about("ADMIN_DEMOTED", "Admin demoted.")).with_event(events.to_group(
-                &group.id,
-                about("ADMIN_DEMOTED", "An admin stepped down."),
-                origin,
-            ))
-        }
-        Move::Leave => Outcome::reply(about("GROUP_LEFT", "You left the group."))
+        Move::Leave => Outcome::reply(about(ReplyStatus::GroupLeft, "You left the group."))
             .with_event(events.membership(&me, &group.id, false))
             .with_event(events.to_user_except(
                 &me,
-                about("GROUP_LEFT", "You left the group."),
+                about(ReplyStatus::GroupLeft, "You left the group."),
                 origin,
             ))
             .with_event(events.to_group(
                 &group.id,
-                about("GROUP_LEFT", "A member left the group."),
+                about(ReplyStatus::GroupLeft, "A member left the group."),
                 origin,
             )),
     };

@@ -9,6 +9,7 @@ use shared_proto::action::chat::SearchUsers;
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::profiles::ProfileChanged;
+use shared_proto::status::ReplyStatus;
 
 use crate::input::{bad_request, search_prefix};
 use crate::service::{Call, ChatService, unavailable};
@@ -38,13 +39,13 @@ pub async fn profile_changed(
         nickname: change.nickname.clone(),
     };
     Ok(Outcome::reply(
-        ServerFrame::new("PROFILE_UPDATED", "Profile updated.").with("profile", &profile),
+        ServerFrame::new(ReplyStatus::ProfileUpdated, "Profile updated.").with("profile", &profile),
     )
     .with_event(
         service.events.to_user_except(
             &change.user_id,
             ServerFrame::new(
-                "PROFILE_UPDATED",
+                ReplyStatus::ProfileUpdated,
                 "Your profile was updated on another device.",
             )
             .with("profile", &profile),
@@ -104,7 +105,8 @@ pub async fn search_users(
         .map(UserView::of)
         .collect();
     Ok(Outcome::reply(
-        ServerFrame::new("USERS_FOUND", format!("{} found.", found.len())).with("users", found),
+        ServerFrame::new(ReplyStatus::UsersFound, format!("{} found.", found.len()))
+            .with("users", found),
     ))
 }
 

@@ -7,6 +7,7 @@ use shared_proto::action::chat::{History, MarkRead};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::status::ErrorCode;
+use shared_proto::status::ReplyStatus;
 
 use crate::conversations::group_conversation_id;
 use crate::input::id;
@@ -68,10 +69,13 @@ pub async fn history(
     let has_more = page.first().is_some_and(|m| m.seq > 1);
     let messages: Vec<MessageView> = page.iter().map(MessageView::of).collect();
     Ok(Outcome::reply(
-        ServerFrame::new("HISTORY", format!("{} messages.", messages.len()))
-            .with("conversationId", &conversation.id)
-            .with("messages", messages)
-            .with("hasMore", has_more),
+        ServerFrame::new(
+            ReplyStatus::History,
+            format!("{} messages.", messages.len()),
+        )
+        .with("conversationId", &conversation.id)
+        .with("messages", messages)
+        .with("hasMore", has_more),
     ))
 }
 
@@ -89,7 +93,7 @@ pub async fn mark_read(
         .await
         .map_err(unavailable)?;
     Ok(Outcome::reply(
-        ServerFrame::new("READ_MARKED", "Marked as read.")
+        ServerFrame::new(ReplyStatus::ReadMarked, "Marked as read.")
             .with("conversationId", &conversation.id)
             .with("seq", seq),
     ))
@@ -157,8 +161,11 @@ pub async fn list_conversations(
         })
         .collect();
     Ok(Outcome::reply(
-        ServerFrame::new("CONVERSATIONS", format!("{} conversations.", list.len()))
-            .with("conversations", list),
+        ServerFrame::new(
+            ReplyStatus::Conversations,
+            format!("{} conversations.", list.len()),
+        )
+        .with("conversations", list),
     ))
 }
 

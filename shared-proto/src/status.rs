@@ -1,4 +1,5 @@
-//! Error codes sent to clients in `rocketStatus`.
+//! What clients find in `rocketStatus`: the error codes, the statuses of
+//! other replies and events, and the close codes of the contract.
 //!
 //! The mapping from anything that went wrong to a code and a sentence for a
 //! person happens through [`ErrorCode`], so every service answers alike.
@@ -87,6 +88,79 @@ impl std::fmt::Display for ErrorCode {
 }
 
 /// WebSocket close codes the gateway uses, part of the client contract
+/// The `rocketStatus` of every reply and pushed event that is not an error
+/// (errors are [`ErrorCode`]s), as `docs/protocol.md` lists them.
+macro_rules! reply_statuses {
+    ($($name:ident = $text:literal,)*) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ReplyStatus {
+            $($name,)*
+        }
+
+        impl ReplyStatus {
+            pub const ALL: &[ReplyStatus] = &[$(ReplyStatus::$name,)*];
+
+            /// The status as clients compare it.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(ReplyStatus::$name => $text,)*
+                }
+            }
+        }
+    };
+}
+
+reply_statuses! {
+    AdminDemoted = "ADMIN_DEMOTED",
+    AdminPromoted = "ADMIN_PROMOTED",
+    ConfirmationFailed = "CONFIRMATION_FAILED",
+    ConfirmationSent = "CONFIRMATION_SENT",
+    Conversations = "CONVERSATIONS",
+    Friends = "FRIENDS",
+    FriendAdded = "FRIEND_ADDED",
+    FriendRemoved = "FRIEND_REMOVED",
+    FriendRequestDeclined = "FRIEND_REQUEST_DECLINED",
+    FriendRequestReceived = "FRIEND_REQUEST_RECEIVED",
+    FriendRequestSent = "FRIEND_REQUEST_SENT",
+    FriendResponded = "FRIEND_RESPONDED",
+    Groups = "GROUPS",
+    GroupsFound = "GROUPS_FOUND",
+    GroupCreated = "GROUP_CREATED",
+    GroupInfo = "GROUP_INFO",
+    GroupJoined = "GROUP_JOINED",
+    GroupLeft = "GROUP_LEFT",
+    History = "HISTORY",
+    JoinRejected = "JOIN_REJECTED",
+    JoinRequested = "JOIN_REQUESTED",
+    JoinRequestReceived = "JOIN_REQUEST_RECEIVED",
+    JoinResponded = "JOIN_RESPONDED",
+    MemberAdded = "MEMBER_ADDED",
+    MemberBanned = "MEMBER_BANNED",
+    MemberRemoved = "MEMBER_REMOVED",
+    MemberUnbanned = "MEMBER_UNBANNED",
+    MessageSent = "MESSAGE_SENT",
+    NewMessage = "NEW_MESSAGE",
+    NotLogged = "NOT_LOGGED",
+    ProfileUpdated = "PROFILE_UPDATED",
+    ReadMarked = "READ_MARKED",
+    SessionClosed = "SESSION_CLOSED",
+    UsersFound = "USERS_FOUND",
+    UserAlreadyConfirmed = "USER_ALREADY_CONFIRMED",
+    UserAlreadyRegistered = "USER_ALREADY_REGISTERED",
+    UserConfirmed = "USER_CONFIRMED",
+    UserLogged = "USER_LOGGED",
+    UserLogout = "USER_LOGOUT",
+    UserLogoutError = "USER_LOGOUT_ERROR",
+    UserNotConfirmed = "USER_NOT_CONFIRMED",
+    UserRegistered = "USER_REGISTERED",
+}
+
+impl From<ReplyStatus> for String {
+    fn from(status: ReplyStatus) -> String {
+        status.as_str().to_owned()
+    }
+}
+
 /// (docs/protocol.md, "Close codes"): which mean "reconnect" and which "stop".
 pub mod close_code {
     /// A frame was larger than the frame limit: do not resend it.
@@ -111,5 +185,46 @@ mod tests {
             assert_eq!(ErrorCode::parse(code.as_str()), Some(code));
         }
         assert_eq!(ErrorCode::parse("USER_LOGGED"), None);
+    }
+
+    /// The contract names every status a client can receive.
+    #[test]
+    fn every_status_is_documented_in_the_protocol() {
+        let protocol = include_str!("../../docs/protocol.md");
+        let documented = |status: &str| {
+            protocol.contains(&format!("`{status}`"))
+                || protocol.contains(&format!("\"rocketStatus\": \"{status}\""))
+        };
+        for status in ReplyStatus::ALL {
+            assert!(
+                documented(status.as_str()),
+                "{} is not in docs/protocol.md",
+                status.as_str()
+            );
+        }
+        for code in ErrorCode::ALL {
+            assert!(
+                documented(code.as_str()),
+                "{} is not in docs/protocol.md",
+                code.as_str()
+            );
+        }
+        for code in [
+            close_code::MESSAGE_TOO_BIG,
+            close_code::POLICY_VIOLATION,
+            close_code::SERVICE_RESTART,
+        ] {
+            assert!(
+                documented(&code.to_string()),
+                "close code {code} is not in docs/protocol.md"
+            );
+        }
+    }
+
+    #[test]
+    fn no_reply_status_is_also_an_error_code() {
+        for status in ReplyStatus::ALL {
+            assert_eq!(ErrorCode::parse(status.as_str()), None, "{status:?}");
+        }
     }
 }
