@@ -10,6 +10,8 @@ use shared_proto::client::ServerFrame;
 use shared_proto::envelope::{Origin, ToGateway};
 use shared_proto::names::Names;
 
+use crate::store::Conversation;
+
 /// Builds the publications of events.
 #[derive(Clone)]
 pub struct Events {
@@ -109,6 +111,31 @@ impl Events {
                 group_id: group_id.to_owned(),
                 member: true,
             },
+        }
+    }
+
+    /// An event for everyone in `conversation` (both users of a direct one,
+    /// the members of a group's) but the connection `except`, and none of
+    /// `skip_user`'s connections. One publication for a group, whatever its
+    /// size.
+    pub fn to_conversation(
+        &self,
+        conversation: &Conversation,
+        frame: ServerFrame,
+        skip_user: Option<&str>,
+        except: Option<&Origin>,
+    ) -> Vec<Publication> {
+        match (&conversation.group_id, skip_user) {
+            (Some(group_id), Some(user)) => {
+                vec![self.to_group_skipping(group_id, frame, user, except)]
+            }
+            (Some(group_id), None) => vec![self.to_group(group_id, frame, except)],
+            (None, _) => conversation
+                .participants
+                .iter()
+                .filter(|p| Some(p.as_str()) != skip_user)
+                .map(|p| self.to_user_except(p, frame.clone(), except))
+                .collect(),
         }
     }
 }

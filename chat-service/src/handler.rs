@@ -10,7 +10,7 @@ use shared_proto::status::ErrorCode;
 
 use crate::moderation::{Move, moderate};
 use crate::service::{Call, ChatService};
-use crate::{friends, groups, messages, people, reading};
+use crate::{friends, groups, messages, people, reading, typing};
 
 impl ActionService for ChatService {
     async fn handle(
@@ -46,6 +46,7 @@ impl ActionService for ChatService {
             A::History(input) => reading::history(self, &call, input).await,
             A::ListConversations => reading::list_conversations(self, &call).await,
             A::MarkRead(input) => reading::mark_read(self, &call, input).await,
+            A::Typing(input) => typing::typing(self, &call, input).await,
             A::CreateGroup(input) => groups::create(self, &call, input).await,
             A::SearchGroups(input) => groups::search(self, &call, input).await,
             A::GroupInfo(input) => groups::info(self, &call, input).await,

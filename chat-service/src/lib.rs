@@ -9,7 +9,8 @@
 //! - [`moderation`]: the actions of members and admins on a group; the rules
 //!   themselves are in [`group_rules`], free of I/O.
 //! - [`messages`]: SEND_MESSAGE, and a message as clients see it.
-//! - [`reading`]: HISTORY, LIST_CONVERSATIONS, MARK_READ.
+//! - [`reading`]: HISTORY, LIST_CONVERSATIONS, MARK_READ (and its receipts).
+//! - [`typing`]: TYPING, forwarded live and never stored.
 //! - [`conversations`]: conversation ids, for messages and groups alike.
 //! - [`events`]: every event this service pushes is built here.
 //! - [`views`]: what clients see of users, messages, conversations, groups.
@@ -31,6 +32,7 @@ pub mod service;
 pub mod settings;
 pub mod startup;
 pub mod store;
+pub mod typing;
 pub mod views;
 
 pub use settings::Settings;

@@ -18,7 +18,7 @@ use crate::views::{ConversationView, MessageView, UserView};
 const DEFAULT_PAGE: i64 = 50;
 
 /// Who may read a conversation: its two users, or the group's current members.
-async fn authorize_read(
+pub(crate) async fn authorize_read(
     service: &ChatService,
     me: &str,
     conversation_id: &str,
@@ -92,11 +92,24 @@ pub async fn mark_read(
         .mark_read(&conversation.id, &call.me.user_id, seq)
         .await
         .map_err(unavailable)?;
-    Ok(Outcome::reply(
+    let receipt = ServerFrame::new(ReplyStatus::ReadReceipt, "Read up to here.")
+        .with("conversationId", &conversation.id)
+        .with("userId", &call.me.user_id)
+        .with("seq", seq);
+    let mut outcome = Outcome::reply(
         ServerFrame::new(ReplyStatus::ReadMarked, "Marked as read.")
             .with("conversationId", &conversation.id)
             .with("seq", seq),
-    ))
+    );
+    // The other participants, and the reader's other connections.
+    let origin = Some(&call.request.origin);
+    for publication in service
+        .events
+        .to_conversation(&conversation, receipt, None, origin)
+    {
+        outcome = outcome.with_event(publication);
+    }
+    Ok(outcome)
 }
 
 pub async fn list_conversations(

@@ -1,6 +1,7 @@
 //! What every chat action is handed: the service's state, and the call
 //! (who sent which action, and how it arrived).
 
+use shared_proto::bus::Bus;
 use shared_proto::bus::actions::ActionError;
 use shared_proto::bus::worker::Delivery;
 use shared_proto::envelope::{ActionRequest, Identity};
@@ -12,6 +13,8 @@ use crate::store::{Store, StoreError};
 /// Everything a chat action needs.
 pub struct ChatService {
     pub store: Store,
+    /// For what is shared by every replica but not stored: throttles.
+    pub bus: Bus,
     pub events: Events,
     pub settings: ChatSettings,
 }

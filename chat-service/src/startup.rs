@@ -32,6 +32,7 @@ pub async fn run_until_stopped(
     };
     let service = Arc::new(ChatService {
         store,
+        bus: bus.clone(),
         events: Events::new(names),
         settings: settings.chat.clone(),
     });

@@ -72,6 +72,12 @@ impl Names {
         format!("{}:attempts:{kind}:{subject}", self.prefix)
     }
 
+    /// Set while a user's `TYPING` in a conversation was forwarded lately:
+    /// another within that time is not forwarded.
+    pub fn typing(&self, user_id: &str, conversation_id: &str) -> String {
+        format!("{}:typing:{user_id}:{conversation_id}", self.prefix)
+    }
+
     /// Set once auth-service has told chat-service every existing profile
     /// (for deployments from before chat-service kept its own copy).
     pub fn profiles_published_marker(&self) -> String {

@@ -71,6 +71,13 @@ pub struct MarkRead {
     pub seq: i64,
 }
 
+/// `{"conversationId"}`
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationTarget {
+    pub conversation_id: ConversationId,
+}
+
 /// `{"name", "description"?}`
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct CreateGroup {
@@ -125,6 +132,7 @@ pub enum ChatAction {
     History(History),
     ListConversations,
     MarkRead(MarkRead),
+    Typing(ConversationTarget),
     CreateGroup(CreateGroup),
     SearchGroups(SearchGroups),
     GroupInfo(GroupTarget),
@@ -154,6 +162,7 @@ impl ChatAction {
         "HISTORY",
         "LIST_CONVERSATIONS",
         "MARK_READ",
+        "TYPING",
         "CREATE_GROUP",
         "SEARCH_GROUPS",
         "GROUP_INFO",
@@ -184,6 +193,7 @@ impl ChatAction {
             "HISTORY" => A::History(payload(name, fields)?),
             "LIST_CONVERSATIONS" => A::ListConversations,
             "MARK_READ" => A::MarkRead(payload(name, fields)?),
+            "TYPING" => A::Typing(payload(name, fields)?),
             "CREATE_GROUP" => A::CreateGroup(payload(name, fields)?),
             "SEARCH_GROUPS" => A::SearchGroups(payload(name, fields)?),
             "GROUP_INFO" => A::GroupInfo(payload(name, fields)?),
@@ -216,6 +226,7 @@ impl ChatAction {
             A::History(_) => "HISTORY",
             A::ListConversations => "LIST_CONVERSATIONS",
             A::MarkRead(_) => "MARK_READ",
+            A::Typing(_) => "TYPING",
             A::CreateGroup(_) => "CREATE_GROUP",
             A::SearchGroups(_) => "SEARCH_GROUPS",
             A::GroupInfo(_) => "GROUP_INFO",
