@@ -147,13 +147,8 @@ pub async fn reserve_login(
               return 0",
         )
     });
-    let mut invocation = SCRIPT.prepare_invoke();
-    for key in subjects.keys() {
-        invocation.key(key);
-    }
+    let mut invocation = login_script(&SCRIPT, subjects, settings);
     invocation
-        .arg(settings.login_free_tries_per_account)
-        .arg(settings.login_free_tries_per_address)
         .arg(settings.login_first_wait_ms.max(1))
         .arg(millis(settings.login_max_wait()).max(1))
         .arg(millis(settings.login_forget()).max(1));
@@ -163,6 +158,23 @@ pub async fn reserve_login(
         Ok(ms) if ms > 0 => LoginTry::Wait(Duration::from_millis(ms)),
         _ => LoginTry::Reserved,
     })
+}
+
+/// A login script's invocation with the subjects as its keys and their free
+/// tries as its first arguments, in the same order.
+fn login_script<'a>(
+    script: &'a redis::Script,
+    subjects: &LoginSubjects,
+    settings: &AuthSettings,
+) -> redis::ScriptInvocation<'a> {
+    let mut invocation = script.prepare_invoke();
+    for key in subjects.keys() {
+        invocation.key(key);
+    }
+    invocation
+        .arg(settings.login_free_tries_per_account)
+        .arg(settings.login_free_tries_per_address);
+    invocation
 }
 
 /// Gives back a reserved try. `password_was_right`: the account's failures
@@ -192,14 +204,8 @@ pub async fn release_login(
               return 1",
         )
     });
-    let mut invocation = SCRIPT.prepare_invoke();
-    for key in subjects.keys() {
-        invocation.key(key);
-    }
-    invocation
-        .arg(settings.login_free_tries_per_account)
-        .arg(settings.login_free_tries_per_address)
-        .arg(if password_was_right { "1" } else { "0" });
+    let mut invocation = login_script(&SCRIPT, subjects, settings);
+    invocation.arg(if password_was_right { "1" } else { "0" });
     let mut connection = bus.connection();
     let _: i64 = bounded(invocation.invoke_async(&mut connection)).await?;
     Ok(())
