@@ -45,8 +45,11 @@ impl Placement {
     }
 }
 
-/// `redis-server` on `port`, without persistence. `max_clients` raises the
-/// connection limit above Redis's default of 10,000 (for the benchmark).
+/// `redis-server` on `port`, with append-only persistence as in production:
+/// a restart keeps the streams, their consumer groups and pending entries,
+/// losing at most the last second of writes (`appendfsync everysec`).
+/// `max_clients` raises the connection limit above Redis's default of
+/// 10,000 (for the benchmark).
 pub fn redis(at: &Placement, port: u16, max_clients: Option<u32>) -> Launch {
     let mut args = args([
         "--port".into(),
@@ -56,7 +59,9 @@ pub fn redis(at: &Placement, port: u16, max_clients: Option<u32>) -> Launch {
         "--save".into(),
         "".into(),
         "--appendonly".into(),
-        "no".into(),
+        "yes".into(),
+        "--appendfsync".into(),
+        "everysec".into(),
         "--dir".into(),
         at.dir.as_os_str().to_owned(),
     ]);
