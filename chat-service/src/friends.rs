@@ -178,11 +178,29 @@ pub async fn list(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         .await
         .map_err(unavailable)?;
     let card_of = |user: &str| UserView::find(&cards, user);
+    // Only friends see whether each other is online.
+    let friend_ids: Vec<String> = friendships
+        .iter()
+        .filter(|f| standing(Some(f), me) == Standing::Friends)
+        .map(|f| f.other(me))
+        .collect();
+    let online = service
+        .bus
+        .online(&friend_ids)
+        .await
+        .map_err(|err| ActionError::Unavailable(err.into()))?;
+    let is_online = |user: &str| {
+        friend_ids
+            .iter()
+            .position(|f| f == user)
+            .and_then(|i| online.get(i).copied())
+            .unwrap_or(false)
+    };
     let (mut friends, mut incoming, mut outgoing) = (Vec::new(), Vec::new(), Vec::new());
     for f in &friendships {
         let other = f.other(me);
         match standing(Some(f), me) {
-            Standing::Friends => friends.push(card_of(&other)),
+            Standing::Friends => friends.push(card_of(&other).with_online(is_online(&other))),
             Standing::Asked => outgoing.push(card_of(&other)),
             Standing::AskedBy | Standing::Strangers => incoming.push(card_of(&other)),
         }

@@ -266,10 +266,16 @@ async fn group_view<'a>(
         .users_by_ids(&ids)
         .await
         .map_err(unavailable)?;
+    let online = service
+        .bus
+        .online(&group.members)
+        .await
+        .map_err(|err| ActionError::Unavailable(err.into()))?;
     Ok(GroupView::inside(
         summary(group, viewer),
         group,
         &cards,
+        &online,
         is_admin,
     ))
 }

@@ -10,7 +10,7 @@ use shared_proto::status::ErrorCode;
 
 use crate::moderation::{Move, moderate};
 use crate::service::{Call, ChatService};
-use crate::{friends, groups, messages, people, reading, typing};
+use crate::{friends, groups, messages, people, presence, reading, typing};
 
 impl ActionService for ChatService {
     async fn handle(
@@ -37,6 +37,7 @@ impl ActionService for ChatService {
         match action {
             A::SessionStarted => groups::session_started(self, &call).await,
             A::ProfileChanged(change) => people::profile_changed(self, &call, change).await,
+            A::PresenceChanged(change) => presence::presence_changed(self, &call, change).await,
             A::SearchUsers(input) => people::search_users(self, &call, input).await,
             A::FriendRequest(input) => friends::request(self, &call, input).await,
             A::FriendRespond(input) => friends::respond(self, &call, input).await,

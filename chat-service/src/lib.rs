@@ -11,6 +11,7 @@
 //! - [`messages`]: SEND_MESSAGE, and a message as clients see it.
 //! - [`reading`]: HISTORY, LIST_CONVERSATIONS, MARK_READ (and its receipts).
 //! - [`typing`]: TYPING, forwarded live and never stored.
+//! - [`presence`]: PRESENCE_CHANGED, told to the user's friends.
 //! - [`conversations`]: conversation ids, for messages and groups alike.
 //! - [`events`]: every event this service pushes is built here.
 //! - [`views`]: what clients see of users, messages, conversations, groups.
@@ -27,6 +28,7 @@ pub mod input;
 pub mod messages;
 pub mod moderation;
 pub mod people;
+pub mod presence;
 pub mod reading;
 pub mod service;
 pub mod settings;

@@ -16,6 +16,10 @@ pub struct UserView {
     pub nickname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile_url: Option<String>,
+    /// Whether the user is connected anywhere: only in lists that show it
+    /// (friends, a group's members).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
 }
 
 impl UserView {
@@ -24,6 +28,15 @@ impl UserView {
             user_id: card.id.clone(),
             nickname: Some(card.profile.nickname.clone()),
             profile_url: Some(card.profile.profile_url.clone()),
+            online: None,
+        }
+    }
+
+    /// The same, saying whether the user is online.
+    pub fn with_online(self, online: bool) -> Self {
+        UserView {
+            online: Some(online),
+            ..self
         }
     }
 
@@ -45,6 +58,7 @@ impl UserView {
             user_id: user_id.to_owned(),
             nickname: None,
             profile_url: None,
+            online: None,
         }
     }
 }
@@ -198,19 +212,27 @@ impl<'a> GroupView<'a> {
         }
     }
 
-    /// What a member sees; `cards` has the profiles of everyone listed.
+    /// What a member sees; `cards` has the profiles of everyone listed,
+    /// `online` says for each member (in order) whether they are online.
     pub fn inside(
         summary: GroupSummary<'a>,
         group: &'a Group,
         cards: &[UserCard],
+        online: &[bool],
         admin: bool,
     ) -> Self {
         let views = |ids: &[String]| -> Vec<UserView> {
             ids.iter().map(|id| UserView::find(cards, id)).collect()
         };
+        let members = group
+            .members
+            .iter()
+            .zip(online.iter().copied().chain(std::iter::repeat(false)))
+            .map(|(id, online)| UserView::find(cards, id).with_online(online))
+            .collect();
         GroupView {
             summary,
-            members: Some(views(&group.members)),
+            members: Some(members),
             admins: Some(&group.admins),
             join_requests: admin.then(|| views(&group.join_requests)),
             banned: admin.then(|| views(&group.banned)),
@@ -263,12 +285,25 @@ mod tests {
             role: "admin",
         };
         let cards = [card("admin", "Ada")];
-        let admin =
-            serde_json::to_value(GroupView::inside(summary(), &g, &cards, true)).expect("json");
+        let admin = serde_json::to_value(GroupView::inside(
+            summary(),
+            &g,
+            &cards,
+            &[true, false],
+            true,
+        ))
+        .expect("json");
+        assert_eq!(
+            admin["members"],
+            json!([
+                {"userId": "admin", "nickname": "Ada", "profileUrl": "/imgs/default", "online": true},
+                {"userId": "member", "online": false},
+            ])
+        );
         assert_eq!(admin["joinRequests"], json!([{"userId": "asker"}]));
         assert_eq!(admin["banned"], json!([{"userId": "outcast"}]));
-        let member =
-            serde_json::to_value(GroupView::inside(summary(), &g, &cards, false)).expect("json");
+        let member = serde_json::to_value(GroupView::inside(summary(), &g, &cards, &[], false))
+            .expect("json");
         assert!(member.get("joinRequests").is_none() && member.get("banned").is_none());
         assert_eq!(member["admins"], json!(["admin"]));
         assert_eq!(

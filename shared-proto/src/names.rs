@@ -72,6 +72,13 @@ impl Names {
         format!("{}:attempts:{kind}:{subject}", self.prefix)
     }
 
+    /// The users with a live connection lease anywhere, scored by when their
+    /// latest lease lapses: where lapsed users are found and announced
+    /// offline.
+    pub fn online_users(&self) -> String {
+        format!("{}:presence:online", self.prefix)
+    }
+
     /// Set while a user's `TYPING` in a conversation was forwarded lately:
     /// another within that time is not forwarded.
     pub fn typing(&self, user_id: &str, conversation_id: &str) -> String {

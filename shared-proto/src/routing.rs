@@ -164,10 +164,17 @@ pub const SESSION_STARTED: &str = "SESSION_STARTED";
 /// `UPDATE_PROFILE`. A change: never shed, whether or not a client waits.
 pub const PROFILE_CHANGED: &str = "PROFILE_CHANGED";
 
+/// Sent by a gateway itself (never accepted from a client) to chat-service
+/// when a user's first connection anywhere opens or their last one closes
+/// or lapses, so the user's friends hear of it. Never shed: a late one still
+/// tells friends the truth, which the handler reads anew.
+pub const PRESENCE_CHANGED: &str = "PRESENCE_CHANGED";
+
 /// Actions services send each other, with the service that takes them.
 pub const INTERNAL_ACTIONS: &[(&str, Service, ActionClass)] = &[
     (SESSION_STARTED, Service::Chat, ActionClass::Read),
     (PROFILE_CHANGED, Service::Chat, ActionClass::Send),
+    (PRESENCE_CHANGED, Service::Chat, ActionClass::Send),
 ];
 
 /// The route of a client action, or `None` for an action nobody handles.

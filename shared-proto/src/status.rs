@@ -141,6 +141,7 @@ reply_statuses! {
     MessageSent = "MESSAGE_SENT",
     NewMessage = "NEW_MESSAGE",
     NotLogged = "NOT_LOGGED",
+    Presence = "PRESENCE",
     ProfileUpdated = "PROFILE_UPDATED",
     ReadMarked = "READ_MARKED",
     ReadReceipt = "READ_RECEIPT",

@@ -69,5 +69,9 @@ async fn a_message_accepted_while_chat_was_down_survives_a_redis_restart() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let history = bob.client.history(&conversation, None, None).await;
-    assert_eq!(history_texts(&history), vec!["kept".to_owned()], "{history}");
+    assert_eq!(
+        history_texts(&history),
+        vec!["kept".to_owned()],
+        "{history}"
+    );
 }

@@ -7,7 +7,15 @@ use super::ids::{ConversationId, GroupId, UserId};
 use super::{payload, unknown};
 use crate::client::ServerFrame;
 use crate::profiles::ProfileChanged;
-use crate::routing::{PROFILE_CHANGED, SESSION_STARTED};
+use crate::routing::{PRESENCE_CHANGED, PROFILE_CHANGED, SESSION_STARTED};
+
+/// `{"userId"}`: whose presence may have changed. Who is online is read
+/// anew when it is handled, so a late or repeated one tells the truth.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PresenceChanged {
+    pub user_id: UserId,
+}
 
 /// `{"nickname"}` (a prefix) or `{"email"}` (exact), not both.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -123,6 +131,8 @@ pub enum ChatAction {
     SessionStarted,
     /// From auth-service: a profile changed.
     ProfileChanged(ProfileChanged),
+    /// From a gateway: a user came online or went offline.
+    PresenceChanged(PresenceChanged),
     SearchUsers(SearchUsers),
     FriendRequest(UserTarget),
     FriendRespond(FriendRespond),
@@ -153,6 +163,7 @@ impl ChatAction {
     pub const NAMES: &[&str] = &[
         SESSION_STARTED,
         PROFILE_CHANGED,
+        PRESENCE_CHANGED,
         "SEARCH_USERS",
         "FRIEND_REQUEST",
         "FRIEND_RESPOND",
@@ -184,6 +195,7 @@ impl ChatAction {
         Ok(match name {
             SESSION_STARTED => A::SessionStarted,
             PROFILE_CHANGED => A::ProfileChanged(payload(name, fields)?),
+            PRESENCE_CHANGED => A::PresenceChanged(payload(name, fields)?),
             "SEARCH_USERS" => A::SearchUsers(payload(name, fields)?),
             "FRIEND_REQUEST" => A::FriendRequest(payload(name, fields)?),
             "FRIEND_RESPOND" => A::FriendRespond(payload(name, fields)?),
@@ -217,6 +229,7 @@ impl ChatAction {
         match self {
             A::SessionStarted => SESSION_STARTED,
             A::ProfileChanged(_) => PROFILE_CHANGED,
+            A::PresenceChanged(_) => PRESENCE_CHANGED,
             A::SearchUsers(_) => "SEARCH_USERS",
             A::FriendRequest(_) => "FRIEND_REQUEST",
             A::FriendRespond(_) => "FRIEND_RESPOND",

@@ -8,6 +8,7 @@
 
 pub mod actions;
 pub mod admission;
+pub mod presence;
 pub mod worker;
 
 use std::time::Duration;
