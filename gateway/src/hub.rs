@@ -14,6 +14,7 @@ use shared_proto::client::ServerFrame;
 use shared_proto::envelope::{Identity, Origin};
 use shared_proto::names::Names;
 use shared_proto::now_ms;
+use shared_proto::status::close_code;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
@@ -25,6 +26,12 @@ use crate::frame::Frame;
 pub trait FrameSink: Send + Sync + std::fmt::Debug {
     /// Queues `frame` after every frame queued before it, or says why not.
     fn push(&self, frame: &Frame) -> Result<(), Refused>;
+
+    /// Ends the connection of a client too far behind: drops the frames
+    /// queued for it that have not started on their way, and queues `close`
+    /// right after the one being written, so that the client learns why as
+    /// soon as it reads again. Nothing is taken after it.
+    fn cut_off(&self, close: &Frame);
 }
 
 /// Why a connection did not take a frame.
@@ -67,7 +74,8 @@ impl ConnectionHandle {
 
     /// Queues an encoded frame; true if the connection took it. A client that
     /// reads too slowly to keep up is disconnected rather than allowed to grow
-    /// our memory. (Callers count the frames: a group event counts its
+    /// our memory, with a close code that tells it to reconnect and fetch
+    /// what it missed. (Callers count the frames: a group event counts its
     /// deliveries once.)
     pub fn send_frame(&self, frame: &Frame) -> bool {
         match self.sink.push(frame) {
@@ -77,6 +85,9 @@ impl ConnectionHandle {
                     connection = self.id,
                     "disconnecting a client that reads too slowly"
                 );
+                metrics::counter!("switchyard_gateway_slow_clients_closed_total").increment(1);
+                self.sink
+                    .cut_off(&Frame::close(close_code::TOO_SLOW, "reading too slowly"));
                 self.closed.cancel();
                 false
             }
@@ -606,6 +617,10 @@ mod tests {
         fn push(&self, frame: &Frame) -> Result<(), Refused> {
             lock(&self.0).push(frame.clone());
             Ok(())
+        }
+
+        fn cut_off(&self, close: &Frame) {
+            lock(&self.0).push(close.clone());
         }
     }
 
