@@ -3,7 +3,7 @@
 //! - [`connection`]: one client's read loop: size, rate and envelope checks,
 //!   then onto the bus.
 //! - [`hub`]: the connections on this replica, who they are logged in as,
-//!   and the requests waiting for an answer.
+//!   and the requests waiting for an answer; [`handle`]: one of them.
 //! - [`leases`]: the per-user limit on open connections, held in Redis.
 //! - [`listener`]: the Redis subscriptions that bring replies and events, and
 //!   their dispatch to the hub.
@@ -15,6 +15,7 @@
 
 pub mod connection;
 pub mod frame;
+pub mod handle;
 pub mod http;
 pub mod hub;
 pub mod leases;
