@@ -7,6 +7,8 @@
 //! - [`leases`]: the per-user limit on open connections, held in Redis.
 //! - [`listener`]: the Redis subscriptions that bring replies and events, and
 //!   their dispatch to the hub.
+//! - [`login`]: letting a connection in as a user, and answering its login
+//!   once it is ready.
 //! - [`socket_writer`]: writes a connection's [`frame`]s to its socket,
 //!   straight away while the socket has room.
 //! - [`http`]: the routes: the WebSocket upgrade ([`upgrade`]), `/healthz`,
@@ -20,6 +22,7 @@ pub mod http;
 pub mod hub;
 pub mod leases;
 pub mod listener;
+pub mod login;
 pub mod rate_limit;
 pub mod server;
 pub mod settings;

@@ -117,8 +117,14 @@ impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
     fn admission(&self, request: &ActionRequest) -> Admission {
         // Anonymous actions take no such slot: many clients can share one
         // address (a front door, a NAT), and their guessing is bounded where
-        // it matters, in auth-service.
-        let key = request.identity.as_ref().map(|i| i.user_id.clone());
+        // it matters, in auth-service. Nor does the question a gateway asks
+        // for a login: a new device's login must not wait behind the work of
+        // the user's other devices.
+        let key = request
+            .identity
+            .as_ref()
+            .filter(|_| request.action != crate::routing::SESSION_STARTED)
+            .map(|i| i.user_id.clone());
         let deadline = request
             .deadline_ms
             .unwrap_or_else(|| request.received_at_ms.saturating_add(self.stale_after_ms));
@@ -321,5 +327,10 @@ mod tests {
         assert_eq!(a.key, b.key);
         assert_ne!(a.key, c.key);
         assert_eq!(handler.admission(&request("LOGIN", None, None)).key, None);
+        let login_setup = handler.admission(&request("SESSION_STARTED", Some("ana"), None));
+        assert_eq!(
+            login_setup.key, None,
+            "a login waits behind no other device"
+        );
     }
 }
