@@ -186,6 +186,7 @@ impl Logins {
                 groups = &mut answered => return Some(groups),
                 _ = sleep_until(ready_by), if reply.is_some() => {
                     debug!("chat-service has not told the user's groups in time; answering the login");
+                    metrics::counter!("switchyard_gateway_logins_answered_unready_total").increment(1);
                     if let Some(reply) = reply.take() {
                         handle.send(&reply);
                     }
