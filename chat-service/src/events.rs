@@ -96,24 +96,6 @@ impl Events {
         }
     }
 
-    /// Tells one gateway about a user's group, right after the user logged in
-    /// there (when the gateway knows nothing of the user's groups yet).
-    pub fn membership_for_gateway(
-        &self,
-        gateway_id: &str,
-        user_id: &str,
-        group_id: &str,
-    ) -> Publication {
-        Publication {
-            channel: self.names.gateway_channel(gateway_id),
-            message: ToGateway::Membership {
-                user_id: user_id.to_owned(),
-                group_id: group_id.to_owned(),
-                member: true,
-            },
-        }
-    }
-
     /// An event for everyone in `conversation` (both users of a direct one,
     /// the members of a group's) but the connection `except`, and none of
     /// `skip_user`'s connections. One publication for a group, whatever its

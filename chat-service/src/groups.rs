@@ -120,26 +120,18 @@ pub async fn list(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
     ))
 }
 
-/// Tells the gateway where the user just logged in which groups to deliver
-/// to them. Its reply is for the gateway; no client waits for it.
+/// Tells the gateway where the user is logging in which groups to deliver
+/// to them, in `groupIds`. The gateway answers the login once it listens to
+/// them; no client sees this reply.
 pub async fn session_started(
     service: &ChatService,
     call: &Call<'_>,
 ) -> Result<Outcome, ActionError> {
     let me = &call.me.user_id;
     let groups = member_groups(service, me).await.map_err(unavailable)?;
-    let mut outcome = Outcome::reply(ServerFrame::new(
-        "SESSION_READY",
-        "Group deliveries set up.",
-    ));
-    for group_id in &groups {
-        outcome = outcome.with_event(service.events.membership_for_gateway(
-            &call.request.origin.gateway_id,
-            me,
-            group_id,
-        ));
-    }
-    Ok(outcome)
+    Ok(Outcome::reply(
+        ServerFrame::new("SESSION_READY", "The user's groups.").with("groupIds", groups),
+    ))
 }
 
 /// The ids of the groups `user` is a member of, from their memberships

@@ -11,111 +11,49 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use shared_proto::client::ServerFrame;
-use shared_proto::envelope::{Identity, Origin};
+use shared_proto::envelope::Origin;
 use shared_proto::names::Names;
-use shared_proto::now_ms;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tokio::sync::{mpsc, oneshot};
+use tracing::debug;
 
 use crate::frame::Frame;
+pub use crate::handle::{ConnectionHandle, FrameSink, Refused, Session};
 
-/// Where a connection's frames go: its socket (see
-/// [`crate::socket_writer`]), or in tests a recorder.
-pub trait FrameSink: Send + Sync + std::fmt::Debug {
-    /// Queues `frame` after every frame queued before it, or says why not.
-    fn push(&self, frame: &Frame) -> Result<(), Refused>;
-}
-
-/// Why a connection did not take a frame.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refused {
-    /// Its client reads too slowly: too many frames wait already.
-    Behind,
-    /// It is closed or its client has gone.
-    Gone,
-}
-
-/// A logged-in session on a connection.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub identity: Identity,
-    pub expires_at_ms: i64,
-}
-
-/// One connection as the rest of the gateway sees it.
-#[derive(Debug)]
-pub struct ConnectionHandle {
-    pub id: u64,
-    sink: Arc<dyn FrameSink>,
-    session: Mutex<Option<Session>>,
-    /// Cancelled to make the connection's tasks stop.
-    pub closed: CancellationToken,
-}
-
-impl ConnectionHandle {
-    /// Sends one frame to this client.
-    pub fn send(&self, frame: &ServerFrame) {
-        if let Some(code) = shared_proto::status::ErrorCode::parse(frame.status()) {
-            metrics::counter!("switchyard_gateway_errors_total", "code" => code.as_str())
-                .increment(1);
-        }
-        if self.send_frame(&Frame::text(&frame.to_text())) {
-            metrics::counter!("switchyard_gateway_frames_out_total").increment(1);
-        }
-    }
-
-    /// Queues an encoded frame; true if the connection took it. A client that
-    /// reads too slowly to keep up is disconnected rather than allowed to grow
-    /// our memory. (Callers count the frames: a group event counts its
-    /// deliveries once.)
-    pub fn send_frame(&self, frame: &Frame) -> bool {
-        match self.sink.push(frame) {
-            Ok(()) => true,
-            Err(Refused::Behind) => {
-                info!(
-                    connection = self.id,
-                    "disconnecting a client that reads too slowly"
-                );
-                self.closed.cancel();
-                false
-            }
-            Err(Refused::Gone) => false,
-        }
-    }
-
-    /// Closes the connection with this code: the close frame goes after
-    /// everything already queued, and the connection stops reading.
-    pub fn close(&self, code: u16, reason: &'static str) {
-        // If it is refused the connection is being dropped anyway.
-        let _ = self.sink.push(&Frame::close(code, reason));
-        self.closed.cancel();
-    }
-
-    /// The identity this connection acts as, if its session has not expired.
-    pub fn identity(&self) -> Option<Identity> {
-        let session = lock(&self.session);
-        session
-            .as_ref()
-            .filter(|s| s.expires_at_ms > now_ms())
-            .map(|s| s.identity.clone())
-    }
-
-    fn session(&self) -> Option<Session> {
-        lock(&self.session).clone()
-    }
-
-    fn set_session(&self, session: Option<Session>) -> Option<Session> {
-        std::mem::replace(&mut *lock(&self.session), session)
-    }
-}
-
-/// A channel to start or stop listening to.
+/// A channel to start or stop listening to, or a mark in the queue of
+/// such changes. The listener applies them in the order they were queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubscriptionChange {
     Subscribe(String),
     Unsubscribe(String),
+    /// Passed once every change queued before it is in place at Redis.
+    Barrier(Barrier),
 }
+
+/// A mark in the queue of subscription changes; see [`Hub::subscriptions_settled`].
+#[derive(Debug, Clone)]
+pub struct Barrier(Arc<Mutex<Option<oneshot::Sender<()>>>>);
+
+impl Barrier {
+    fn new() -> (Barrier, oneshot::Receiver<()>) {
+        let (passed, waiting) = oneshot::channel();
+        (Barrier(Arc::new(Mutex::new(Some(passed)))), waiting)
+    }
+
+    /// Tells the waiter that the changes queued before this mark are in place.
+    pub fn pass(&self) {
+        if let Some(passed) = lock(&self.0).take() {
+            let _ = passed.send(());
+        }
+    }
+}
+
+impl PartialEq for Barrier {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Barrier {}
 
 /// A request put on the bus and not yet answered.
 #[derive(Debug, Clone)]
@@ -143,6 +81,18 @@ struct Registry {
     /// event and dropped whenever its members or their connections change:
     /// a group event then costs one lookup, not one per member.
     group_audiences: HashMap<String, Audience>,
+    /// Users whose groups are being asked of chat-service for a login here
+    /// (see [`crate::login`]).
+    lookups: HashMap<String, Lookup>,
+}
+
+/// The lookups of one user's groups under way, and the groups whose
+/// membership changed on the user's channel since the first began: such a
+/// change is at least as new as any answer, so it wins over them.
+#[derive(Default)]
+struct Lookup {
+    pending: usize,
+    changed: HashSet<String>,
 }
 
 /// The local connections of a group's members, with each one's user.
@@ -222,12 +172,7 @@ impl Hub {
     /// Adds a connection whose frames go to `sink`.
     pub fn register(&self, sink: Arc<dyn FrameSink>) -> Arc<ConnectionHandle> {
         let id = self.next_connection_id.fetch_add(1, Ordering::Relaxed);
-        let handle = Arc::new(ConnectionHandle {
-            id,
-            sink,
-            session: Mutex::new(None),
-            closed: CancellationToken::new(),
-        });
+        let handle = Arc::new(ConnectionHandle::new(id, sink));
         lock(&self.registry).connections.insert(id, handle.clone());
         metrics::gauge!("switchyard_gateway_connections").increment(1.0);
         handle
@@ -266,18 +211,63 @@ impl Hub {
         if let Some(old) = handle.set_session(Some(session)) {
             self.forget_login(connection_id, &old.identity.user_id);
         }
-        let first = {
-            let mut registry = lock(&self.registry);
-            let connections = registry.users.entry(user_id.clone()).or_default();
-            connections.insert(connection_id);
-            let first = connections.len() == 1;
-            registry.forget_audiences_of(&user_id);
-            first
-        };
-        if first {
-            self.subscribe(self.names.user_channel(&user_id));
+        let mut registry = lock(&self.registry);
+        let connections = registry.users.entry(user_id.clone()).or_default();
+        connections.insert(connection_id);
+        if connections.len() == 1 {
+            // Queued under the lock, so that it cannot overtake the
+            // unsubscription of a logout that came just before.
+            self.change(SubscriptionChange::Subscribe(
+                self.names.user_channel(&user_id),
+            ));
         }
+        registry.forget_audiences_of(&user_id);
         true
+    }
+
+    /// Resolves once every subscription asked for until now is in place at
+    /// Redis: from then on, what is published on those channels reaches this
+    /// replica. False if the listener has stopped.
+    pub fn subscriptions_settled(&self) -> impl std::future::Future<Output = bool> + 'static {
+        let (barrier, passed) = Barrier::new();
+        self.change(SubscriptionChange::Barrier(barrier));
+        async move { passed.await.is_ok() }
+    }
+
+    /// Notes that a user's groups are being looked up for a login here;
+    /// [`Hub::end_group_lookup`] when it is over, answered or not.
+    pub fn begin_group_lookup(&self, user_id: &str) {
+        let mut registry = lock(&self.registry);
+        registry
+            .lookups
+            .entry(user_id.to_owned())
+            .or_default()
+            .pending += 1;
+    }
+
+    /// Records the groups a lookup found the user in, but those whose
+    /// membership changed since the lookup began.
+    pub fn apply_group_lookup(&self, user_id: &str, groups: &[String]) {
+        let mut registry = lock(&self.registry);
+        for group_id in groups {
+            let changed = registry
+                .lookups
+                .get(user_id)
+                .is_some_and(|lookup| lookup.changed.contains(group_id));
+            if !changed {
+                self.record_membership(&mut registry, user_id, group_id, true);
+            }
+        }
+    }
+
+    pub fn end_group_lookup(&self, user_id: &str) {
+        let mut registry = lock(&self.registry);
+        if let Some(lookup) = registry.lookups.get_mut(user_id) {
+            lookup.pending -= 1;
+            if lookup.pending == 0 {
+                registry.lookups.remove(user_id);
+            }
+        }
     }
 
     /// Every logged-in connection here, with its user.
@@ -344,32 +334,43 @@ impl Hub {
 
     /// Records that a locally connected user joined or left a group.
     pub fn set_membership(&self, user_id: &str, group_id: &str, member: bool) {
-        let change = {
-            let mut registry = lock(&self.registry);
-            if !registry.users.contains_key(user_id) {
-                return;
+        let mut registry = lock(&self.registry);
+        if let Some(lookup) = registry.lookups.get_mut(user_id) {
+            lookup.changed.insert(group_id.to_owned());
+        }
+        self.record_membership(&mut registry, user_id, group_id, member);
+    }
+
+    fn record_membership(
+        &self,
+        registry: &mut Registry,
+        user_id: &str,
+        group_id: &str,
+        member: bool,
+    ) {
+        if !registry.users.contains_key(user_id) {
+            return;
+        }
+        registry.group_audiences.remove(group_id);
+        let change = if member {
+            registry
+                .user_groups
+                .entry(user_id.to_owned())
+                .or_default()
+                .insert(group_id.to_owned());
+            let users = registry.group_users.entry(group_id.to_owned()).or_default();
+            users.insert(user_id.to_owned());
+            (users.len() == 1)
+                .then(|| SubscriptionChange::Subscribe(self.names.group_channel(group_id)))
+        } else {
+            if let Some(groups) = registry.user_groups.get_mut(user_id) {
+                groups.remove(group_id);
             }
-            registry.group_audiences.remove(group_id);
-            if member {
-                registry
-                    .user_groups
-                    .entry(user_id.to_owned())
-                    .or_default()
-                    .insert(group_id.to_owned());
-                let users = registry.group_users.entry(group_id.to_owned()).or_default();
-                users.insert(user_id.to_owned());
-                (users.len() == 1)
-                    .then(|| SubscriptionChange::Subscribe(self.names.group_channel(group_id)))
-            } else {
-                if let Some(groups) = registry.user_groups.get_mut(user_id) {
-                    groups.remove(group_id);
-                }
-                remove_member(&mut registry.group_users, group_id, user_id)
-                    .then(|| SubscriptionChange::Unsubscribe(self.names.group_channel(group_id)))
-            }
+            remove_member(&mut registry.group_users, group_id, user_id)
+                .then(|| SubscriptionChange::Unsubscribe(self.names.group_channel(group_id)))
         };
         if let Some(change) = change {
-            let _ = self.subscriptions.send(change);
+            self.change(change);
         }
     }
 
@@ -517,39 +518,35 @@ impl Hub {
     /// takes the user's and its groups' subscriptions with it.
     fn forget_login(&self, connection_id: u64, user_id: &str) {
         self.note_ended_login(user_id, connection_id);
-        let mut changes = Vec::new();
-        {
-            let mut registry = lock(&self.registry);
-            let Some(connections) = registry.users.get_mut(user_id) else {
-                return;
-            };
-            connections.remove(&connection_id);
-            let gone = connections.is_empty();
-            registry.forget_audiences_of(user_id);
-            if !gone {
-                return;
-            }
-            registry.users.remove(user_id);
-            changes.push(SubscriptionChange::Unsubscribe(
-                self.names.user_channel(user_id),
-            ));
-            for group in registry.user_groups.remove(user_id).unwrap_or_default() {
-                if remove_member(&mut registry.group_users, &group, user_id) {
-                    changes.push(SubscriptionChange::Unsubscribe(
-                        self.names.group_channel(&group),
-                    ));
-                }
-            }
+        let mut registry = lock(&self.registry);
+        let Some(connections) = registry.users.get_mut(user_id) else {
+            return;
+        };
+        connections.remove(&connection_id);
+        let gone = connections.is_empty();
+        registry.forget_audiences_of(user_id);
+        if !gone {
+            return;
         }
-        for change in changes {
-            let _ = self.subscriptions.send(change);
+        registry.users.remove(user_id);
+        self.change(SubscriptionChange::Unsubscribe(
+            self.names.user_channel(user_id),
+        ));
+        for group in registry.user_groups.remove(user_id).unwrap_or_default() {
+            if remove_member(&mut registry.group_users, &group, user_id) {
+                self.change(SubscriptionChange::Unsubscribe(
+                    self.names.group_channel(&group),
+                ));
+            }
         }
     }
 
-    fn subscribe(&self, channel: String) {
-        let _ = self
-            .subscriptions
-            .send(SubscriptionChange::Subscribe(channel));
+    /// Queues a change for the listener. Callers that change the registry
+    /// queue while they hold its lock, so that changes are queued in the
+    /// order the registry saw them.
+    fn change(&self, change: SubscriptionChange) {
+        // Refused only once the listener has stopped, with the replica.
+        let _ = self.subscriptions.send(change);
     }
 }
 
@@ -587,210 +584,5 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn identity(user: &str, session: &str) -> Identity {
-        Identity {
-            user_id: user.into(),
-            session_id: session.into(),
-            email: format!("{user}@example.com"),
-        }
-    }
-
-    /// A connection that keeps the frames it is sent.
-    #[derive(Debug, Default)]
-    struct Recorder(Mutex<Vec<Frame>>);
-
-    impl FrameSink for Recorder {
-        fn push(&self, frame: &Frame) -> Result<(), Refused> {
-            lock(&self.0).push(frame.clone());
-            Ok(())
-        }
-    }
-
-    impl Recorder {
-        /// The texts of the frames sent since the last call.
-        fn texts(&self) -> Vec<String> {
-            std::mem::take(&mut *lock(&self.0))
-                .iter()
-                .filter(|frame| !frame.is_close())
-                .map(|frame| {
-                    let bytes = frame.bytes();
-                    let header = match bytes[1] & 0x7f {
-                        126 => 4,
-                        127 => 10,
-                        _ => 2,
-                    };
-                    String::from_utf8(bytes[header..].to_vec()).expect("utf-8")
-                })
-                .collect()
-        }
-    }
-
-    fn hub() -> (Hub, mpsc::UnboundedReceiver<SubscriptionChange>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (Hub::new("gw".into(), Names::default(), tx), rx)
-    }
-
-    #[test]
-    fn the_first_login_of_a_user_subscribes_and_the_last_logout_unsubscribes() {
-        let (hub, mut changes) = hub();
-        let a = hub.register(Arc::new(Recorder::default()));
-        let b = hub.register(Arc::new(Recorder::default()));
-        let session = Session {
-            identity: identity("u1", "s1"),
-            expires_at_ms: now_ms() + 60_000,
-        };
-        hub.log_in(a.id, session.clone());
-        hub.log_in(b.id, session);
-        assert_eq!(
-            changes.try_recv().ok(),
-            Some(SubscriptionChange::Subscribe("switchyard:user:u1".into()))
-        );
-        assert!(changes.try_recv().is_err(), "one subscription per user");
-        hub.unregister(a.id);
-        assert!(changes.try_recv().is_err(), "b is still logged in");
-        hub.log_out(b.id);
-        assert_eq!(
-            changes.try_recv().ok(),
-            Some(SubscriptionChange::Unsubscribe("switchyard:user:u1".into()))
-        );
-    }
-
-    #[test]
-    fn group_events_follow_members_and_their_connections() {
-        let (hub, _changes) = hub();
-        let far = now_ms() + 60_000;
-        let connect = |user: &str| {
-            let recorder = Arc::new(Recorder::default());
-            let handle = hub.register(recorder.clone());
-            hub.log_in(
-                handle.id,
-                Session {
-                    identity: identity(user, &format!("{user}-{}", handle.id)),
-                    expires_at_ms: far,
-                },
-            );
-            (handle, recorder)
-        };
-        let (_ana, ana_frames) = connect("ana");
-        let (bob, bob_frames) = connect("bob");
-        hub.set_membership("ana", "g", true);
-        hub.set_membership("bob", "g", true);
-        hub.deliver_to_group("g", &Frame::text("one"), None, None);
-        assert_eq!(ana_frames.texts(), ["one"]);
-        assert_eq!(bob_frames.texts(), ["one"]);
-
-        // Bob's second connection gets the next event; his first, once
-        // gone, gets nothing; Ana, once out of the group, gets nothing.
-        let (_bob_phone, bob_phone_frames) = connect("bob");
-        hub.deliver_to_group("g", &Frame::text("two"), None, Some("ana"));
-        assert_eq!(ana_frames.texts(), Vec::<String>::new(), "skipped");
-        assert_eq!(bob_phone_frames.texts(), ["two"]);
-        hub.unregister(bob.id);
-        hub.set_membership("ana", "g", false);
-        hub.deliver_to_group("g", &Frame::text("three"), None, None);
-        assert_eq!(ana_frames.texts(), Vec::<String>::new(), "left the group");
-        assert_eq!(bob_frames.texts(), ["two"], "only what came before it went");
-        assert_eq!(bob_phone_frames.texts(), ["three"]);
-    }
-
-    #[test]
-    fn revoking_a_session_leaves_other_sessions_of_the_user_alone() {
-        let (hub, _changes) = hub();
-        let recorder = Arc::new(Recorder::default());
-        let a = hub.register(recorder.clone());
-        let b = hub.register(recorder.clone());
-        let far = now_ms() + 60_000;
-        hub.log_in(
-            a.id,
-            Session {
-                identity: identity("u1", "s1"),
-                expires_at_ms: far,
-            },
-        );
-        hub.log_in(
-            b.id,
-            Session {
-                identity: identity("u1", "s2"),
-                expires_at_ms: far,
-            },
-        );
-        hub.revoke_session("u1", "s1");
-        assert!(a.identity().is_none());
-        assert_eq!(b.identity().map(|i| i.session_id), Some("s2".into()));
-        let texts = recorder.texts();
-        assert!(
-            texts.len() == 1 && texts[0].contains("SESSION_CLOSED"),
-            "{texts:?}"
-        );
-    }
-
-    #[test]
-    fn an_expired_session_is_no_identity() {
-        let (hub, _changes) = hub();
-        let a = hub.register(Arc::new(Recorder::default()));
-        hub.log_in(
-            a.id,
-            Session {
-                identity: identity("u1", "s1"),
-                expires_at_ms: now_ms() - 1,
-            },
-        );
-        assert!(a.identity().is_none());
-    }
-
-    #[test]
-    fn an_expired_session_is_logged_out_and_told() {
-        let (hub, mut changes) = hub();
-        let recorder = Arc::new(Recorder::default());
-        let a = hub.register(recorder.clone());
-        let expires = now_ms() + 1_000;
-        hub.log_in(
-            a.id,
-            Session {
-                identity: identity("u1", "s1"),
-                expires_at_ms: expires,
-            },
-        );
-        let _subscribed = changes.try_recv();
-        hub.expire_sessions(expires - 1);
-        assert!(recorder.texts().is_empty(), "not expired yet");
-        hub.expire_sessions(expires);
-        let texts = recorder.texts();
-        assert!(
-            texts.len() == 1 && texts[0].contains("SESSION_CLOSED"),
-            "{texts:?}"
-        );
-        assert_eq!(
-            changes.try_recv().ok(),
-            Some(SubscriptionChange::Unsubscribe("switchyard:user:u1".into()))
-        );
-    }
-
-    #[test]
-    fn a_reply_is_delivered_once() {
-        let (hub, _changes) = hub();
-        let recorder = Arc::new(Recorder::default());
-        let a = hub.register(recorder.clone());
-        hub.track(
-            "act".into(),
-            PendingRequest {
-                connection_id: a.id,
-                action: "LOGIN".into(),
-                request_id: None,
-                started: Instant::now(),
-                deadline: Instant::now(),
-                timed_out: false,
-            },
-        );
-        let frame = ServerFrame::new("USER_LOGGED", "You logged.");
-        assert!(hub.deliver_reply("act", &frame).is_some());
-        assert!(
-            hub.deliver_reply("act", &frame).is_none(),
-            "duplicate dropped"
-        );
-        assert_eq!(recorder.texts().len(), 1);
-    }
-}
+#[path = "hub_tests.rs"]
+mod tests;

@@ -3,10 +3,12 @@
 //! - [`connection`]: one client's read loop: size, rate and envelope checks,
 //!   then onto the bus.
 //! - [`hub`]: the connections on this replica, who they are logged in as,
-//!   and the requests waiting for an answer.
+//!   and the requests waiting for an answer; [`handle`]: one of them.
 //! - [`leases`]: the per-user limit on open connections, held in Redis.
 //! - [`listener`]: the Redis subscriptions that bring replies and events, and
 //!   their dispatch to the hub.
+//! - [`login`]: letting a connection in as a user, and answering its login
+//!   once it is ready.
 //! - [`socket_writer`]: writes a connection's [`frame`]s to its socket,
 //!   straight away while the socket has room.
 //! - [`http`]: the routes: the WebSocket upgrade ([`upgrade`]), `/healthz`,
@@ -15,10 +17,12 @@
 
 pub mod connection;
 pub mod frame;
+pub mod handle;
 pub mod http;
 pub mod hub;
 pub mod leases;
 pub mod listener;
+pub mod login;
 pub mod rate_limit;
 pub mod server;
 pub mod settings;

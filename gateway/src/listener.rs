@@ -7,23 +7,20 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use shared_proto::bus::Bus;
-use shared_proto::client::ServerFrame;
-use shared_proto::envelope::{ActionRequest, Identity, Origin, SessionChange, ToGateway};
-use shared_proto::routing::{SESSION_STARTED, Service};
-use shared_proto::status::ErrorCode;
+use shared_proto::envelope::{SessionChange, ToGateway};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::frame::Frame;
-use crate::hub::{ConnectionHandle, Hub, Session, SubscriptionChange};
-use crate::leases::Leases;
+use crate::hub::{Hub, Session, SubscriptionChange};
+use crate::login::Logins;
 
 /// Runs until `shutdown`, keeping the subscriptions in step with the hub.
 pub async fn run(
     bus: Bus,
     hub: Arc<Hub>,
-    leases: Leases,
+    logins: Arc<Logins>,
     mut changes: mpsc::UnboundedReceiver<SubscriptionChange>,
     ready: Arc<std::sync::atomic::AtomicBool>,
     shutdown: CancellationToken,
@@ -58,13 +55,19 @@ pub async fn run(
                 _ = shutdown.cancelled() => return,
                 message = stream.next() => {
                     let Some(message) = message else { break };
-                    dispatch(&hub, &bus, &leases, message.get_channel_name(), message.get_payload_bytes());
+                    dispatch(&hub, &logins, message.get_channel_name(), message.get_payload_bytes());
                 }
                 change = changes.recv() => {
                     let Some(change) = change else { return };
+                    // Each call returns once Redis confirmed it, so a barrier
+                    // reached here has every change before it in place.
                     let result = match &change {
                         SubscriptionChange::Subscribe(channel) => sink.subscribe(channel).await,
                         SubscriptionChange::Unsubscribe(channel) => sink.unsubscribe(channel).await,
+                        SubscriptionChange::Barrier(barrier) => {
+                            barrier.pass();
+                            Ok(())
+                        }
                     };
                     if let Err(err) = result {
                         warn!(error = %err, ?change, "changing a subscription failed; reconnecting");
@@ -80,7 +83,7 @@ pub async fn run(
 
 /// Hands one bus message to the hub. Malformed messages are logged and
 /// dropped: they come from a peer's bug, not from a client.
-pub fn dispatch(hub: &Arc<Hub>, bus: &Bus, leases: &Leases, channel: &str, payload: &[u8]) {
+pub fn dispatch(hub: &Hub, logins: &Arc<Logins>, channel: &str, payload: &[u8]) {
     let message: ToGateway = match serde_json::from_slice(payload) {
         Ok(message) => message,
         Err(err) => {
@@ -110,14 +113,7 @@ pub fn dispatch(hub: &Arc<Hub>, bus: &Bus, leases: &Leases, channel: &str, paylo
                     identity,
                     expires_at_ms,
                 };
-                tokio::spawn(open_session(
-                    hub.clone(),
-                    bus.clone(),
-                    leases.clone(),
-                    handle,
-                    frame,
-                    session,
-                ));
+                logins.open(handle, frame, session);
             }
             Some(SessionChange::Close) => {
                 if let Some(handle) = hub.deliver_reply(&action_id, &frame) {
@@ -125,6 +121,10 @@ pub fn dispatch(hub: &Arc<Hub>, bus: &Bus, leases: &Leases, channel: &str, paylo
                 }
             }
             None => {
+                // Unless it answers a question this replica asked itself.
+                let Some(frame) = logins.answer(&action_id, frame) else {
+                    return;
+                };
                 if hub.deliver_reply(&action_id, &frame).is_none() {
                     debug!(%action_id, "no one waits for this reply");
                 }
@@ -156,67 +156,4 @@ pub fn dispatch(hub: &Arc<Hub>, bus: &Bus, leases: &Leases, channel: &str, paylo
             member,
         } => hub.set_membership(&user_id, &group_id, member),
     }
-}
-
-/// Lets a connection in as the user of a login reply, if the user's
-/// connections are under the limit, and only then sends the reply: once the
-/// client reads `USER_LOGGED` its connection already acts as the user.
-async fn open_session(
-    hub: Arc<Hub>,
-    bus: Bus,
-    leases: Leases,
-    handle: Arc<ConnectionHandle>,
-    reply: ServerFrame,
-    session: Session,
-) {
-    let identity = session.identity.clone();
-    if !leases.acquire(&identity.user_id, handle.id).await {
-        metrics::counter!("switchyard_gateway_logins_refused_total", "reason" => "connections")
-            .increment(1);
-        let request_id = reply.get("requestId").and_then(|v| v.as_str());
-        handle.send(
-            &ServerFrame::error(
-                ErrorCode::TooManyConnections,
-                format!(
-                    "This account has {} connections open, the most it may have. Close one, then log in again.",
-                    leases.max_per_user()
-                ),
-            )
-            .with_request_id(request_id),
-        );
-        return;
-    }
-    if !hub.log_in(handle.id, session) {
-        // Gone meanwhile: the lease is handed back with the other ended logins.
-        hub.note_ended_login(&identity.user_id, handle.id);
-        return;
-    }
-    handle.send(&reply);
-    announce_session(&hub, &bus, handle.id, identity);
-}
-
-/// Asks chat-service which groups the user who just logged in here belongs
-/// to; it answers with a membership message per group on this replica's
-/// channel, after which the user's group events reach this connection.
-fn announce_session(hub: &Hub, bus: &Bus, connection_id: u64, identity: Identity) {
-    let request = ActionRequest {
-        action_id: uuid::Uuid::now_v7().to_string(),
-        action: SESSION_STARTED.to_owned(),
-        request_id: None,
-        payload: serde_json::Map::new(),
-        origin: Origin {
-            gateway_id: hub.gateway_id().to_owned(),
-            connection_id,
-        },
-        identity: Some(identity),
-        received_at_ms: shared_proto::now_ms(),
-        deadline_ms: None,
-        client_addr: None,
-    };
-    let bus = bus.clone();
-    tokio::spawn(async move {
-        if let Err(err) = bus.submit(Service::Chat, &request).await {
-            warn!(error = %err, "could not ask for the groups of a user who logged in");
-        }
-    });
 }

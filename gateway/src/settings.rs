@@ -52,6 +52,10 @@ pub struct GatewaySettings {
     pub outbox_frames: usize,
     /// On shutdown, how long to wait for answers to requests in flight.
     pub drain_ms: u64,
+    /// How long a login reply may wait for the connection's subscriptions
+    /// (its user's channel, and its groups' as chat-service tells them);
+    /// after that it is sent anyway.
+    pub login_setup_ms: u64,
 }
 
 impl Default for GatewaySettings {
@@ -71,6 +75,7 @@ impl Default for GatewaySettings {
             busy_retry_ms: 1_000,
             outbox_frames: 256,
             drain_ms: 10_000,
+            login_setup_ms: 3_000,
         }
     }
 }
@@ -134,5 +139,9 @@ impl GatewaySettings {
 
     pub fn drain(&self) -> Duration {
         Duration::from_millis(self.drain_ms)
+    }
+
+    pub fn login_setup(&self) -> Duration {
+        Duration::from_millis(self.login_setup_ms)
     }
 }

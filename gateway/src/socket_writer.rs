@@ -9,7 +9,8 @@
 //! no writer task at all.
 //!
 //! A client whose backlog reaches its limit reads too slowly to keep up; it is
-//! refused further frames rather than allowed to grow our memory.
+//! refused further frames rather than allowed to grow our memory, and cut off:
+//! its backlog is replaced by a close frame (see [`FrameSink::cut_off`]).
 
 use std::collections::VecDeque;
 use std::io;
@@ -130,6 +131,25 @@ impl FrameSink for SocketWriter {
             }
         }
         Ok(())
+    }
+
+    fn cut_off(&self, close: &Frame) {
+        let mut backlog = self.shared.lock();
+        if backlog.closed || backlog.failed {
+            return;
+        }
+        if backlog.frames.is_empty() {
+            drop(backlog);
+            // Refused only if the client is gone, when nothing is owed it.
+            let _ = self.push(close);
+            return;
+        }
+        // The first frame may be partly written: the rest of it must follow,
+        // or what the client reads next is no frame at all. A drain task is
+        // running, since the backlog is not empty; it writes the close too.
+        backlog.frames.truncate(1);
+        backlog.frames.push_back(close.bytes().clone());
+        backlog.closed = true;
     }
 }
 
@@ -304,5 +324,60 @@ mod tests {
         let writer = SocketWriter::new(write, 3);
         writer.push(&Frame::close(1012, "bye")).expect("taken");
         assert_eq!(writer.push(&Frame::text("late")), Err(Refused::Gone));
+    }
+
+    /// A client cut off gets the rest of the frame it was receiving, then the
+    /// close frame, and nothing that was still waiting.
+    #[tokio::test]
+    async fn a_client_cut_off_reads_the_frame_in_progress_then_the_close() {
+        let (server, mut client) = socket_pair().await;
+        let (_read, write) = server.into_split();
+        let writer = SocketWriter::new(write, 4);
+        let frames: Vec<Frame> = (0..64)
+            .map(|i| Frame::text(&format!("{i:02}{}", "z".repeat(1 << 20))))
+            .collect();
+        let mut taken = 0;
+        while taken < frames.len() && writer.push(&frames[taken]).is_ok() {
+            taken += 1;
+        }
+        assert!(taken < frames.len(), "the client fell behind");
+        let close = Frame::close(4000, "reading too slowly");
+        writer.cut_off(&close);
+        assert_eq!(writer.push(&Frame::text("late")), Err(Refused::Gone));
+
+        // Read everything, then find where the close frame starts.
+        let mut received = Vec::new();
+        let read_all = async {
+            let mut buffer = vec![0; 1 << 16];
+            loop {
+                let n = client.read(&mut buffer).await.expect("read");
+                received.extend_from_slice(&buffer[..n]);
+                if received.ends_with(close.bytes().as_ref()) {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), read_all)
+            .await
+            .expect("the close frame arrives");
+        let before_close = received.len() - close.bytes().len();
+        let whole_frames: usize = frames.iter().take(taken).map(|f| f.bytes().len()).sum();
+        assert!(
+            before_close < whole_frames,
+            "frames still waiting were dropped: {before_close} bytes came before the close"
+        );
+        let mut offset = 0;
+        for frame in &frames[..taken] {
+            let len = frame.bytes().len();
+            if offset + len > before_close {
+                break;
+            }
+            assert!(
+                received[offset..offset + len] == frame.bytes()[..],
+                "whole frames, in order"
+            );
+            offset += len;
+        }
+        assert_eq!(offset, before_close, "only whole frames precede the close");
     }
 }

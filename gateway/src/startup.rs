@@ -97,10 +97,17 @@ impl Application {
             hub.clone(),
             background.clone(),
         ));
+        let logins = crate::login::Logins::new(
+            hub.clone(),
+            context.bus.clone(),
+            leases,
+            context.settings.login_setup(),
+            context.settings.action_timeout(),
+        );
         let listener_task = tokio::spawn(crate::listener::run(
             context.bus.clone(),
             hub.clone(),
-            leases,
+            logins,
             subscription_changes,
             context.listening.clone(),
             background.clone(),

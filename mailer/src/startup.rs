@@ -47,6 +47,8 @@ impl Application {
             role: "mailer".into(),
             stream: names.mail_stream(),
             group: names.mail_group(),
+            // Beside the jobs the mailer itself gave up sending.
+            dead_letters: names.mail_dead_letters(),
             // Mail jobs have no user to be fair between.
             fairness: Fairness::None,
             drain_timeout: DRAIN_TIMEOUT,

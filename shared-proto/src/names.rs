@@ -22,6 +22,12 @@ impl Names {
         format!("{}:actions:{}", self.prefix, service.name())
     }
 
+    /// Where a service's worker puts the actions it gave up on (see
+    /// `bus::dead_letters`), kept for an operator.
+    pub fn dead_letters(&self, service: Service) -> String {
+        format!("{}:actions:{}:dead", self.prefix, service.name())
+    }
+
     /// The consumer group through which a service's replicas share its stream.
     pub fn consumer_group(&self, service: Service) -> String {
         format!("{}-{}", self.prefix, service.name())

@@ -43,6 +43,8 @@ pub struct StreamSpec {
     pub role: String,
     pub stream: String,
     pub group: String,
+    /// Where entries given up on go.
+    pub dead_letters: String,
     pub fairness: Fairness,
     pub drain_timeout: Duration,
 }
@@ -54,6 +56,7 @@ impl StreamSpec {
             role: service.name().into(),
             stream: names.action_stream(service),
             group: names.consumer_group(service),
+            dead_letters: names.dead_letters(service),
             fairness: Fairness::PerUser,
             drain_timeout: DRAIN_TIMEOUT,
         }
@@ -74,6 +77,8 @@ impl StreamSpec {
             },
             max_held: bus.max_held,
             drain_timeout: self.drain_timeout,
+            max_deliveries: bus.max_deliveries.max(1),
+            dead_letters: self.dead_letters.clone(),
         }
     }
 }

@@ -137,6 +137,10 @@ pub struct BusSettings {
     /// the gateways' `action_timeout_ms`. A read or account action older
     /// than this is dropped unhandled.
     pub stale_after_ms: u64,
+    /// Deliveries an entry gets before it is given up on and moved to the
+    /// service's dead-letter stream: its handling failed each time, or the
+    /// replica handling it died each time.
+    pub max_deliveries: u64,
 }
 
 impl Default for BusSettings {
@@ -148,6 +152,7 @@ impl Default for BusSettings {
             max_in_flight_per_user: 4,
             max_held: 1024,
             stale_after_ms: 10_000,
+            max_deliveries: 5,
         }
     }
 }

@@ -170,11 +170,16 @@ pub mod close_code {
     /// A frame was larger than the frame limit: do not resend it.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The client kept sending past its limits: stop, do not reconnect
-    /// automatically. (A client that reads too slowly is dropped without a
-    /// close frame: its queue is full.)
+    /// automatically.
     pub const POLICY_VIOLATION: u16 = 1008;
     /// This gateway is going away: reconnect, to any gateway.
     pub const SERVICE_RESTART: u16 = 1012;
+    /// The client read too slowly: the frames waiting for it reached the
+    /// limit, and what had not started on its way to it was dropped.
+    /// Reconnect, then fetch what may have been missed. The first of the
+    /// private range 4000–4499, which means "reconnect"; 4500–4999 is kept
+    /// for "do not reconnect".
+    pub const TOO_SLOW: u16 = 4000;
 }
 
 #[cfg(test)]

@@ -368,14 +368,10 @@ impl Client {
         self.request(Value::Object(request)).await
     }
 
-    /// One round trip to chat-service (`LIST_GROUPS`), to let a login settle.
-    ///
-    /// When a login is answered, the gateway asks chat-service on its own for
-    /// the user's groups, and only once that answer is back does it deliver
-    /// their group events to the new connection. Nothing tells the client
-    /// when that is; this request goes on the chat stream after that question
-    /// and costs chat-service as much, so its reply comes after it in
-    /// practice.
+    /// One round trip to chat-service (`LIST_GROUPS`): a check that it serves
+    /// the user who just logged in. (A login is answered once its connection
+    /// receives the user's and their groups' events; nothing needs to settle
+    /// for that. `login_readiness.rs` shows it.)
     pub async fn settle(&mut self) {
         let reply = self.chat("LIST_GROUPS", Value::Null).await;
         assert_status(&reply, "GROUPS");

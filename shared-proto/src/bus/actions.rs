@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use super::Publication;
+use super::dead_letters::Reason;
 use super::worker::{Admission, Delivery, Disposition, EntryHandler};
 use crate::client::ServerFrame;
 use crate::envelope::{ActionRequest, SessionChange, ToGateway};
@@ -116,8 +117,14 @@ impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
     fn admission(&self, request: &ActionRequest) -> Admission {
         // Anonymous actions take no such slot: many clients can share one
         // address (a front door, a NAT), and their guessing is bounded where
-        // it matters, in auth-service.
-        let key = request.identity.as_ref().map(|i| i.user_id.clone());
+        // it matters, in auth-service. Nor does the question a gateway asks
+        // for a login: a new device's login must not wait behind the work of
+        // the user's other devices.
+        let key = request
+            .identity
+            .as_ref()
+            .filter(|_| request.action != crate::routing::SESSION_STARTED)
+            .map(|i| i.user_id.clone());
         let deadline = request
             .deadline_ms
             .unwrap_or_else(|| request.received_at_ms.saturating_add(self.stale_after_ms));
@@ -170,18 +177,59 @@ impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
             .increment(1);
         let mut publications = Vec::with_capacity(1 + events.len());
         if answers_client {
-            publications.push(Publication {
-                channel: self.names.gateway_channel(&request.origin.gateway_id),
-                message: ToGateway::Reply {
-                    connection_id: request.origin.connection_id,
-                    action_id: request.action_id.clone(),
-                    frame: frame.with_request_id(request.request_id.as_deref()),
-                    session,
-                },
-            });
+            publications.push(self.reply(&request, frame, session));
         }
         publications.extend(events);
         Disposition::Done(publications)
+    }
+
+    /// An action given up on is logged with its ids, and its requester is
+    /// told `INTERNAL`: the gateway passes it on if the client still waits.
+    fn given_up(
+        &self,
+        request: &ActionRequest,
+        deliveries: u64,
+        reason: &Reason,
+    ) -> Vec<Publication> {
+        error!(
+            action = %request.action,
+            action_id = %request.action_id,
+            request_id = request.request_id.as_deref().unwrap_or(""),
+            user_id = request.identity.as_ref().map(|i| i.user_id.as_str()).unwrap_or(""),
+            deliveries,
+            %reason,
+            "giving up on an action; it goes to the dead-letter stream",
+        );
+        vec![self.reply(request, given_up_frame(), None)]
+    }
+}
+
+/// What a client is told about an action given up on.
+fn given_up_frame() -> ServerFrame {
+    ServerFrame::error(
+        ErrorCode::Internal,
+        "The server could not finish this request after several tries and set it aside; part of \
+         it may have happened. Check its effect before sending it again.",
+    )
+}
+
+impl<S> ActionHandler<S> {
+    /// The answer to `request`, on the channel of the gateway it came from.
+    fn reply(
+        &self,
+        request: &ActionRequest,
+        frame: ServerFrame,
+        session: Option<SessionChange>,
+    ) -> Publication {
+        Publication {
+            channel: self.names.gateway_channel(&request.origin.gateway_id),
+            message: ToGateway::Reply {
+                connection_id: request.origin.connection_id,
+                action_id: request.action_id.clone(),
+                frame: frame.with_request_id(request.request_id.as_deref()),
+                session,
+            },
+        }
     }
 }
 
@@ -245,6 +293,30 @@ mod tests {
     }
 
     #[test]
+    fn an_action_given_up_on_answers_its_client_internal() {
+        let mut asked = request("SEND_MESSAGE", Some("ana"), None);
+        asked.request_id = Some("r-9".into());
+        let published = handler().given_up(&asked, 5, &Reason::Failed);
+        let [publication] = published.as_slice() else {
+            panic!("one reply: {published:?}");
+        };
+        assert_eq!(publication.channel, "switchyard:gw:gw");
+        let ToGateway::Reply {
+            connection_id,
+            action_id,
+            frame,
+            session,
+        } = &publication.message
+        else {
+            panic!("a reply: {publication:?}");
+        };
+        assert_eq!((*connection_id, action_id.as_str()), (1, "a"));
+        assert_eq!(frame.status(), "INTERNAL");
+        assert_eq!(frame.get("requestId"), Some(&serde_json::json!("r-9")));
+        assert!(session.is_none());
+    }
+
+    #[test]
     fn a_users_actions_share_one_key_and_anonymous_ones_take_none() {
         let handler = handler();
         let a = handler.admission(&request("HISTORY", Some("ana"), None));
@@ -253,5 +325,10 @@ mod tests {
         assert_eq!(a.key, b.key);
         assert_ne!(a.key, c.key);
         assert_eq!(handler.admission(&request("LOGIN", None, None)).key, None);
+        let login_setup = handler.admission(&request("SESSION_STARTED", Some("ana"), None));
+        assert_eq!(
+            login_setup.key, None,
+            "a login waits behind no other device"
+        );
     }
 }

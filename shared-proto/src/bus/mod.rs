@@ -5,9 +5,12 @@
 //!   bookkeeping commands.
 //! - [`worker`]: reads a stream through a consumer group, hands entries to a
 //!   handler, and acknowledges them once the handler says they are done.
+//! - [`dead_letters`]: where the worker puts entries it gives up on.
 
 pub mod actions;
 pub mod admission;
+pub mod dead_letters;
+mod key_slots;
 pub mod presence;
 pub mod worker;
 

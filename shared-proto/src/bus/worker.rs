@@ -11,6 +11,10 @@
 //!   the living. Handlers must therefore be idempotent by entry content.
 //! - A replica keeps the entries it is still working on fresh (XCLAIM to
 //!   itself), so a slow but living replica's work is not stolen.
+//! - An entry that fails on each of `max_deliveries` deliveries, or cannot be
+//!   decoded, is moved to the dead-letter stream rather than retried forever
+//!   (see [`super::dead_letters`]); its handler may answer its requester first
+//!   ([`EntryHandler::given_up`]).
 //!
 //! Fairness and stale work:
 //! - Entries are read ahead of the handlers (up to `max_held`), and each
@@ -23,7 +27,7 @@
 //!   that passes before it starts is acknowledged without being handled: its
 //!   requester has been told `TIMEOUT` and no longer waits.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +41,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use super::dead_letters::{self, GivenUp, Reason, Verdict};
+use super::key_slots::KeySlots;
 use super::{Bus, ENTRY_FIELD, Publication};
 
 /// How one worker reads its stream.
@@ -58,6 +64,10 @@ pub struct WorkerConfig {
     pub max_held: usize,
     /// How long to wait, once stopping, for entries already being handled.
     pub drain_timeout: Duration,
+    /// Deliveries an entry gets before it is given up on (at least 1).
+    pub max_deliveries: u64,
+    /// Where entries given up on go.
+    pub dead_letters: String,
 }
 
 /// What a handler decided about an entry.
@@ -76,6 +86,8 @@ pub struct Delivery {
     pub entry_id: String,
     /// True when the entry was claimed from another (presumably dead) replica.
     pub reclaimed: bool,
+    /// How many times the entry has been delivered, this time included.
+    pub deliveries: u64,
 }
 
 /// How the worker schedules one entry before handling it.
@@ -97,6 +109,13 @@ pub trait EntryHandler<T>: Send + Sync + 'static {
     fn admission(&self, _entry: &T) -> Admission {
         Admission::default()
     }
+
+    /// What to publish when `entry` is given up on and moved to the
+    /// dead-letter stream, e.g. an error for a requester still waiting.
+    /// By default nothing.
+    fn given_up(&self, _entry: &T, _deliveries: u64, _reason: &Reason) -> Vec<Publication> {
+        Vec::new()
+    }
 }
 
 /// A unique consumer name for this process.
@@ -116,6 +135,7 @@ where
     T: DeserializeOwned + Send + 'static,
     H: EntryHandler<T>,
 {
+    let key_slots = KeySlots::new(config.per_key_in_flight);
     let worker = Arc::new(Worker {
         bus,
         config,
@@ -123,7 +143,7 @@ where
         in_flight: Mutex::new(HashSet::new()),
         permits: Arc::new(Semaphore::new(0)),
         held: Arc::new(Semaphore::new(0)),
-        key_slots: Mutex::new(HashMap::new()),
+        key_slots,
         tasks: TaskTracker::new(),
         _entry: std::marker::PhantomData,
     });
@@ -164,7 +184,7 @@ struct Worker<T, H> {
     /// Places for entries read and not finished.
     held: Arc<Semaphore>,
     /// Slots per key, while the key has entries here.
-    key_slots: Mutex<HashMap<String, KeySlots>>,
+    key_slots: Arc<KeySlots>,
     tasks: TaskTracker,
     _entry: std::marker::PhantomData<fn() -> T>,
 }
@@ -211,7 +231,12 @@ where
                     failures = 0;
                     let entries = reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids);
                     for entry in entries {
-                        self.clone().dispatch(entry, false, &shutdown).await;
+                        let delivery = Delivery {
+                            entry_id: entry.id.clone(),
+                            reclaimed: false,
+                            deliveries: 1,
+                        };
+                        self.clone().dispatch(entry, delivery, &shutdown).await;
                     }
                 }
                 Err(err) => {
@@ -259,7 +284,7 @@ where
     async fn claim_abandoned(
         self: &Arc<Self>,
         shutdown: &CancellationToken,
-    ) -> redis::RedisResult<()> {
+    ) -> Result<(), super::BusError> {
         let mut connection = self.bus.connection();
         let mut cursor = "0-0".to_owned();
         // Bounded: a few pages per tick; the rest waits for the next tick.
@@ -278,11 +303,27 @@ where
                 .arg(count.min(32))
                 .query_async(&mut connection)
                 .await?;
+            // Claiming counted a delivery; how many there have been decides
+            // whether the entry gets another try. Entries whose count cannot
+            // be read stay claimed, to be claimed again later.
+            let ids: Vec<&str> = reply.claimed.iter().map(|e| e.id.as_str()).collect();
+            let counts = self
+                .bus
+                .delivery_counts(&self.config.stream, &self.config.group, &ids)
+                .await?;
             for entry in reply.claimed {
-                info!(entry = %entry.id, stream = %self.config.stream, "claimed an abandoned entry");
+                let Some(&deliveries) = counts.get(&entry.id) else {
+                    continue;
+                };
+                info!(entry = %entry.id, stream = %self.config.stream, deliveries, "claimed an abandoned entry");
                 metrics::counter!("switchyard_bus_entries_claimed_total", "stream" => self.config.stream.clone())
                     .increment(1);
-                self.clone().dispatch(entry, true, shutdown).await;
+                let delivery = Delivery {
+                    entry_id: entry.id.clone(),
+                    reclaimed: true,
+                    deliveries,
+                };
+                self.clone().dispatch(entry, delivery, shutdown).await;
             }
             if reply.next_stream_id == "0-0" {
                 return Ok(());
@@ -342,7 +383,7 @@ where
     async fn dispatch(
         self: Arc<Self>,
         entry: StreamId,
-        reclaimed: bool,
+        delivery: Delivery,
         shutdown: &CancellationToken,
     ) {
         if !self.lock_in_flight().insert(entry.id.clone()) {
@@ -360,7 +401,7 @@ where
         let worker = self.clone();
         self.tasks.spawn(
             async move {
-                worker.schedule(entry, reclaimed).await;
+                worker.schedule(entry, delivery).await;
                 drop(place);
             }
             .instrument(span),
@@ -368,25 +409,32 @@ where
     }
 
     /// Waits for the entry's key slot, then for a handling slot, then
-    /// handles it; or sheds it if its deadline passes first.
-    async fn schedule(self: Arc<Self>, entry: StreamId, reclaimed: bool) {
+    /// handles it; or sheds it if its deadline passes first, or gives up on
+    /// it if it cannot be decoded or has had its deliveries.
+    async fn schedule(self: Arc<Self>, entry: StreamId, delivery: Delivery) {
         let id = entry.id.clone();
         let body: Option<String> = entry.get(ENTRY_FIELD);
         let parsed = match body.as_deref().map(serde_json::from_str::<T>) {
             Some(Ok(value)) => value,
             Some(Err(err)) => {
-                error!(error = %err, "dropping an entry that cannot be decoded");
-                return self.conclude(&id, Disposition::Done(Vec::new())).await;
+                let reason = Reason::Undecodable(err.to_string());
+                return self.give_up(&delivery, body.as_deref(), &reason).await;
             }
             None => {
-                error!("dropping an entry without a body");
-                return self.conclude(&id, Disposition::Done(Vec::new())).await;
+                let reason = Reason::Undecodable("the entry has no body".into());
+                return self.give_up(&delivery, None, &reason).await;
             }
         };
+        let max = self.config.max_deliveries;
+        if dead_letters::before_handling(delivery.deliveries, max) == Verdict::GiveUp {
+            return self
+                .give_up(&delivery, body.as_deref(), &Reason::NeverFinished)
+                .await;
+        }
         let admission = self.handler.admission(&parsed);
         let waiting = async {
             let key_slot = match &admission.key {
-                Some(key) => Some(self.key_slot(key).await),
+                Some(key) => Some(self.key_slots.acquire(key).await),
                 None => None,
             };
             let permit = self.permits.clone().acquire_owned().await;
@@ -408,24 +456,70 @@ where
             drop((key_slot, permit));
             return self.shed(&id).await;
         }
-        let delivery = Delivery {
-            entry_id: id.clone(),
-            reclaimed,
-        };
         // Run the handler as its own task so that a panic in it is caught
         // here instead of taking the worker down.
         let handler = self.handler.clone();
-        let handling = async move { handler.handle(parsed, delivery).await };
-        let disposition = match tokio::spawn(handling).await {
-            Ok(disposition) => disposition,
+        let handled = delivery.clone();
+        let handling = async move { handler.handle(parsed, handled).await };
+        let (disposition, failure) = match tokio::spawn(handling).await {
+            Ok(disposition) => (disposition, Reason::Failed),
             Err(panic) => {
-                error!(error = %panic, "handler panicked; the entry stays pending and will be retried");
-                Disposition::Retry
+                let reason = Reason::panicked(panic);
+                error!(%reason, deliveries = delivery.deliveries, "handler failed");
+                (Disposition::Retry, reason)
             }
         };
         drop(permit);
         drop(key_slot);
+        if matches!(disposition, Disposition::Retry)
+            && dead_letters::after_failure(delivery.deliveries, max) == Verdict::GiveUp
+        {
+            return self.give_up(&delivery, body.as_deref(), &failure).await;
+        }
         self.conclude(&id, disposition).await;
+    }
+
+    /// Moves an entry to the dead-letter stream, after publishing what its
+    /// handler has to say about it. If either fails the entry stays pending,
+    /// to be given up on again at its next delivery.
+    async fn give_up(&self, delivery: &Delivery, body: Option<&str>, reason: &Reason) {
+        let id = delivery.entry_id.as_str();
+        let publications = body
+            .and_then(|body| serde_json::from_str::<T>(body).ok())
+            .map(|entry| self.handler.given_up(&entry, delivery.deliveries, reason))
+            .unwrap_or_default();
+        let given_up = GivenUp {
+            stream: &self.config.stream,
+            group: &self.config.group,
+            entry_id: id,
+            body,
+            deliveries: delivery.deliveries,
+            reason,
+        };
+        let moved = async {
+            self.bus.publish_all(&publications).await?;
+            self.bus
+                .move_to_dead_letters(&self.config.dead_letters, &given_up)
+                .await
+        };
+        match moved.await {
+            Ok(()) => {
+                metrics::counter!("switchyard_bus_entries_dead_lettered_total", "stream" => self.config.stream.clone())
+                    .increment(1);
+                error!(
+                    entry = %id,
+                    stream = %self.config.stream,
+                    dead_letters = %self.config.dead_letters,
+                    deliveries = delivery.deliveries,
+                    reason = %reason,
+                    "giving up on an entry; it is on the dead-letter stream",
+                );
+            }
+            Err(err) => {
+                warn!(error = %err, "could not move an entry to the dead-letter stream; it stays pending");
+            }
+        }
+        self.lock_in_flight().remove(id);
     }
 
     /// Acknowledges an entry whose requester stopped waiting, unhandled.
@@ -443,28 +537,6 @@ where
             }
         }
         self.lock_in_flight().remove(id);
-    }
-
-    /// One of `per_key_in_flight` slots of `key`, released when dropped.
-    async fn key_slot(self: &Arc<Self>, key: &str) -> KeySlot<T, H> {
-        let semaphore = {
-            let mut slots = lock(&self.key_slots);
-            let entry = slots.entry(key.to_owned()).or_insert_with(|| KeySlots {
-                semaphore: Arc::new(Semaphore::new(self.config.per_key_in_flight.max(1))),
-                users: 0,
-            });
-            entry.users += 1;
-            entry.semaphore.clone()
-        };
-        // The guard exists before the wait, so a wait given up still counts
-        // its entry out.
-        let mut slot = KeySlot {
-            worker: self.clone(),
-            key: key.to_owned(),
-            _permit: None,
-        };
-        slot._permit = semaphore.acquire_owned().await.ok();
-        slot
     }
 
     /// Publishes the handler's messages, then acknowledges and deletes the
@@ -517,32 +589,6 @@ where
 
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         lock(&self.in_flight)
-    }
-}
-
-/// The slots of one key, and how many entries hold or wait for one.
-struct KeySlots {
-    semaphore: Arc<Semaphore>,
-    users: usize,
-}
-
-/// A key slot held by an entry (or the place of one that waited and was
-/// shed); the key's bookkeeping goes when its last entry does.
-struct KeySlot<T, H> {
-    worker: Arc<Worker<T, H>>,
-    key: String,
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
-}
-
-impl<T, H> Drop for KeySlot<T, H> {
-    fn drop(&mut self) {
-        let mut slots = lock(&self.worker.key_slots);
-        if let Some(entry) = slots.get_mut(&self.key) {
-            entry.users -= 1;
-            if entry.users == 0 {
-                slots.remove(&self.key);
-            }
-        }
     }
 }
 
