@@ -130,7 +130,8 @@ pub async fn session_started(
     let me = &call.me.user_id;
     let groups = member_groups(service, me).await.map_err(unavailable)?;
     Ok(Outcome::reply(
-        ServerFrame::new("SESSION_READY", "The user's groups.").with("groupIds", groups),
+        ServerFrame::new(shared_proto::routing::SESSION_READY, "The user's groups.")
+            .with("groupIds", groups),
     ))
 }
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 use shared_proto::bus::Bus;
 use shared_proto::client::ServerFrame;
 use shared_proto::envelope::{ActionRequest, Identity, Origin};
-use shared_proto::routing::{SESSION_STARTED, Service};
+use shared_proto::routing::{SESSION_READY, SESSION_STARTED, Service};
 use shared_proto::status::ErrorCode;
 use tokio::sync::oneshot;
 use tokio::time::{Instant, sleep_until};
@@ -40,9 +40,6 @@ const MAX_RETRY_PAUSE: Duration = Duration::from_secs(60);
 /// How long a login reply may wait for the user's channel to be listened to:
 /// a round trip to Redis, unless Redis is away.
 const SUBSCRIBE_WAIT: Duration = Duration::from_secs(2);
-
-/// The status of chat-service's answer to `SESSION_STARTED`.
-const SESSION_READY: &str = "SESSION_READY";
 
 /// Logins under way on this replica, and the questions they wait on.
 pub struct Logins {

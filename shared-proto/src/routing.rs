@@ -159,6 +159,10 @@ pub const ROUTES: &[(&str, Route)] = &[
 /// its answer only matters to a connection still waiting for it.
 pub const SESSION_STARTED: &str = "SESSION_STARTED";
 
+/// chat-service's answer to `SESSION_STARTED`, to the gateway only: the
+/// user's group ids.
+pub const SESSION_READY: &str = "SESSION_READY";
+
 /// Sent by auth-service itself (never accepted from a client) to
 /// chat-service when a user's public profile changes: at confirmation and on
 /// `UPDATE_PROFILE`. A change: never shed, whether or not a client waits.

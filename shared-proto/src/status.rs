@@ -222,6 +222,7 @@ mod tests {
             close_code::MESSAGE_TOO_BIG,
             close_code::POLICY_VIOLATION,
             close_code::SERVICE_RESTART,
+            close_code::TOO_SLOW,
         ] {
             assert!(
                 documented(&code.to_string()),
