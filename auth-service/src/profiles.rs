@@ -138,20 +138,16 @@ pub async fn publish_all_once(service: &AuthService, shutdown: &CancellationToke
 
 /// The action a published profile stands in for: it has no client.
 fn seed_cause(user: &User) -> ActionRequest {
-    ActionRequest {
-        action_id: format!("profile-seed:{}:{}", user.id, user.profile.version),
-        action: String::new(),
-        request_id: None,
-        payload: serde_json::Map::new(),
-        origin: shared_proto::envelope::Origin {
+    ActionRequest::internal(
+        format!("profile-seed:{}:{}", user.id, user.profile.version),
+        "",
+        shared_proto::envelope::Origin {
             gateway_id: String::new(),
             connection_id: 0,
         },
-        identity: None,
-        received_at_ms: now_ms(),
-        deadline_ms: None,
-        client_addr: None,
-    }
+        None,
+        serde_json::Map::new(),
+    )
 }
 
 #[cfg(test)]

@@ -189,13 +189,12 @@ pub async fn list(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         .online(&friend_ids)
         .await
         .map_err(|err| ActionError::Unavailable(err.into()))?;
-    let is_online = |user: &str| {
-        friend_ids
-            .iter()
-            .position(|f| f == user)
-            .and_then(|i| online.get(i).copied())
-            .unwrap_or(false)
-    };
+    let online: std::collections::HashSet<&str> = friend_ids
+        .iter()
+        .zip(online)
+        .filter_map(|(id, online)| online.then_some(id.as_str()))
+        .collect();
+    let is_online = |user: &str| online.contains(user);
     let (mut friends, mut incoming, mut outgoing) = (Vec::new(), Vec::new(), Vec::new());
     for f in &friendships {
         let other = f.other(me);

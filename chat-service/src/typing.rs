@@ -52,19 +52,9 @@ async fn first_in_window(
     conversation_id: &str,
 ) -> Result<bool, ActionError> {
     let key = service.bus.names().typing(user_id, conversation_id);
-    let mut redis = service.bus.connection();
-    let mut command = redis::cmd("SET");
-    command
-        .arg(&key)
-        .arg(1)
-        .arg("NX")
-        .arg("PX")
-        .arg(FORWARD_EVERY.as_millis() as u64);
-    let set = command.query_async::<Option<String>>(&mut redis);
-    // Redis answers in well under a millisecond; one that does not is down.
-    match tokio::time::timeout(Duration::from_secs(2), set).await {
-        Ok(Ok(set)) => Ok(set.is_some()),
-        Ok(Err(err)) => Err(ActionError::Unavailable(err.into())),
-        Err(elapsed) => Err(ActionError::Unavailable(elapsed.into())),
-    }
+    service
+        .bus
+        .first_within(&key, FORWARD_EVERY)
+        .await
+        .map_err(|err| ActionError::Unavailable(err.into()))
 }

@@ -202,26 +202,22 @@ impl Leases {
     /// offline; it reads which and tells the user's friends. Not awaited: a
     /// lost announcement leaves friends with a stale view until the next.
     fn announce(&self, user_id: &str) {
-        let request = ActionRequest {
-            action_id: uuid::Uuid::now_v7().to_string(),
-            action: PRESENCE_CHANGED.to_owned(),
-            request_id: None,
-            payload: [("userId".to_owned(), user_id.into())]
-                .into_iter()
-                .collect(),
-            origin: Origin {
+        let request = ActionRequest::internal(
+            uuid::Uuid::now_v7().to_string(),
+            PRESENCE_CHANGED,
+            Origin {
                 gateway_id: self.gateway_id.clone(),
                 connection_id: 0,
             },
-            identity: Some(Identity {
+            Some(Identity {
                 user_id: user_id.to_owned(),
                 session_id: String::new(),
                 email: String::new(),
             }),
-            received_at_ms: shared_proto::now_ms(),
-            deadline_ms: None,
-            client_addr: None,
-        };
+            [("userId".to_owned(), user_id.into())]
+                .into_iter()
+                .collect(),
+        );
         let bus = self.bus.clone();
         tokio::spawn(async move {
             if let Err(err) = bus.submit(Service::Chat, &request).await {

@@ -203,22 +203,22 @@ impl Logins {
         asked_again_after: Duration,
     ) -> Option<Question<'_>> {
         let action_id = uuid::Uuid::now_v7().to_string();
-        let now = shared_proto::now_ms();
-        let request = ActionRequest {
-            action_id: action_id.clone(),
-            action: SESSION_STARTED.to_owned(),
-            request_id: None,
-            payload: serde_json::Map::new(),
-            origin: Origin {
+        let mut request = ActionRequest::internal(
+            action_id.clone(),
+            SESSION_STARTED,
+            Origin {
                 gateway_id: self.hub.gateway_id().to_owned(),
                 connection_id,
             },
-            identity: Some(identity.clone()),
-            received_at_ms: now,
-            // Not worth doing once asked again.
-            deadline_ms: Some(now.saturating_add(millis(asked_again_after))),
-            client_addr: None,
-        };
+            Some(identity.clone()),
+            serde_json::Map::new(),
+        );
+        // Not worth doing once asked again.
+        request.deadline_ms = Some(
+            request
+                .received_at_ms
+                .saturating_add(millis(asked_again_after)),
+        );
         let (waiter, answer) = oneshot::channel();
         // Waiting before it is asked, so that even an instant answer finds it.
         self.lock().insert(action_id.clone(), waiter);

@@ -52,6 +52,30 @@ pub struct ActionRequest {
     pub client_addr: Option<String>,
 }
 
+impl ActionRequest {
+    /// An action a process sends of its own accord, with no client frame
+    /// behind it: no request id, no deadline, no client address.
+    pub fn internal(
+        action_id: String,
+        action: &str,
+        origin: Origin,
+        identity: Option<Identity>,
+        payload: Map<String, Value>,
+    ) -> Self {
+        ActionRequest {
+            action_id,
+            action: action.to_owned(),
+            request_id: None,
+            payload,
+            origin,
+            identity,
+            received_at_ms: crate::now_ms(),
+            deadline_ms: None,
+            client_addr: None,
+        }
+    }
+}
+
 /// A change to what a connection is logged in as, carried by a reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "change", rename_all = "snake_case")]

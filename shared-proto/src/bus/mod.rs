@@ -164,6 +164,21 @@ impl Bus {
         Ok(appended == 1)
     }
 
+    /// True the first time it is called for `key` within `window`, on any
+    /// replica; false until the window has passed (a throttle shared by all).
+    pub async fn first_within(&self, key: &str, window: Duration) -> Result<bool, BusError> {
+        let mut command = redis::cmd("SET");
+        command
+            .arg(key)
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(window.as_millis()).unwrap_or(u64::MAX));
+        let mut connection = self.connection.clone();
+        let set: Option<String> = bounded(command.query_async(&mut connection)).await?;
+        Ok(set.is_some())
+    }
+
     /// True if [`Bus::append_once`] appended the job with this id (within the
     /// time it remembers jobs).
     pub async fn was_appended(&self, job_id: &str) -> Result<bool, BusError> {
