@@ -5,6 +5,7 @@
 //! - [`registration`]: REGISTER, CONFIRMATION, RESEND_CONFIRMATION.
 //! - [`sessions`]: LOGIN, FASTLOGIN, LOGOUT.
 //! - [`profiles`]: UPDATE_PROFILE, and what chat-service is told of profiles.
+//! - [`replies`]: the data of the replies that carry any, one struct each.
 //! - [`credentials`]: e-mail and password parsing, hashing, codes and tokens.
 //! - [`store`]: the `users` and `sessions` collections.
 //! - [`limits`]: bounds on guessing codes and passwords, in Redis.
@@ -18,6 +19,7 @@ pub mod mail;
 pub mod outcome;
 pub mod profiles;
 pub mod registration;
+pub mod replies;
 pub mod service;
 pub mod sessions;
 pub mod settings;

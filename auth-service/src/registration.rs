@@ -20,6 +20,7 @@ use crate::limits::take_code_try;
 use crate::mail::{already_enqueued, confirmation_job_id, confirmation_mail, enqueue_once};
 use crate::outcome::{answer, bad_request, bus_unavailable, retry, unavailable};
 use crate::profiles::tell_chat;
+use crate::replies::ConfirmationFailed;
 use crate::service::AuthService;
 use crate::store::{Inserted, PendingCode, Profile, User};
 
@@ -393,12 +394,14 @@ fn wrong_code(attempts_left: i64) -> ActionError {
 
 /// A refused confirmation, with a machine-readable reason.
 fn failed(reason: &str, message: impl Into<String>, attempts_left: Option<i64>) -> ActionError {
-    let mut frame =
-        ServerFrame::new(ReplyStatus::ConfirmationFailed, message).with("reason", reason);
-    if let Some(left) = attempts_left {
-        frame = frame.with("attemptsLeft", left);
-    }
-    ActionError::Refused(frame)
+    ActionError::Refused(
+        ServerFrame::new(ReplyStatus::ConfirmationFailed, message).with_fields(
+            ConfirmationFailed {
+                reason,
+                attempts_left,
+            },
+        ),
+    )
 }
 
 #[cfg(test)]

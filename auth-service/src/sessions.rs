@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
 use shared_proto::action::auth::{Login, SessionToken};
 use shared_proto::bus::Publication;
 use shared_proto::bus::actions::{ActionError, Outcome};
@@ -27,6 +26,7 @@ use crate::limits::{
     LoginSubjects, LoginTry, describe_wait, mark_session_revoked, release_login, reserve_login,
 };
 use crate::outcome::{answer, bad_request, bus_unavailable, unavailable};
+use crate::replies::{ProfileFlag, RetryAfter, UserLogged};
 use crate::service::AuthService;
 use crate::store::{Session, User};
 
@@ -129,7 +129,7 @@ fn too_many_failures(wait: Duration) -> ActionError {
                 describe_wait(wait)
             ),
         )
-        .with("retryAfterMs", retry_after_ms),
+        .with_fields(RetryAfter { retry_after_ms }),
     )
 }
 
@@ -241,8 +241,9 @@ fn is_open(session: &Session) -> bool {
 /// The `USER_LOGGED` reply, which also makes the connection act as the user.
 fn logged_in(user: &User, token: &str, session: &Session) -> Outcome {
     Outcome::reply(
-        ServerFrame::new(ReplyStatus::UserLogged, "You logged.")
-            .with("flag", profile_flag(user, token)),
+        ServerFrame::new(ReplyStatus::UserLogged, "You logged.").with_fields(UserLogged {
+            flag: profile_flag(user, token),
+        }),
     )
     .with_session(SessionChange::Open {
         identity: Identity {
@@ -252,26 +253,6 @@ fn logged_in(user: &User, token: &str, session: &Session) -> Outcome {
         },
         expires_at_ms: session.expires_at_ms,
     })
-}
-
-/// The `flag` of `USER_LOGGED`: the public profile in the shape the
-/// original clients read, with the session token and the user's id.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct ProfileFlag<'a> {
-    email: &'a str,
-    nickname: &'a str,
-    confirmed: bool,
-    token: &'a str,
-    online: bool,
-    points: i64,
-    rank: &'a str,
-    permission: &'a str,
-    age: &'a str,
-    country: &'a str,
-    ban: bool,
-    profile_url: &'a str,
-    user_id: &'a str,
 }
 
 fn profile_flag<'a>(user: &'a User, token: &'a str) -> ProfileFlag<'a> {

@@ -13,6 +13,7 @@ use shared_proto::status::ReplyStatus;
 use shared_proto::action::chat::{FriendRespond, UserTarget};
 
 use crate::input::{bad_request, id};
+use crate::replies::{FriendNotice, FriendRef, FriendResponded, Friends};
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::{Friendship, UserCard, is_duplicate_key};
 use crate::views::UserView;
@@ -74,8 +75,10 @@ pub async fn request(
                 ReplyStatus::FriendRequestReceived,
                 "Someone wants to be your friend.",
             )
-            .with("userId", me)
-            .with("user", from),
+            .with_fields(FriendNotice {
+                user_id: me,
+                user: from,
+            }),
         ),
     ))
 }
@@ -111,7 +114,7 @@ pub async fn respond(
                             ReplyStatus::FriendRequestDeclined,
                             "Your friend request was declined.",
                         )
-                        .with("userId", me),
+                        .with_fields(FriendRef { user_id: me }),
                     ),
                 ))
             }
@@ -149,7 +152,8 @@ pub async fn remove(
         .await
         .map_err(|e| unavailable(e.into()))?;
     let frame = |who: &str| {
-        ServerFrame::new(ReplyStatus::FriendRemoved, "A friendship ended.").with("userId", who)
+        ServerFrame::new(ReplyStatus::FriendRemoved, "A friendship ended.")
+            .with_fields(FriendRef { user_id: who })
     };
     let mut outcome = Outcome::reply(frame(other_id));
     if tells_the_other_on_remove(standing(Some(&friendship), me)) {
@@ -205,10 +209,13 @@ pub async fn list(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         }
     }
     Ok(Outcome::reply(
-        ServerFrame::new(ReplyStatus::Friends, format!("{} friends.", friends.len()))
-            .with("friends", friends)
-            .with("incoming", incoming)
-            .with("outgoing", outgoing),
+        ServerFrame::new(ReplyStatus::Friends, format!("{} friends.", friends.len())).with_fields(
+            Friends {
+                friends,
+                incoming,
+                outgoing,
+            },
+        ),
     ))
 }
 
@@ -232,8 +239,7 @@ async fn accept(
     let me_view = UserView::of_or_id(me_card.as_ref(), me);
     let added = |user_id: &str, user: UserView| {
         ServerFrame::new(ReplyStatus::FriendAdded, "You have a new friend.")
-            .with("userId", user_id)
-            .with("user", user)
+            .with_fields(FriendNotice { user_id, user })
     };
     Ok(Outcome::reply(responded(other, true))
         .with_event(service.events.to_user(&other.id, added(me, me_view)))
@@ -265,9 +271,12 @@ async fn target(
 
 fn request_sent(other: &UserCard) -> Outcome {
     Outcome::reply(
-        ServerFrame::new(ReplyStatus::FriendRequestSent, "Friend request sent.")
-            .with("userId", &other.id)
-            .with("user", UserView::of(other)),
+        ServerFrame::new(ReplyStatus::FriendRequestSent, "Friend request sent.").with_fields(
+            FriendNotice {
+                user_id: &other.id,
+                user: UserView::of(other),
+            },
+        ),
     )
 }
 
@@ -277,10 +286,11 @@ fn responded(other: &UserCard, accepted: bool) -> ServerFrame {
     } else {
         "Request declined."
     };
-    ServerFrame::new(ReplyStatus::FriendResponded, message)
-        .with("accepted", accepted)
-        .with("userId", &other.id)
-        .with("user", UserView::of(other))
+    ServerFrame::new(ReplyStatus::FriendResponded, message).with_fields(FriendResponded {
+        accepted,
+        user_id: &other.id,
+        user: UserView::of(other),
+    })
 }
 
 /// Where the caller stands with another user, read from their pair's document.

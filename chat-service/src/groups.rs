@@ -17,6 +17,7 @@ use shared_proto::status::ReplyStatus;
 use crate::conversations::group_conversation;
 use crate::group_rules::Refusal;
 use crate::input::{bad_request, display_name, id, search_prefix};
+use crate::replies::{GroupDetails, GroupList, SessionReady};
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::{Group, StoreError};
 use crate::views::{GroupSummary, GroupView};
@@ -66,7 +67,7 @@ pub async fn create(
             ReplyStatus::GroupCreated,
             "Group created; you are its admin.",
         )
-        .with("group", view),
+        .with_fields(GroupDetails { group: view }),
     )
     .with_event(service.events.membership(me, &group.id, true)))
 }
@@ -88,7 +89,7 @@ pub async fn search(
         .collect();
     Ok(Outcome::reply(
         ServerFrame::new(ReplyStatus::GroupsFound, format!("{} found.", found.len()))
-            .with("groups", found),
+            .with_fields(GroupList { groups: found }),
     ))
 }
 
@@ -100,7 +101,8 @@ pub async fn info(
     let group = load(service, input.group_id.as_str()).await?;
     let view = group_view(service, &group, &call.me.user_id).await?;
     Ok(Outcome::reply(
-        ServerFrame::new(ReplyStatus::GroupInfo, group.name.clone()).with("group", view),
+        ServerFrame::new(ReplyStatus::GroupInfo, group.name.clone())
+            .with_fields(GroupDetails { group: view }),
     ))
 }
 
@@ -116,7 +118,7 @@ pub async fn list(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         .collect();
     Ok(Outcome::reply(
         ServerFrame::new(ReplyStatus::Groups, format!("{} groups.", list.len()))
-            .with("groups", list),
+            .with_fields(GroupList { groups: list }),
     ))
 }
 
@@ -131,7 +133,7 @@ pub async fn session_started(
     let groups = member_groups(service, me).await.map_err(unavailable)?;
     Ok(Outcome::reply(
         ServerFrame::new(shared_proto::routing::SESSION_READY, "The user's groups.")
-            .with("groupIds", groups),
+            .with_fields(SessionReady { group_ids: groups }),
     ))
 }
 

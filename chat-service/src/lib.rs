@@ -14,6 +14,7 @@
 //! - [`presence`]: PRESENCE_CHANGED, told to the user's friends.
 //! - [`conversations`]: conversation ids, for messages and groups alike.
 //! - [`events`]: every event this service pushes is built here.
+//! - [`replies`]: the data of each kind of reply and event, one struct each.
 //! - [`views`]: what clients see of users, messages, conversations, groups.
 //! - [`store`]: the collections, their documents and indexes.
 //! - [`input`]: payload fields parsed into checked values.
@@ -30,6 +31,7 @@ pub mod moderation;
 pub mod people;
 pub mod presence;
 pub mod reading;
+pub mod replies;
 pub mod service;
 pub mod settings;
 pub mod startup;

@@ -16,6 +16,7 @@ use shared_proto::status::ReplyStatus;
 
 use crate::conversations::{direct_conversation_id, group_conversation, group_conversation_id};
 use crate::input::{bad_request, client_msg_id, id, message_text};
+use crate::replies;
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::{Conversation, Message, MessageInsert, MessagePreview};
 use crate::views::{ConversationRef, MessageView};
@@ -321,28 +322,31 @@ fn sent_outcome(
     push: bool,
 ) -> Outcome {
     let temporary = conversation.is_some_and(|c| c.temporary);
-    let reply = ServerFrame::new(ReplyStatus::MessageSent, "Message sent.")
-        .with("messageId", &message.id)
-        .with("conversationId", &message.conversation_id)
-        .with("seq", message.seq)
-        .with("clientMsgId", &message.client_msg_id)
-        .with("sentAt", message.sent_at_ms)
-        .with("temporary", temporary);
+    let reply = ServerFrame::new(ReplyStatus::MessageSent, "Message sent.").with_fields(
+        replies::MessageSent {
+            message_id: &message.id,
+            conversation_id: &message.conversation_id,
+            seq: message.seq,
+            client_msg_id: &message.client_msg_id,
+            sent_at: message.sent_at_ms,
+            temporary,
+        },
+    );
     let mut outcome = Outcome::reply(reply);
     let Some(conversation) = conversation.filter(|_| push) else {
         return outcome;
     };
-    let event = ServerFrame::new(ReplyStatus::NewMessage, "New message.")
-        .with_fields(MessageView::of(message))
-        .with(
-            "conversation",
-            ConversationRef {
+    let event = ServerFrame::new(ReplyStatus::NewMessage, "New message.").with_fields(
+        replies::NewMessage {
+            message: MessageView::of(message),
+            conversation: ConversationRef {
                 conversation_id: &conversation.id,
                 kind: &conversation.kind,
                 group_id: conversation.group_id.as_deref(),
                 temporary,
             },
-        );
+        },
+    );
     let origin = Some(&call.request.origin);
     if let Some(group_id) = &conversation.group_id {
         outcome = outcome.with_event(service.events.to_group(group_id, event, origin));

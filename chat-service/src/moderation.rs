@@ -13,6 +13,7 @@ use shared_proto::status::ReplyStatus;
 use crate::group_rules::{self, Rule};
 use crate::groups::{apply, record_membership};
 use crate::input::id;
+use crate::replies::{GroupJoined, JoinRequestReceived, JoinResponded, MemberChange};
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::Group;
 use crate::views::UserView;
@@ -104,15 +105,26 @@ pub async fn moderate(
 
     let events = &service.events;
     let origin = Some(&call.request.origin);
-    let about = |status: ReplyStatus, message: &str| {
-        ServerFrame::new(status, message)
-            .with("groupId", &group.id)
-            .with("groupName", &group.name)
-            .with("userId", &target)
+    let change = MemberChange {
+        group_id: &group.id,
+        group_name: &group.name,
+        user_id: &target,
     };
+    let about =
+        |status: ReplyStatus, message: &str| ServerFrame::new(status, message).with_fields(&change);
     let joined = || {
-        about(ReplyStatus::GroupJoined, "A member joined the group.")
-            .with("member", target_card.as_ref().map(UserView::of))
+        ServerFrame::new(ReplyStatus::GroupJoined, "A member joined the group.").with_fields(
+            GroupJoined {
+                change: change.clone(),
+                member: target_card.as_ref().map(UserView::of),
+            },
+        )
+    };
+    let responded = |message: &str, accepted: bool| {
+        ServerFrame::new(ReplyStatus::JoinResponded, message).with_fields(JoinResponded {
+            change: change.clone(),
+            accepted,
+        })
     };
     let removed = |status: ReplyStatus, text: &str| {
         // Membership first: from this publication on, no gateway delivers
@@ -140,29 +152,29 @@ pub async fn moderate(
                 outcome = outcome.with_event(
                     events.to_user(
                         admin,
-                        about(
+                        ServerFrame::new(
                             ReplyStatus::JoinRequestReceived,
                             "Someone asks to join your group.",
                         )
-                        .with("from", &from),
+                        .with_fields(JoinRequestReceived {
+                            change: change.clone(),
+                            from: &from,
+                        }),
                     ),
                 );
             }
             outcome
         }
-        Move::RespondJoin { accept: false, .. } => Outcome::reply(
-            about(ReplyStatus::JoinResponded, "Request declined.").with("accepted", false),
-        )
-        .with_event(events.to_user(
-            &target,
-            about(
-                ReplyStatus::JoinRejected,
-                "Your request to join was declined.",
-            ),
-        )),
-        Move::RespondJoin { accept: true, .. } => {
-            added(about(ReplyStatus::JoinResponded, "Request approved.").with("accepted", true))
+        Move::RespondJoin { accept: false, .. } => {
+            Outcome::reply(responded("Request declined.", false)).with_event(events.to_user(
+                &target,
+                about(
+                    ReplyStatus::JoinRejected,
+                    "Your request to join was declined.",
+                ),
+            ))
         }
+        Move::RespondJoin { accept: true, .. } => added(responded("Request approved.", true)),
         Move::Add(_) => added(about(ReplyStatus::MemberAdded, "Member added.")),
         Move::Remove(_) => removed(
             ReplyStatus::MemberRemoved,

@@ -12,6 +12,7 @@ use shared_proto::profiles::ProfileChanged;
 use shared_proto::status::ReplyStatus;
 
 use crate::input::{bad_request, search_prefix};
+use crate::replies::{ProfileUpdated, UsersFound};
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::{Person, PublicProfile};
 use crate::views::{ProfileView, UserView};
@@ -38,8 +39,9 @@ pub async fn profile_changed(
         user_id: change.user_id.clone(),
         nickname: change.nickname.clone(),
     };
+    let body = ProfileUpdated { profile: &profile };
     Ok(Outcome::reply(
-        ServerFrame::new(ReplyStatus::ProfileUpdated, "Profile updated.").with("profile", &profile),
+        ServerFrame::new(ReplyStatus::ProfileUpdated, "Profile updated.").with_fields(&body),
     )
     .with_event(
         service.events.to_user_except(
@@ -48,7 +50,7 @@ pub async fn profile_changed(
                 ReplyStatus::ProfileUpdated,
                 "Your profile was updated on another device.",
             )
-            .with("profile", &profile),
+            .with_fields(&body),
             Some(&call.request.origin),
         ),
     ))
@@ -106,7 +108,7 @@ pub async fn search_users(
         .collect();
     Ok(Outcome::reply(
         ServerFrame::new(ReplyStatus::UsersFound, format!("{} found.", found.len()))
-            .with("users", found),
+            .with_fields(UsersFound { users: found }),
     ))
 }
 

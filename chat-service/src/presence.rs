@@ -10,6 +10,7 @@ use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::status::ReplyStatus;
 
+use crate::replies;
 use crate::service::{Call, ChatService, unavailable};
 
 pub async fn presence_changed(
@@ -44,8 +45,7 @@ pub async fn presence_changed(
             "A friend went offline."
         },
     )
-    .with("userId", user_id)
-    .with("online", online);
+    .with_fields(replies::Presence { user_id, online });
     let mut outcome = Outcome::unanswered("PRESENCE_TOLD");
     for friendship in friendships.iter().filter(|f| f.accepted) {
         outcome = outcome.with_event(

@@ -11,6 +11,7 @@ use shared_proto::status::ReplyStatus;
 
 use crate::conversations::group_conversation_id;
 use crate::input::id;
+use crate::replies;
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::Conversation;
 use crate::views::{ConversationView, MessageView, UserView};
@@ -73,9 +74,11 @@ pub async fn history(
             ReplyStatus::History,
             format!("{} messages.", messages.len()),
         )
-        .with("conversationId", &conversation.id)
-        .with("messages", messages)
-        .with("hasMore", has_more),
+        .with_fields(replies::History {
+            conversation_id: &conversation.id,
+            messages,
+            has_more,
+        }),
     ))
 }
 
@@ -92,14 +95,20 @@ pub async fn mark_read(
         .mark_read(&conversation.id, &call.me.user_id, seq)
         .await
         .map_err(unavailable)?;
-    let receipt = ServerFrame::new(ReplyStatus::ReadReceipt, "Read up to here.")
-        .with("conversationId", &conversation.id)
-        .with("userId", &call.me.user_id)
-        .with("seq", seq);
+    let receipt = ServerFrame::new(ReplyStatus::ReadReceipt, "Read up to here.").with_fields(
+        replies::ReadReceipt {
+            conversation_id: &conversation.id,
+            user_id: &call.me.user_id,
+            seq,
+        },
+    );
     let mut outcome = Outcome::reply(
-        ServerFrame::new(ReplyStatus::ReadMarked, "Marked as read.")
-            .with("conversationId", &conversation.id)
-            .with("seq", seq),
+        ServerFrame::new(ReplyStatus::ReadMarked, "Marked as read.").with_fields(
+            replies::ReadMarked {
+                conversation_id: &conversation.id,
+                seq,
+            },
+        ),
     );
     // The other participants, and the reader's other connections.
     let origin = Some(&call.request.origin);
@@ -178,7 +187,9 @@ pub async fn list_conversations(
             ReplyStatus::Conversations,
             format!("{} conversations.", list.len()),
         )
-        .with("conversations", list),
+        .with_fields(replies::Conversations {
+            conversations: list,
+        }),
     ))
 }
 

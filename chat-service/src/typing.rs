@@ -11,6 +11,7 @@ use shared_proto::client::ServerFrame;
 use shared_proto::status::ReplyStatus;
 
 use crate::reading::authorize_read;
+use crate::replies;
 use crate::service::{Call, ChatService};
 
 /// The least time between two forwarded TYPING of one user in one
@@ -25,14 +26,20 @@ pub async fn typing(
     let me = &call.me.user_id;
     let conversation = authorize_read(service, me, input.conversation_id.as_str()).await?;
     let forwarded = first_in_window(service, me, &conversation.id).await?;
-    let reply = ServerFrame::new(ReplyStatus::TypingSent, "Typing noted.")
-        .with("conversationId", &conversation.id)
-        .with("forwarded", forwarded);
+    let reply = ServerFrame::new(ReplyStatus::TypingSent, "Typing noted.").with_fields(
+        replies::TypingSent {
+            conversation_id: &conversation.id,
+            forwarded,
+        },
+    );
     let mut outcome = Outcome::reply(reply);
     if forwarded {
-        let event = ServerFrame::new(ReplyStatus::Typing, "Someone is typing.")
-            .with("conversationId", &conversation.id)
-            .with("userId", me);
+        let event = ServerFrame::new(ReplyStatus::Typing, "Someone is typing.").with_fields(
+            replies::Typing {
+                conversation_id: &conversation.id,
+                user_id: me,
+            },
+        );
         let origin = Some(&call.request.origin);
         for publication in service
             .events

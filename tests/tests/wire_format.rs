@@ -152,7 +152,7 @@ async fn replies_and_events_keep_their_exact_json() {
 
     let group = ana.client.create_group("Hikers").await;
     blanks.name(&group, "group");
-    blanks.name(&format!("group:{group}"), "group-conversation");
+    blanks.name(&format!("g:{group}"), "group-conversation");
     let reply = ana
         .client
         .moderate("ADD_MEMBER", &group, &bob.user_id)
@@ -168,6 +168,69 @@ async fn replies_and_events_keep_their_exact_json() {
         .await;
     assert_status(&refused, "BAD_REQUEST");
     pinned.push(("BAD_REQUEST reply", raw(&bob.client, "BAD_REQUEST")));
+
+    // The kinds pinned after the first thirteen: each reply or event body
+    // that had no line of its own.
+    pinned.push((
+        "FRIEND_RESPONDED reply",
+        raw(&bob.client, "FRIEND_RESPONDED"),
+    ));
+    pinned.push(("GROUP_CREATED reply", raw(&ana.client, "GROUP_CREATED")));
+
+    let reply = bob
+        .client
+        .chat(
+            "MARK_READ",
+            json!({"conversationId": conversation, "seq": 1}),
+        )
+        .await;
+    assert_status(&reply, "READ_MARKED");
+    pinned.push(("READ_MARKED reply", raw(&bob.client, "READ_MARKED")));
+    ana.client.expect_event("READ_RECEIPT", EVENT_TIMEOUT).await;
+    pinned.push(("READ_RECEIPT event", raw(&ana.client, "READ_RECEIPT")));
+
+    let reply = ana
+        .client
+        .chat("TYPING", json!({"conversationId": conversation}))
+        .await;
+    assert_status(&reply, "TYPING_SENT");
+    pinned.push(("TYPING_SENT reply", raw(&ana.client, "TYPING_SENT")));
+    bob.client.expect_event("TYPING", EVENT_TIMEOUT).await;
+    pinned.push(("TYPING event", raw(&bob.client, "TYPING")));
+
+    assert_status(&ana.client.list_friends().await, "FRIENDS");
+    pinned.push(("FRIENDS reply", raw(&ana.client, "FRIENDS")));
+    bob.client.conversations().await;
+    pinned.push(("CONVERSATIONS reply", raw(&bob.client, "CONVERSATIONS")));
+    assert_status(&ana.client.group_info(&group).await, "GROUP_INFO");
+    pinned.push(("GROUP_INFO reply", raw(&ana.client, "GROUP_INFO")));
+    bob.client.settle().await;
+    pinned.push(("GROUPS reply", raw(&bob.client, "GROUPS")));
+    let reply = bob
+        .client
+        .chat("SEARCH_GROUPS", json!({"query": "hik"}))
+        .await;
+    assert_status(&reply, "GROUPS_FOUND");
+    pinned.push(("GROUPS_FOUND reply", raw(&bob.client, "GROUPS_FOUND")));
+
+    let reply = ana
+        .client
+        .moderate("PROMOTE_ADMIN", &group, &bob.user_id)
+        .await;
+    assert_status(&reply, "ADMIN_PROMOTED");
+    pinned.push(("ADMIN_PROMOTED reply", raw(&ana.client, "ADMIN_PROMOTED")));
+    bob.client
+        .expect_event("ADMIN_PROMOTED", EVENT_TIMEOUT)
+        .await;
+    pinned.push(("ADMIN_PROMOTED event", raw(&bob.client, "ADMIN_PROMOTED")));
+
+    let reply = ana.client.chat("FRIEND_REMOVE", bob.target()).await;
+    assert_status(&reply, "FRIEND_REMOVED");
+    pinned.push(("FRIEND_REMOVED reply", raw(&ana.client, "FRIEND_REMOVED")));
+    bob.client
+        .expect_event("FRIEND_REMOVED", EVENT_TIMEOUT)
+        .await;
+    pinned.push(("FRIEND_REMOVED event", raw(&bob.client, "FRIEND_REMOVED")));
 
     let actual: Vec<String> = pinned
         .iter()
@@ -197,4 +260,19 @@ HISTORY reply: {"message":"1 messages.","rocketStatus":"HISTORY","conversationId
 MEMBER_ADDED reply: {"message":"Member added.","rocketStatus":"MEMBER_ADDED","groupId":"<group>","groupName":"Hikers","userId":"<bob>","requestId":"<request>"}
 GROUP_JOINED event: {"message":"A member joined the group.","rocketStatus":"GROUP_JOINED","groupId":"<group>","groupName":"Hikers","userId":"<bob>","member":{"userId":"<bob>","nickname":"Bob","profileUrl":"/imgs/default"}}
 BAD_REQUEST reply: {"message":"Invalid FRIEND_REQUEST payload: invalid type: integer `5`, expected a string.","rocketStatus":"BAD_REQUEST","requestId":"<request>"}
+FRIEND_RESPONDED reply: {"message":"You are now friends.","rocketStatus":"FRIEND_RESPONDED","accepted":true,"userId":"<ana>","user":{"userId":"<ana>","nickname":"Ana B","profileUrl":"/imgs/default"},"requestId":"<request>"}
+GROUP_CREATED reply: {"message":"Group created; you are its admin.","rocketStatus":"GROUP_CREATED","group":{"groupId":"<group>","name":"Hikers","description":"The Hikers group","memberCount":1,"role":"admin","members":[{"userId":"<ana>","nickname":"Ana B","profileUrl":"/imgs/default","online":true}],"admins":["<ana>"],"joinRequests":[],"banned":[]},"requestId":"<request>"}
+READ_MARKED reply: {"message":"Marked as read.","rocketStatus":"READ_MARKED","conversationId":"<conversation>","seq":1,"requestId":"<request>"}
+READ_RECEIPT event: {"message":"Read up to here.","rocketStatus":"READ_RECEIPT","conversationId":"<conversation>","userId":"<bob>","seq":1}
+TYPING_SENT reply: {"message":"Typing noted.","rocketStatus":"TYPING_SENT","conversationId":"<conversation>","forwarded":true,"requestId":"<request>"}
+TYPING event: {"message":"Someone is typing.","rocketStatus":"TYPING","conversationId":"<conversation>","userId":"<ana>"}
+FRIENDS reply: {"message":"1 friends.","rocketStatus":"FRIENDS","friends":[{"userId":"<bob>","nickname":"Bob","profileUrl":"/imgs/default","online":true}],"incoming":[],"outgoing":[],"requestId":"<request>"}
+CONVERSATIONS reply: {"message":"2 conversations.","rocketStatus":"CONVERSATIONS","conversations":[{"conversationId":"<group-conversation>","kind":"group","groupId":"<group>","groupName":"Hikers","with":null,"temporary":false,"lastSeq":0,"lastMessage":null,"unread":0},{"conversationId":"<conversation>","kind":"direct","groupId":null,"groupName":null,"with":{"userId":"<ana>","nickname":"Ana B","profileUrl":"/imgs/default"},"temporary":false,"lastSeq":1,"lastMessage":{"messageId":"<message>","seq":1,"senderId":"<ana>","text":"Hello","sentAt":0},"unread":0}],"requestId":"<request>"}
+GROUP_INFO reply: {"message":"Hikers","rocketStatus":"GROUP_INFO","group":{"groupId":"<group>","name":"Hikers","description":"The Hikers group","memberCount":2,"role":"admin","members":[{"userId":"<ana>","nickname":"Ana B","profileUrl":"/imgs/default","online":true},{"userId":"<bob>","nickname":"Bob","profileUrl":"/imgs/default","online":true}],"admins":["<ana>"],"joinRequests":[],"banned":[]},"requestId":"<request>"}
+GROUPS reply: {"message":"1 groups.","rocketStatus":"GROUPS","groups":[{"groupId":"<group>","name":"Hikers","description":"The Hikers group","memberCount":2,"role":"member"}],"requestId":"<request>"}
+GROUPS_FOUND reply: {"message":"1 found.","rocketStatus":"GROUPS_FOUND","groups":[{"groupId":"<group>","name":"Hikers","description":"The Hikers group","memberCount":2,"role":"member"}],"requestId":"<request>"}
+ADMIN_PROMOTED reply: {"message":"Member promoted to admin.","rocketStatus":"ADMIN_PROMOTED","groupId":"<group>","groupName":"Hikers","userId":"<bob>","requestId":"<request>"}
+ADMIN_PROMOTED event: {"message":"A member became an admin.","rocketStatus":"ADMIN_PROMOTED","groupId":"<group>","groupName":"Hikers","userId":"<bob>"}
+FRIEND_REMOVED reply: {"message":"A friendship ended.","rocketStatus":"FRIEND_REMOVED","userId":"<bob>","requestId":"<request>"}
+FRIEND_REMOVED event: {"message":"A friendship ended.","rocketStatus":"FRIEND_REMOVED","userId":"<ana>"}
 "#;
