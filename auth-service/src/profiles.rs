@@ -123,7 +123,7 @@ pub async fn publish_all_once(service: &AuthService, shutdown: &CancellationToke
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 break;
             }
-            after.clone_from(&user.id);
+            after = user.id.to_string();
             published += 1;
         }
         if (page.len() as i64) < PAGE {

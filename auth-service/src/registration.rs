@@ -5,6 +5,7 @@
 //! by the action that issued the code, and enqueued at most once).
 
 use mongodb::bson::doc;
+use shared_proto::action::UserId;
 use shared_proto::action::auth::{Confirmation, Register, ResendConfirmation};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
@@ -65,7 +66,7 @@ pub async fn register(
         .map_err(ActionError::Unavailable)?;
     let code = new_confirmation_code();
     let user = User {
-        id: uuid::Uuid::now_v7().to_string(),
+        id: UserId::new(uuid::Uuid::now_v7().to_string()),
         email: email.as_str().to_owned(),
         password_hash,
         confirmed: false,

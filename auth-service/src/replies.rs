@@ -7,6 +7,7 @@
 //! `USER_LOGGED`): the JSON maps keep insertion order.
 
 use serde::Serialize;
+use shared_proto::action::UserId;
 
 /// `USER_LOGGED`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -31,7 +32,7 @@ pub struct ProfileFlag<'a> {
     pub country: &'a str,
     pub ban: bool,
     pub profile_url: &'a str,
-    pub user_id: &'a str,
+    pub user_id: &'a UserId,
 }
 
 /// `CONFIRMATION_FAILED`: a machine-readable reason and, where tries are

@@ -219,7 +219,7 @@ pub async fn logout(
     ))
     // Every other connection using this session, on any gateway.
     .with_event(Publication {
-        channel: service.bus.names().user_channel(&session.user_id),
+        channel: service.bus.names().user_channel(session.user_id.as_str()),
         message: ToGateway::SessionRevoked {
             session_id: token_hash.clone(),
         },
@@ -284,7 +284,7 @@ mod tests {
     fn session(expires_at_ms: i64, revoked: bool) -> Session {
         Session {
             token_hash: hash_token("token"),
-            user_id: "u1".into(),
+            user_id: shared_proto::action::UserId::new("u1"),
             email: "ana@example.com".into(),
             created_at_ms: 0,
             expires_at_ms,
@@ -313,7 +313,7 @@ mod tests {
 
     fn user() -> User {
         User {
-            id: "0192f4c1-7a2e-7c3d-8e4f-5a6b7c8d9e01".into(),
+            id: shared_proto::action::UserId::new("0192f4c1-7a2e-7c3d-8e4f-5a6b7c8d9e01"),
             email: "ana@example.com".into(),
             password_hash: "$argon2id$secret".into(),
             confirmed: true,

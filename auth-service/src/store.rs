@@ -14,6 +14,7 @@ use mongodb::bson::{Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
 use serde::{Deserialize, Serialize};
+use shared_proto::action::UserId;
 use shared_proto::settings::MongoSettings;
 pub use shared_proto::store::StoreError;
 use shared_proto::store::{ClientSettings, is_duplicate_key};
@@ -74,7 +75,7 @@ pub struct PendingCode {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct User {
     #[serde(rename = "_id")]
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub password_hash: String,
     pub confirmed: bool,
@@ -92,7 +93,7 @@ pub struct Session {
     /// SHA-256 of the token: the token itself is never stored.
     #[serde(rename = "_id")]
     pub token_hash: String,
-    pub user_id: String,
+    pub user_id: UserId,
     pub email: String,
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
@@ -164,8 +165,8 @@ impl Store {
         Ok(self.users.find_one(doc! {"email": email}).await?)
     }
 
-    pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, StoreError> {
-        Ok(self.users.find_one(doc! {"_id": id}).await?)
+    pub async fn user_by_id(&self, id: &UserId) -> Result<Option<User>, StoreError> {
+        Ok(self.users.find_one(doc! {"_id": id.as_str()}).await?)
     }
 
     pub async fn insert_user(&self, user: &User) -> Result<Inserted, StoreError> {
@@ -180,11 +181,11 @@ impl Store {
     /// match further (e.g. to the action that created the account).
     pub async fn replace_code(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         code: &PendingCode,
         only_if: Document,
     ) -> Result<bool, StoreError> {
-        let mut filter = doc! {"_id": user_id, "confirmed": false};
+        let mut filter = doc! {"_id": user_id.as_str(), "confirmed": false};
         filter.extend(only_if);
         let code = mongodb::bson::to_bson(code)?;
         let result = self
@@ -199,14 +200,14 @@ impl Store {
     /// never lowers the number.
     pub async fn record_code_tries(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         issued_by: &str,
         tries: i64,
     ) -> Result<(), StoreError> {
         self.users
             .update_one(
                 doc! {
-                    "_id": user_id,
+                    "_id": user_id.as_str(),
                     "confirmed": false,
                     "code.issued_by_action": issued_by,
                     "code.attempts": {"$lt": tries},
@@ -221,14 +222,14 @@ impl Store {
     /// it is afterwards, or `None` if there is no such account.
     pub async fn set_nickname(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         nickname: &str,
         version: i64,
     ) -> Result<Option<User>, StoreError> {
         Ok(self
             .users
             .find_one_and_update(
-                doc! {"_id": user_id, "confirmed": true},
+                doc! {"_id": user_id.as_str(), "confirmed": true},
                 doc! {"$set": {
                     "profile.nickname": nickname,
                     "profile.nickname_lower": nickname.to_lowercase(),
@@ -258,11 +259,11 @@ impl Store {
     }
 
     /// Marks the account confirmed and drops its code.
-    pub async fn confirm(&self, user_id: &str, action_id: &str) -> Result<bool, StoreError> {
+    pub async fn confirm(&self, user_id: &UserId, action_id: &str) -> Result<bool, StoreError> {
         let result = self
             .users
             .update_one(
-                doc! {"_id": user_id, "confirmed": false},
+                doc! {"_id": user_id.as_str(), "confirmed": false},
                 doc! {"$set": {"confirmed": true, "confirmed_by_action": action_id}, "$unset": {"code": ""}},
             )
             .await?;

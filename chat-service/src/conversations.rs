@@ -1,26 +1,27 @@
 //! How a conversation is named: one id per pair of users, one per group,
 //! and the document a group's conversation starts as.
 
+use shared_proto::action::{ConversationId, GroupId, UserId};
 use shared_proto::now_ms;
 
 use crate::store::{Conversation, Friendship};
 
 /// The conversation of two users, the same whichever of them asks.
-pub fn direct_conversation_id(a: &str, b: &str) -> String {
-    format!("d:{}", Friendship::pair_id(a, b))
+pub fn direct_conversation_id(a: &UserId, b: &UserId) -> ConversationId {
+    ConversationId::new(format!("d:{}", Friendship::pair_id(a, b)))
 }
 
-pub fn group_conversation_id(group_id: &str) -> String {
-    format!("g:{group_id}")
+pub fn group_conversation_id(group_id: &GroupId) -> ConversationId {
+    ConversationId::new(format!("g:{group_id}"))
 }
 
 /// A new group's conversation document.
-pub fn group_conversation(group_id: &str) -> Conversation {
+pub fn group_conversation(group_id: &GroupId) -> Conversation {
     Conversation {
         id: group_conversation_id(group_id),
         kind: "group".into(),
         participants: Vec::new(),
-        group_id: Some(group_id.to_owned()),
+        group_id: Some(group_id.clone()),
         temporary: false,
         last_seq: 0,
         last_message: None,
@@ -34,9 +35,10 @@ mod tests {
 
     #[test]
     fn a_direct_conversation_id_does_not_depend_on_who_asks() {
+        let (a, b) = (UserId::new("a"), UserId::new("b"));
         assert_eq!(
-            direct_conversation_id("a", "b"),
-            direct_conversation_id("b", "a")
+            direct_conversation_id(&a, &b),
+            direct_conversation_id(&b, &a)
         );
     }
 }

@@ -5,6 +5,7 @@
 //! any gateway); group events go once on the group's channel, and each
 //! gateway fans them out to its own connections of the group's members.
 
+use shared_proto::action::{GroupId, UserId};
 use shared_proto::bus::Publication;
 use shared_proto::client::ServerFrame;
 use shared_proto::envelope::{Origin, ToGateway};
@@ -24,7 +25,7 @@ impl Events {
     }
 
     /// An event for every connection of `user_id`.
-    pub fn to_user(&self, user_id: &str, frame: ServerFrame) -> Publication {
+    pub fn to_user(&self, user_id: &UserId, frame: ServerFrame) -> Publication {
         self.to_user_except(user_id, frame, None)
     }
 
@@ -32,12 +33,12 @@ impl Events {
     /// connection that caused it, which gets a reply instead).
     pub fn to_user_except(
         &self,
-        user_id: &str,
+        user_id: &UserId,
         frame: ServerFrame,
         except: Option<&Origin>,
     ) -> Publication {
         Publication {
-            channel: self.names.user_channel(user_id),
+            channel: self.names.user_channel(user_id.as_str()),
             message: ToGateway::Event {
                 frame,
                 except: except.cloned(),
@@ -49,12 +50,12 @@ impl Events {
     /// An event for every connection of every member of a group.
     pub fn to_group(
         &self,
-        group_id: &str,
+        group_id: &GroupId,
         frame: ServerFrame,
         except: Option<&Origin>,
     ) -> Publication {
         Publication {
-            channel: self.names.group_channel(group_id),
+            channel: self.names.group_channel(group_id.as_str()),
             message: ToGateway::Event {
                 frame,
                 except: except.cloned(),
@@ -68,29 +69,29 @@ impl Events {
     /// the group yet).
     pub fn to_group_skipping(
         &self,
-        group_id: &str,
+        group_id: &GroupId,
         frame: ServerFrame,
-        skip_user: &str,
+        skip_user: &UserId,
         except: Option<&Origin>,
     ) -> Publication {
         Publication {
-            channel: self.names.group_channel(group_id),
+            channel: self.names.group_channel(group_id.as_str()),
             message: ToGateway::Event {
                 frame,
                 except: except.cloned(),
-                skip_user: Some(skip_user.to_owned()),
+                skip_user: Some(skip_user.clone()),
             },
         }
     }
 
     /// Tells the gateways of `user_id` to start or stop delivering the
     /// group's events to that user. Published before anything that relies on it.
-    pub fn membership(&self, user_id: &str, group_id: &str, member: bool) -> Publication {
+    pub fn membership(&self, user_id: &UserId, group_id: &GroupId, member: bool) -> Publication {
         Publication {
-            channel: self.names.user_channel(user_id),
+            channel: self.names.user_channel(user_id.as_str()),
             message: ToGateway::Membership {
-                user_id: user_id.to_owned(),
-                group_id: group_id.to_owned(),
+                user_id: user_id.clone(),
+                group_id: group_id.clone(),
                 member,
             },
         }
@@ -104,7 +105,7 @@ impl Events {
         &self,
         conversation: &Conversation,
         frame: ServerFrame,
-        skip_user: Option<&str>,
+        skip_user: Option<&UserId>,
         except: Option<&Origin>,
     ) -> Vec<Publication> {
         match (&conversation.group_id, skip_user) {
@@ -115,7 +116,7 @@ impl Events {
             (None, _) => conversation
                 .participants
                 .iter()
-                .filter(|p| Some(p.as_str()) != skip_user)
+                .filter(|p| Some(*p) != skip_user)
                 .map(|p| self.to_user_except(p, frame.clone(), except))
                 .collect(),
         }

@@ -10,6 +10,7 @@ use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
 use shared_proto::status::ReplyStatus;
 
+use shared_proto::action::UserId;
 use shared_proto::action::chat::{FriendRespond, UserTarget};
 
 use crate::input::{bad_request, id};
@@ -23,7 +24,7 @@ pub async fn request(
     call: &Call<'_>,
     input: UserTarget,
 ) -> Result<Outcome, ActionError> {
-    let other = target(service, call, input.user_id.as_str()).await?;
+    let other = target(service, call, &input.user_id).await?;
     let me = &call.me.user_id;
     let existing = service
         .store
@@ -88,7 +89,7 @@ pub async fn respond(
     call: &Call<'_>,
     input: FriendRespond,
 ) -> Result<Outcome, ActionError> {
-    let other = target(service, call, input.user_id.as_str()).await?;
+    let other = target(service, call, &input.user_id).await?;
     let me = &call.me.user_id;
     let existing = service
         .store
@@ -131,7 +132,7 @@ pub async fn remove(
     call: &Call<'_>,
     input: UserTarget,
 ) -> Result<Outcome, ActionError> {
-    let other_id = id("userId", input.user_id.as_str())?;
+    let other_id = id("userId", &input.user_id)?;
     let me = &call.me.user_id;
     let pair = Friendship::pair_id(me, other_id);
     let existing = service
@@ -151,7 +152,7 @@ pub async fn remove(
         .delete_one(doc! {"_id": &pair})
         .await
         .map_err(|e| unavailable(e.into()))?;
-    let frame = |who: &str| {
+    let frame = |who: &UserId| {
         ServerFrame::new(ReplyStatus::FriendRemoved, "A friendship ended.")
             .with_fields(FriendRef { user_id: who })
     };
@@ -175,15 +176,15 @@ pub async fn list(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         .friendships_of(me)
         .await
         .map_err(unavailable)?;
-    let others: Vec<String> = friendships.iter().map(|f| f.other(me)).collect();
+    let others: Vec<UserId> = friendships.iter().map(|f| f.other(me)).collect();
     let cards = service
         .store
         .users_by_ids(&others)
         .await
         .map_err(unavailable)?;
-    let card_of = |user: &str| UserView::find(&cards, user);
+    let card_of = |user: &UserId| UserView::find(&cards, user);
     // Only friends see whether each other is online.
-    let friend_ids: Vec<String> = friendships
+    let friend_ids: Vec<UserId> = friendships
         .iter()
         .filter(|f| standing(Some(f), me) == Standing::Friends)
         .map(|f| f.other(me))
@@ -193,12 +194,12 @@ pub async fn list(service: &ChatService, call: &Call<'_>) -> Result<Outcome, Act
         .online(&friend_ids)
         .await
         .map_err(|err| ActionError::Unavailable(err.into()))?;
-    let online: std::collections::HashSet<&str> = friend_ids
+    let online: std::collections::HashSet<&UserId> = friend_ids
         .iter()
         .zip(online)
-        .filter_map(|(id, online)| online.then_some(id.as_str()))
+        .filter_map(|(id, online)| online.then_some(id))
         .collect();
-    let is_online = |user: &str| online.contains(user);
+    let is_online = |user: &UserId| online.contains(user);
     let (mut friends, mut incoming, mut outgoing) = (Vec::new(), Vec::new(), Vec::new());
     for f in &friendships {
         let other = f.other(me);
@@ -237,7 +238,7 @@ async fn accept(
         .map_err(|e| unavailable(e.into()))?;
     let me_card = service.store.user(me).await.map_err(unavailable)?;
     let me_view = UserView::of_or_id(me_card.as_ref(), me);
-    let added = |user_id: &str, user: UserView| {
+    let added = |user_id: &UserId, user: UserView| {
         ServerFrame::new(ReplyStatus::FriendAdded, "You have a new friend.")
             .with_fields(FriendNotice { user_id, user })
     };
@@ -255,10 +256,10 @@ async fn accept(
 async fn target(
     service: &ChatService,
     call: &Call<'_>,
-    user_id: &str,
+    user_id: &UserId,
 ) -> Result<UserCard, ActionError> {
     let user_id = id("userId", user_id)?;
-    if user_id == call.me.user_id {
+    if *user_id == call.me.user_id {
         return Err(bad_request("That is you."));
     }
     service
@@ -305,11 +306,11 @@ enum Standing {
     AskedBy,
 }
 
-fn standing(friendship: Option<&Friendship>, me: &str) -> Standing {
+fn standing(friendship: Option<&Friendship>, me: &UserId) -> Standing {
     match friendship {
         None => Standing::Strangers,
         Some(f) if f.accepted => Standing::Friends,
-        Some(f) if f.requested_by == me => Standing::Asked,
+        Some(f) if f.requested_by == *me => Standing::Asked,
         Some(_) => Standing::AskedBy,
     }
 }
@@ -324,12 +325,16 @@ fn tells_the_other_on_remove(standing: Standing) -> bool {
 mod tests {
     use super::*;
 
+    fn u(id: &str) -> UserId {
+        UserId::new(id)
+    }
+
     fn pair(requested_by: &str, accepted: bool) -> Friendship {
         Friendship {
-            id: Friendship::pair_id("ana", "ben"),
-            users: vec!["ana".into(), "ben".into()],
+            id: Friendship::pair_id(&u("ana"), &u("ben")),
+            users: vec![u("ana"), u("ben")],
             accepted,
-            requested_by: requested_by.into(),
+            requested_by: u(requested_by),
             requested_at_ms: 0,
             since_ms: accepted.then_some(1),
         }
@@ -338,16 +343,16 @@ mod tests {
     #[test]
     fn list_friends_incoming_is_waiting_for_the_caller_outgoing_is_the_callers_own() {
         let asked_by_ana = pair("ana", false);
-        assert_eq!(standing(Some(&asked_by_ana), "ana"), Standing::Asked);
-        assert_eq!(standing(Some(&asked_by_ana), "ben"), Standing::AskedBy);
+        assert_eq!(standing(Some(&asked_by_ana), &u("ana")), Standing::Asked);
+        assert_eq!(standing(Some(&asked_by_ana), &u("ben")), Standing::AskedBy);
     }
 
     #[test]
     fn an_accepted_request_makes_friends_of_both_whoever_asked() {
         let friends = pair("ben", true);
-        assert_eq!(standing(Some(&friends), "ana"), Standing::Friends);
-        assert_eq!(standing(Some(&friends), "ben"), Standing::Friends);
-        assert_eq!(standing(None, "ana"), Standing::Strangers);
+        assert_eq!(standing(Some(&friends), &u("ana")), Standing::Friends);
+        assert_eq!(standing(Some(&friends), &u("ben")), Standing::Friends);
+        assert_eq!(standing(None, &u("ana")), Standing::Strangers);
     }
 
     #[test]
@@ -369,11 +374,11 @@ mod tests {
     #[test]
     fn the_other_user_of_a_pair_is_the_one_who_is_not_the_caller() {
         let friends = pair("ana", true);
-        assert_eq!(friends.other("ana"), "ben");
-        assert_eq!(friends.other("ben"), "ana");
+        assert_eq!(friends.other(&u("ana")), "ben");
+        assert_eq!(friends.other(&u("ben")), "ana");
         assert_ne!(
-            Friendship::pair_id("ana", "ben"),
-            Friendship::pair_id("ana", "cal"),
+            Friendship::pair_id(&u("ana"), &u("ben")),
+            Friendship::pair_id(&u("ana"), &u("cal")),
             "one document per pair"
         );
     }

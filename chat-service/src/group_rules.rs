@@ -3,6 +3,8 @@
 
 use shared_proto::status::ErrorCode;
 
+use shared_proto::action::UserId;
+
 use crate::store::Group;
 
 /// Why a rule refused a change.
@@ -67,21 +69,21 @@ impl Refusal {
 
 pub type Rule = Result<(), Refusal>;
 
-fn has(list: &[String], user: &str) -> bool {
+fn has(list: &[UserId], user: &UserId) -> bool {
     list.iter().any(|u| u == user)
 }
 
-fn remove(list: &mut Vec<String>, user: &str) {
+fn remove(list: &mut Vec<UserId>, user: &UserId) {
     list.retain(|u| u != user);
 }
 
-fn add(list: &mut Vec<String>, user: &str) {
+fn add(list: &mut Vec<UserId>, user: &UserId) {
     if !has(list, user) {
         list.push(user.to_owned());
     }
 }
 
-fn require_admin(group: &Group, actor: &str) -> Rule {
+fn require_admin(group: &Group, actor: &UserId) -> Rule {
     if has(&group.admins, actor) {
         Ok(())
     } else {
@@ -90,7 +92,7 @@ fn require_admin(group: &Group, actor: &str) -> Rule {
 }
 
 /// A user asks to join.
-pub fn request_join(group: &mut Group, user: &str) -> Rule {
+pub fn request_join(group: &mut Group, user: &UserId) -> Rule {
     if has(&group.banned, user) {
         return Err(Refusal::Banned);
     }
@@ -105,7 +107,7 @@ pub fn request_join(group: &mut Group, user: &str) -> Rule {
 }
 
 /// An admin answers a join request.
-pub fn respond_join(group: &mut Group, admin: &str, user: &str, accept: bool) -> Rule {
+pub fn respond_join(group: &mut Group, admin: &UserId, user: &UserId, accept: bool) -> Rule {
     require_admin(group, admin)?;
     if !has(&group.join_requests, user) {
         return Err(Refusal::NoRequest);
@@ -121,7 +123,7 @@ pub fn respond_join(group: &mut Group, admin: &str, user: &str, accept: bool) ->
 }
 
 /// An admin adds a user directly.
-pub fn add_member(group: &mut Group, admin: &str, user: &str) -> Rule {
+pub fn add_member(group: &mut Group, admin: &UserId, user: &UserId) -> Rule {
     require_admin(group, admin)?;
     if has(&group.banned, user) {
         return Err(Refusal::Banned);
@@ -135,7 +137,7 @@ pub fn add_member(group: &mut Group, admin: &str, user: &str) -> Rule {
 }
 
 /// An admin removes a (non-admin) member.
-pub fn remove_member(group: &mut Group, admin: &str, user: &str) -> Rule {
+pub fn remove_member(group: &mut Group, admin: &UserId, user: &UserId) -> Rule {
     require_admin(group, admin)?;
     if admin == user {
         return Err(Refusal::SelfTarget);
@@ -151,7 +153,7 @@ pub fn remove_member(group: &mut Group, admin: &str, user: &str) -> Rule {
 }
 
 /// An admin bans a user (member or not), removing them if they are in.
-pub fn ban(group: &mut Group, admin: &str, user: &str) -> Rule {
+pub fn ban(group: &mut Group, admin: &UserId, user: &UserId) -> Rule {
     require_admin(group, admin)?;
     if admin == user {
         return Err(Refusal::SelfTarget);
@@ -165,7 +167,7 @@ pub fn ban(group: &mut Group, admin: &str, user: &str) -> Rule {
     Ok(())
 }
 
-pub fn unban(group: &mut Group, admin: &str, user: &str) -> Rule {
+pub fn unban(group: &mut Group, admin: &UserId, user: &UserId) -> Rule {
     require_admin(group, admin)?;
     if !has(&group.banned, user) {
         return Err(Refusal::NotBanned);
@@ -174,7 +176,7 @@ pub fn unban(group: &mut Group, admin: &str, user: &str) -> Rule {
     Ok(())
 }
 
-pub fn promote(group: &mut Group, admin: &str, user: &str) -> Rule {
+pub fn promote(group: &mut Group, admin: &UserId, user: &UserId) -> Rule {
     require_admin(group, admin)?;
     if !has(&group.members, user) {
         return Err(Refusal::TargetNotMember);
@@ -188,7 +190,7 @@ pub fn promote(group: &mut Group, admin: &str, user: &str) -> Rule {
 
 /// An admin demotes an admin (themselves included), never the last one while
 /// others remain in the group.
-pub fn demote(group: &mut Group, admin: &str, user: &str) -> Rule {
+pub fn demote(group: &mut Group, admin: &UserId, user: &UserId) -> Rule {
     require_admin(group, admin)?;
     if !has(&group.admins, user) {
         return Err(Refusal::TargetNotAdmin);
@@ -201,7 +203,7 @@ pub fn demote(group: &mut Group, admin: &str, user: &str) -> Rule {
 }
 
 /// A member leaves. The last admin may leave only as the last member.
-pub fn leave(group: &mut Group, user: &str) -> Rule {
+pub fn leave(group: &mut Group, user: &UserId) -> Rule {
     if !has(&group.members, user) {
         return Err(Refusal::NotMember);
     }
@@ -219,22 +221,35 @@ mod tests {
     use super::*;
     use crate::store::fixtures::group;
 
+    fn u(id: &str) -> UserId {
+        UserId::new(id)
+    }
+
     #[test]
     fn only_admins_moderate() {
         let mut g = group();
         assert_eq!(
-            add_member(&mut g, "member", "newcomer"),
+            add_member(&mut g, &u("member"), &u("newcomer")),
             Err(Refusal::NotAdmin)
         );
         assert_eq!(
-            remove_member(&mut g, "member", "admin"),
+            remove_member(&mut g, &u("member"), &u("admin")),
             Err(Refusal::NotAdmin)
         );
-        assert_eq!(ban(&mut g, "member", "asker"), Err(Refusal::NotAdmin));
-        assert_eq!(unban(&mut g, "member", "outcast"), Err(Refusal::NotAdmin));
-        assert_eq!(promote(&mut g, "member", "member"), Err(Refusal::NotAdmin));
         assert_eq!(
-            respond_join(&mut g, "member", "asker", true),
+            ban(&mut g, &u("member"), &u("asker")),
+            Err(Refusal::NotAdmin)
+        );
+        assert_eq!(
+            unban(&mut g, &u("member"), &u("outcast")),
+            Err(Refusal::NotAdmin)
+        );
+        assert_eq!(
+            promote(&mut g, &u("member"), &u("member")),
+            Err(Refusal::NotAdmin)
+        );
+        assert_eq!(
+            respond_join(&mut g, &u("member"), &u("asker"), true),
             Err(Refusal::NotAdmin)
         );
         assert_eq!(g, group(), "nothing changed");
@@ -243,36 +258,45 @@ mod tests {
     #[test]
     fn a_banned_user_cannot_ask_or_be_added_until_unbanned() {
         let mut g = group();
-        assert_eq!(request_join(&mut g, "outcast"), Err(Refusal::Banned));
-        assert_eq!(add_member(&mut g, "admin", "outcast"), Err(Refusal::Banned));
-        assert_eq!(unban(&mut g, "admin", "outcast"), Ok(()));
-        assert_eq!(add_member(&mut g, "admin", "outcast"), Ok(()));
+        assert_eq!(request_join(&mut g, &u("outcast")), Err(Refusal::Banned));
+        assert_eq!(
+            add_member(&mut g, &u("admin"), &u("outcast")),
+            Err(Refusal::Banned)
+        );
+        assert_eq!(unban(&mut g, &u("admin"), &u("outcast")), Ok(()));
+        assert_eq!(add_member(&mut g, &u("admin"), &u("outcast")), Ok(()));
     }
 
     #[test]
     fn banning_removes_and_blocks() {
         let mut g = group();
-        assert_eq!(ban(&mut g, "admin", "member"), Ok(()));
-        assert!(!has(&g.members, "member"));
-        assert!(has(&g.banned, "member"));
-        assert_eq!(ban(&mut g, "admin", "admin"), Err(Refusal::SelfTarget));
+        assert_eq!(ban(&mut g, &u("admin"), &u("member")), Ok(()));
+        assert!(!has(&g.members, &u("member")));
+        assert!(has(&g.banned, &u("member")));
+        assert_eq!(
+            ban(&mut g, &u("admin"), &u("admin")),
+            Err(Refusal::SelfTarget)
+        );
     }
 
     #[test]
     fn the_last_admin_stays_while_others_remain() {
         let mut g = group();
-        assert_eq!(leave(&mut g, "admin"), Err(Refusal::LastAdmin));
-        assert_eq!(demote(&mut g, "admin", "admin"), Err(Refusal::LastAdmin));
-        assert_eq!(promote(&mut g, "admin", "member"), Ok(()));
-        assert_eq!(leave(&mut g, "admin"), Ok(()), "another admin remains");
-        assert_eq!(g.admins, vec!["member".to_owned()]);
+        assert_eq!(leave(&mut g, &u("admin")), Err(Refusal::LastAdmin));
+        assert_eq!(
+            demote(&mut g, &u("admin"), &u("admin")),
+            Err(Refusal::LastAdmin)
+        );
+        assert_eq!(promote(&mut g, &u("admin"), &u("member")), Ok(()));
+        assert_eq!(leave(&mut g, &u("admin")), Ok(()), "another admin remains");
+        assert_eq!(g.admins, vec![u("member")]);
     }
 
     #[test]
     fn the_last_member_may_leave() {
         let mut g = group();
-        assert_eq!(leave(&mut g, "member"), Ok(()));
-        assert_eq!(leave(&mut g, "admin"), Ok(()));
+        assert_eq!(leave(&mut g, &u("member")), Ok(()));
+        assert_eq!(leave(&mut g, &u("admin")), Ok(()));
         assert!(g.members.is_empty());
     }
 
@@ -280,13 +304,13 @@ mod tests {
     fn join_requests_are_answered_once() {
         let mut g = group();
         assert_eq!(
-            request_join(&mut g, "asker"),
+            request_join(&mut g, &u("asker")),
             Err(Refusal::AlreadyRequested)
         );
-        assert_eq!(respond_join(&mut g, "admin", "asker", true), Ok(()));
-        assert!(has(&g.members, "asker"));
+        assert_eq!(respond_join(&mut g, &u("admin"), &u("asker"), true), Ok(()));
+        assert!(has(&g.members, &u("asker")));
         assert_eq!(
-            respond_join(&mut g, "admin", "asker", true),
+            respond_join(&mut g, &u("admin"), &u("asker"), true),
             Err(Refusal::NoRequest)
         );
     }
@@ -294,26 +318,29 @@ mod tests {
     #[test]
     fn admins_are_removed_only_after_demotion() {
         let mut g = group();
-        assert_eq!(promote(&mut g, "admin", "member"), Ok(()));
+        assert_eq!(promote(&mut g, &u("admin"), &u("member")), Ok(()));
         assert_eq!(
-            remove_member(&mut g, "admin", "member"),
+            remove_member(&mut g, &u("admin"), &u("member")),
             Err(Refusal::TargetIsAdmin)
         );
-        assert_eq!(demote(&mut g, "admin", "member"), Ok(()));
-        assert_eq!(remove_member(&mut g, "admin", "member"), Ok(()));
+        assert_eq!(demote(&mut g, &u("admin"), &u("member")), Ok(()));
+        assert_eq!(remove_member(&mut g, &u("admin"), &u("member")), Ok(()));
     }
 
     #[test]
     fn join_group_is_refused_with_conflict_to_a_member_and_adds_a_waiting_request_otherwise() {
         let mut g = group();
-        assert_eq!(request_join(&mut g, "member"), Err(Refusal::AlreadyMember));
+        assert_eq!(
+            request_join(&mut g, &u("member")),
+            Err(Refusal::AlreadyMember)
+        );
         assert_eq!(Refusal::AlreadyMember.code(), ErrorCode::Conflict);
         assert_eq!(Refusal::AlreadyRequested.code(), ErrorCode::Conflict);
         assert_eq!(Refusal::Banned.code(), ErrorCode::Forbidden);
-        assert_eq!(request_join(&mut g, "stranger"), Ok(()));
-        assert!(has(&g.join_requests, "stranger"));
+        assert_eq!(request_join(&mut g, &u("stranger")), Ok(()));
+        assert!(has(&g.join_requests, &u("stranger")));
         assert!(
-            !has(&g.members, "stranger"),
+            !has(&g.members, &u("stranger")),
             "asking does not make a member"
         );
     }
@@ -321,69 +348,72 @@ mod tests {
     #[test]
     fn respond_join_declining_drops_the_request_without_adding_and_they_may_ask_again() {
         let mut g = group();
-        assert_eq!(respond_join(&mut g, "admin", "asker", false), Ok(()));
-        assert!(!has(&g.members, "asker"));
-        assert!(!has(&g.join_requests, "asker"));
-        assert_eq!(request_join(&mut g, "asker"), Ok(()));
+        assert_eq!(
+            respond_join(&mut g, &u("admin"), &u("asker"), false),
+            Ok(())
+        );
+        assert!(!has(&g.members, &u("asker")));
+        assert!(!has(&g.join_requests, &u("asker")));
+        assert_eq!(request_join(&mut g, &u("asker")), Ok(()));
     }
 
     #[test]
     fn respond_join_without_a_waiting_request_is_not_found() {
         let mut g = group();
         assert_eq!(
-            respond_join(&mut g, "admin", "stranger", true),
+            respond_join(&mut g, &u("admin"), &u("stranger"), true),
             Err(Refusal::NoRequest)
         );
         assert_eq!(Refusal::NoRequest.code(), ErrorCode::NotFound);
-        assert!(!has(&g.members, "stranger"));
+        assert!(!has(&g.members, &u("stranger")));
     }
 
     #[test]
     fn respond_join_approving_a_banned_user_is_forbidden() {
         // Only reachable with a request stored before the ban.
         let mut g = group();
-        g.banned.push("asker".into());
+        g.banned.push(u("asker"));
         assert_eq!(
-            respond_join(&mut g, "admin", "asker", true),
+            respond_join(&mut g, &u("admin"), &u("asker"), true),
             Err(Refusal::Banned)
         );
-        assert!(!has(&g.members, "asker"));
+        assert!(!has(&g.members, &u("asker")));
     }
 
     #[test]
     fn add_member_drops_a_pending_request_of_theirs() {
         let mut g = group();
-        assert_eq!(add_member(&mut g, "admin", "asker"), Ok(()));
-        assert!(has(&g.members, "asker"));
-        assert!(!has(&g.join_requests, "asker"));
+        assert_eq!(add_member(&mut g, &u("admin"), &u("asker")), Ok(()));
+        assert!(has(&g.members, &u("asker")));
+        assert!(!has(&g.join_requests, &u("asker")));
     }
 
     #[test]
     fn add_member_of_a_member_already_is_a_conflict() {
         let mut g = group();
         assert_eq!(
-            add_member(&mut g, "admin", "member"),
+            add_member(&mut g, &u("admin"), &u("member")),
             Err(Refusal::AlreadyMember)
         );
-        assert_eq!(g.members.iter().filter(|m| *m == "member").count(), 1);
+        assert_eq!(g.members.iter().filter(|m| *m == &u("member")).count(), 1);
     }
 
     #[test]
     fn remove_member_refuses_the_callers_own_id_with_bad_request() {
         let mut g = group();
         assert_eq!(
-            remove_member(&mut g, "admin", "admin"),
+            remove_member(&mut g, &u("admin"), &u("admin")),
             Err(Refusal::SelfTarget)
         );
         assert_eq!(Refusal::SelfTarget.code(), ErrorCode::BadRequest);
-        assert!(has(&g.members, "admin"));
+        assert!(has(&g.members, &u("admin")));
     }
 
     #[test]
     fn remove_member_of_a_non_member_is_not_found() {
         let mut g = group();
         assert_eq!(
-            remove_member(&mut g, "admin", "asker"),
+            remove_member(&mut g, &u("admin"), &u("asker")),
             Err(Refusal::TargetNotMember)
         );
         assert_eq!(Refusal::TargetNotMember.code(), ErrorCode::NotFound);
@@ -392,78 +422,84 @@ mod tests {
     #[test]
     fn remove_member_an_admin_is_forbidden_demote_them_first() {
         let mut g = group();
-        g.admins.push("member".into());
+        g.admins.push(u("member"));
         assert_eq!(
-            remove_member(&mut g, "admin", "member"),
+            remove_member(&mut g, &u("admin"), &u("member")),
             Err(Refusal::TargetIsAdmin)
         );
         assert_eq!(Refusal::TargetIsAdmin.code(), ErrorCode::Forbidden);
-        assert!(has(&g.members, "member"));
+        assert!(has(&g.members, &u("member")));
     }
 
     #[test]
     fn a_removed_member_may_ask_to_join_again() {
         let mut g = group();
-        assert_eq!(remove_member(&mut g, "admin", "member"), Ok(()));
-        assert!(!has(&g.members, "member"));
-        assert_eq!(request_join(&mut g, "member"), Ok(()));
+        assert_eq!(remove_member(&mut g, &u("admin"), &u("member")), Ok(()));
+        assert!(!has(&g.members, &u("member")));
+        assert_eq!(request_join(&mut g, &u("member")), Ok(()));
     }
 
     #[test]
     fn ban_member_need_not_be_a_member_and_drops_their_join_request() {
         let mut g = group();
-        assert_eq!(ban(&mut g, "admin", "stranger"), Ok(()));
-        assert!(has(&g.banned, "stranger"));
-        assert_eq!(ban(&mut g, "admin", "asker"), Ok(()));
-        assert!(!has(&g.join_requests, "asker"));
-        assert!(has(&g.banned, "asker"));
-        assert_eq!(request_join(&mut g, "stranger"), Err(Refusal::Banned));
+        assert_eq!(ban(&mut g, &u("admin"), &u("stranger")), Ok(()));
+        assert!(has(&g.banned, &u("stranger")));
+        assert_eq!(ban(&mut g, &u("admin"), &u("asker")), Ok(()));
+        assert!(!has(&g.join_requests, &u("asker")));
+        assert!(has(&g.banned, &u("asker")));
+        assert_eq!(request_join(&mut g, &u("stranger")), Err(Refusal::Banned));
     }
 
     #[test]
     fn ban_member_of_an_admin_is_forbidden() {
         let mut g = group();
-        g.admins.push("member".into());
-        assert_eq!(ban(&mut g, "admin", "member"), Err(Refusal::TargetIsAdmin));
-        assert!(has(&g.members, "member"));
-        assert!(!has(&g.banned, "member"));
+        g.admins.push(u("member"));
+        assert_eq!(
+            ban(&mut g, &u("admin"), &u("member")),
+            Err(Refusal::TargetIsAdmin)
+        );
+        assert!(has(&g.members, &u("member")));
+        assert!(!has(&g.banned, &u("member")));
     }
 
     #[test]
     fn unban_member_of_a_user_not_banned_is_not_found() {
         let mut g = group();
-        assert_eq!(unban(&mut g, "admin", "member"), Err(Refusal::NotBanned));
+        assert_eq!(
+            unban(&mut g, &u("admin"), &u("member")),
+            Err(Refusal::NotBanned)
+        );
         assert_eq!(Refusal::NotBanned.code(), ErrorCode::NotFound);
     }
 
     #[test]
     fn unban_member_lets_them_ask_again_but_does_not_re_add_them() {
         let mut g = group();
-        assert_eq!(ban(&mut g, "admin", "member"), Ok(()));
-        assert_eq!(unban(&mut g, "admin", "member"), Ok(()));
-        assert!(!has(&g.banned, "member"));
-        assert!(!has(&g.members, "member"), "they are not re-added");
-        assert_eq!(request_join(&mut g, "member"), Ok(()));
+        assert_eq!(ban(&mut g, &u("admin"), &u("member")), Ok(()));
+        assert_eq!(unban(&mut g, &u("admin"), &u("member")), Ok(()));
+        assert!(!has(&g.banned, &u("member")));
+        assert!(!has(&g.members, &u("member")), "they are not re-added");
+        assert_eq!(request_join(&mut g, &u("member")), Ok(()));
     }
 
     #[test]
     fn promote_admin_needs_a_member_not_found_otherwise() {
         let mut g = group();
-        for outsider in ["stranger", "asker", "outcast"] {
+        for outsider in [&u("stranger"), &u("asker"), &u("outcast")] {
             assert_eq!(
-                promote(&mut g, "admin", outsider),
+                promote(&mut g, &u("admin"), outsider),
                 Err(Refusal::TargetNotMember),
                 "{outsider}"
             );
         }
-        assert!(!has(&g.admins, "outcast"));
+        assert!(!has(&g.admins, &u("outcast")));
     }
 
     #[test]
     fn promote_admin_of_an_admin_already_is_a_conflict() {
         let mut g = group();
         assert_eq!(
-            promote(&mut g, "admin", "admin"),
+            promote(&mut g, &u("admin"), &u("admin")),
             Err(Refusal::AlreadyAdmin)
         );
         assert_eq!(Refusal::AlreadyAdmin.code(), ErrorCode::Conflict);
@@ -473,37 +509,53 @@ mod tests {
     #[test]
     fn demote_admin_only_by_an_admin_and_only_of_an_admin() {
         let mut g = group();
-        assert_eq!(demote(&mut g, "member", "admin"), Err(Refusal::NotAdmin));
         assert_eq!(
-            demote(&mut g, "admin", "member"),
+            demote(&mut g, &u("member"), &u("admin")),
+            Err(Refusal::NotAdmin)
+        );
+        assert_eq!(
+            demote(&mut g, &u("admin"), &u("member")),
             Err(Refusal::TargetNotAdmin)
         );
         assert_eq!(Refusal::TargetNotAdmin.code(), ErrorCode::NotFound);
-        assert_eq!(g.admins, vec!["admin".to_owned()]);
+        assert_eq!(g.admins, vec![u("admin")]);
     }
 
     #[test]
     fn demote_admin_the_caller_included_as_long_as_another_admin_remains() {
         let mut g = group();
-        assert_eq!(promote(&mut g, "admin", "member"), Ok(()));
-        assert_eq!(demote(&mut g, "admin", "admin"), Ok(()), "themselves");
-        assert_eq!(g.admins, vec!["member".to_owned()]);
-        assert!(has(&g.members, "admin"), "a demoted admin stays a member");
-        assert_eq!(demote(&mut g, "member", "member"), Err(Refusal::LastAdmin));
+        assert_eq!(promote(&mut g, &u("admin"), &u("member")), Ok(()));
+        assert_eq!(
+            demote(&mut g, &u("admin"), &u("admin")),
+            Ok(()),
+            "themselves"
+        );
+        assert_eq!(g.admins, vec![u("member")]);
+        assert!(
+            has(&g.members, &u("admin")),
+            "a demoted admin stays a member"
+        );
+        assert_eq!(
+            demote(&mut g, &u("member"), &u("member")),
+            Err(Refusal::LastAdmin)
+        );
         assert_eq!(Refusal::LastAdmin.code(), ErrorCode::Forbidden);
     }
 
     #[test]
     fn demote_admin_of_the_only_admin_is_refused_even_as_the_only_member() {
         let mut g = group();
-        assert_eq!(leave(&mut g, "member"), Ok(()));
-        assert_eq!(demote(&mut g, "admin", "admin"), Err(Refusal::LastAdmin));
+        assert_eq!(leave(&mut g, &u("member")), Ok(()));
+        assert_eq!(
+            demote(&mut g, &u("admin"), &u("admin")),
+            Err(Refusal::LastAdmin)
+        );
     }
 
     #[test]
     fn leave_group_is_forbidden_to_a_non_member() {
         let mut g = group();
-        for outsider in ["stranger", "asker", "outcast"] {
+        for outsider in [&u("stranger"), &u("asker"), &u("outcast")] {
             assert_eq!(
                 leave(&mut g, outsider),
                 Err(Refusal::NotMember),
@@ -517,10 +569,10 @@ mod tests {
     #[test]
     fn leave_group_an_admin_who_is_not_the_only_one_also_gives_up_admin_rights() {
         let mut g = group();
-        assert_eq!(promote(&mut g, "admin", "member"), Ok(()));
-        assert_eq!(leave(&mut g, "member"), Ok(()));
-        assert_eq!(g.admins, vec!["admin".to_owned()]);
-        assert!(!has(&g.members, "member"));
+        assert_eq!(promote(&mut g, &u("admin"), &u("member")), Ok(()));
+        assert_eq!(leave(&mut g, &u("member")), Ok(()));
+        assert_eq!(g.admins, vec![u("admin")]);
+        assert!(!has(&g.members, &u("member")));
     }
 
     #[test]

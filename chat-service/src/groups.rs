@@ -8,6 +8,7 @@
 //! kept in the group, so an action delivered twice is applied once.
 
 use shared_proto::action::chat::{CreateGroup, GroupTarget, SearchGroups};
+use shared_proto::action::{GroupId, UserId};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
@@ -35,7 +36,7 @@ pub async fn create(
     let me = &call.me.user_id;
     // Derived from the action, so a redelivery creates no second group.
     let group = Group {
-        id: call.request.action_id.clone(),
+        id: GroupId::new(call.request.action_id.clone()),
         name_lower: name.to_lowercase(),
         name,
         description,
@@ -98,7 +99,7 @@ pub async fn info(
     call: &Call<'_>,
     input: GroupTarget,
 ) -> Result<Outcome, ActionError> {
-    let group = load(service, input.group_id.as_str()).await?;
+    let group = load(service, &input.group_id).await?;
     let view = group_view(service, &group, &call.me.user_id).await?;
     Ok(Outcome::reply(
         ServerFrame::new(ReplyStatus::GroupInfo, group.name.clone())
@@ -141,10 +142,10 @@ pub async fn session_started(
 /// document: every login asks, and reading every group instead costs as much
 /// as all the groups together on a database that scans. The document is filled
 /// in from the groups once, the first time it is found incomplete.
-async fn member_groups(service: &ChatService, user: &str) -> Result<Vec<String>, StoreError> {
+async fn member_groups(service: &ChatService, user: &UserId) -> Result<Vec<GroupId>, StoreError> {
     if let Some(memberships) = service.store.memberships(user).await? {
         if memberships.complete {
-            return Ok(memberships.member_of().map(str::to_owned).collect());
+            return Ok(memberships.member_of().cloned().collect());
         }
     }
     let groups = service.store.groups_of(user).await?;
@@ -157,7 +158,7 @@ async fn member_groups(service: &ChatService, user: &str) -> Result<Vec<String>,
 /// redelivered action records the group as it is then.
 pub(crate) async fn record_membership(
     service: &ChatService,
-    user: &str,
+    user: &UserId,
     group: &Group,
 ) -> Result<(), ActionError> {
     service
@@ -171,7 +172,7 @@ pub(crate) async fn record_membership(
 /// written. An action already applied returns the group as it is.
 pub(crate) async fn apply(
     service: &ChatService,
-    group_id: &str,
+    group_id: &GroupId,
     action_id: &str,
     rule: impl Fn(&mut Group) -> Result<(), Refusal>,
 ) -> Result<Group, ActionError> {
@@ -205,7 +206,7 @@ pub(crate) async fn apply(
     ))
 }
 
-pub(crate) async fn load(service: &ChatService, group_id: &str) -> Result<Group, ActionError> {
+pub(crate) async fn load(service: &ChatService, group_id: &GroupId) -> Result<Group, ActionError> {
     let group_id = id("groupId", group_id)?;
     service
         .store
@@ -215,14 +216,14 @@ pub(crate) async fn load(service: &ChatService, group_id: &str) -> Result<Group,
         .ok_or_else(|| ActionError::refused(ErrorCode::NotFound, "No group with this id."))
 }
 
-fn role(group: &Group, user: &str) -> &'static str {
-    if group.admins.iter().any(|a| a == user) {
+fn role(group: &Group, user: &UserId) -> &'static str {
+    if group.admins.contains(user) {
         "admin"
-    } else if group.members.iter().any(|m| m == user) {
+    } else if group.members.contains(user) {
         "member"
-    } else if group.join_requests.iter().any(|r| r == user) {
+    } else if group.join_requests.contains(user) {
         "requested"
-    } else if group.banned.iter().any(|b| b == user) {
+    } else if group.banned.contains(user) {
         "banned"
     } else {
         "none"
@@ -230,7 +231,7 @@ fn role(group: &Group, user: &str) -> &'static str {
 }
 
 /// What anyone may see of a group.
-fn summary<'a>(group: &'a Group, viewer: &str) -> GroupSummary<'a> {
+fn summary<'a>(group: &'a Group, viewer: &UserId) -> GroupSummary<'a> {
     GroupSummary {
         group_id: &group.id,
         name: &group.name,
@@ -244,10 +245,10 @@ fn summary<'a>(group: &'a Group, viewer: &str) -> GroupSummary<'a> {
 async fn group_view<'a>(
     service: &ChatService,
     group: &'a Group,
-    viewer: &str,
+    viewer: &UserId,
 ) -> Result<GroupView<'a>, ActionError> {
-    let is_member = group.members.iter().any(|m| m == viewer);
-    let is_admin = group.admins.iter().any(|a| a == viewer);
+    let is_member = group.members.contains(viewer);
+    let is_admin = group.admins.contains(viewer);
     if !is_member {
         return Ok(GroupView::outside(summary(group, viewer)));
     }
@@ -325,17 +326,21 @@ mod tests {
     #[test]
     fn role_is_the_viewers_admin_member_requested_banned_or_none() {
         let g = group();
-        assert_eq!(role(&g, "admin"), "admin", "an admin is a member too");
-        assert_eq!(role(&g, "member"), "member");
-        assert_eq!(role(&g, "asker"), "requested");
-        assert_eq!(role(&g, "outcast"), "banned");
-        assert_eq!(role(&g, "stranger"), "none");
+        assert_eq!(
+            role(&g, &UserId::new("admin")),
+            "admin",
+            "an admin is a member too"
+        );
+        assert_eq!(role(&g, &UserId::new("member")), "member");
+        assert_eq!(role(&g, &UserId::new("asker")), "requested");
+        assert_eq!(role(&g, &UserId::new("outcast")), "banned");
+        assert_eq!(role(&g, &UserId::new("stranger")), "none");
     }
 
     #[test]
     fn a_summary_visible_to_anyone_shows_no_members_requests_or_bans() {
         let g = group();
-        let summary = serde_json::to_value(summary(&g, "stranger")).expect("json");
+        let summary = serde_json::to_value(summary(&g, &UserId::new("stranger"))).expect("json");
         assert_eq!(
             summary,
             serde_json::json!({"groupId": "g", "name": "G", "description": "", "memberCount": 2, "role": "none"})

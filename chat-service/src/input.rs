@@ -8,11 +8,13 @@ pub fn bad_request(message: impl Into<String>) -> ActionError {
     ActionError::refused(ErrorCode::BadRequest, message)
 }
 
-/// An id sent by a client: a user, group or conversation id.
-pub fn id<'a>(field: &str, value: &'a str) -> Result<&'a str, ActionError> {
-    let ok = !value.is_empty()
-        && value.len() <= 80
-        && value
+/// An id sent by a client: a user, group or conversation id, of whichever
+/// type it was parsed as.
+pub fn id<'a, T: AsRef<str> + ?Sized>(field: &str, value: &'a T) -> Result<&'a T, ActionError> {
+    let text = value.as_ref();
+    let ok = !text.is_empty()
+        && text.len() <= 80
+        && text
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_|:".contains(c));
     if ok {

@@ -8,6 +8,7 @@
 //! message returns the first one instead of creating another.
 
 use shared_proto::action::chat::{Recipient, SendMessage};
+use shared_proto::action::{GroupId, MessageId, UserId};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
@@ -26,8 +27,8 @@ const SEQ_ATTEMPTS: usize = 50;
 
 /// Where a message goes, once the sender's right to send it is checked.
 enum Destination {
-    User { user_id: String, temporary: bool },
-    Group { group_id: String },
+    User { user_id: UserId, temporary: bool },
+    Group { group_id: GroupId },
 }
 
 pub async fn send(
@@ -63,7 +64,7 @@ pub async fn send(
     // and the common case should not read it.
     let mut message = Message {
         key: Message::key(me, client_msg_id),
-        id: uuid::Uuid::now_v7().to_string(),
+        id: MessageId::new(uuid::Uuid::now_v7().to_string()),
         conversation_id: conversation.id.clone(),
         seq: conversation.last_seq + 1,
         sender_id: me.clone(),
@@ -156,7 +157,7 @@ async fn resent(
 /// its current last sequence number.
 async fn open_conversation(
     service: &ChatService,
-    me: &str,
+    me: &UserId,
     destination: &Destination,
 ) -> Result<Conversation, ActionError> {
     let (id, temporary) = match destination {
@@ -170,7 +171,7 @@ async fn open_conversation(
     if conversation.is_none() {
         let fresh = match destination {
             Destination::User { user_id, temporary } => {
-                let mut participants = vec![me.to_owned(), user_id.clone()];
+                let mut participants = vec![me.clone(), user_id.clone()];
                 participants.sort();
                 Conversation {
                     id: id.clone(),
@@ -235,12 +236,12 @@ async fn finish_stored(
 /// Checks that the sender may write to the recipient, and how.
 async fn authorize_send(
     service: &ChatService,
-    me: &str,
+    me: &UserId,
     to: &Recipient,
 ) -> Result<Destination, ActionError> {
     match (&to.user_id, &to.group_id) {
         (Some(user_id), None) => {
-            let user_id = id("to.userId", user_id.as_str())?;
+            let user_id = id("to.userId", user_id)?;
             if user_id == me {
                 return Err(bad_request("You cannot message yourself."));
             }
@@ -253,7 +254,7 @@ async fn authorize_send(
                 .map_err(unavailable)?
             {
                 return Ok(Destination::User {
-                    user_id: user_id.to_owned(),
+                    user_id: user_id.clone(),
                     temporary: false,
                 });
             }
@@ -276,7 +277,7 @@ async fn authorize_send(
                 .map_err(unavailable)?
             {
                 return Ok(Destination::User {
-                    user_id: user_id.to_owned(),
+                    user_id: user_id.clone(),
                     temporary: true,
                 });
             }
@@ -286,7 +287,7 @@ async fn authorize_send(
             ))
         }
         (None, Some(group_id)) => {
-            let group_id = id("to.groupId", group_id.as_str())?;
+            let group_id = id("to.groupId", group_id)?;
             let group = service
                 .store
                 .group(group_id)
@@ -295,14 +296,14 @@ async fn authorize_send(
                 .ok_or_else(|| {
                     ActionError::refused(ErrorCode::NotFound, "No group with this id.")
                 })?;
-            if !group.members.iter().any(|m| m == me) {
+            if !group.members.contains(me) {
                 return Err(ActionError::refused(
                     ErrorCode::Forbidden,
                     "Only members can write to this group.",
                 ));
             }
             Ok(Destination::Group {
-                group_id: group_id.to_owned(),
+                group_id: group_id.clone(),
             })
         }
         _ => Err(bad_request(
@@ -342,7 +343,7 @@ fn sent_outcome(
             conversation: ConversationRef {
                 conversation_id: &conversation.id,
                 kind: &conversation.kind,
-                group_id: conversation.group_id.as_deref(),
+                group_id: conversation.group_id.as_ref(),
                 temporary,
             },
         },
@@ -370,23 +371,30 @@ mod tests {
     const BEN: &str = "0192f4c1-9b10-7d22-a1b3-c4d5e6f70812";
     const CAL: &str = "0192f4c2-0c5d-7abc-9def-0123456789ab";
 
+    fn user(id: &str) -> UserId {
+        UserId::new(id)
+    }
+
     #[test]
     fn a_direct_conversation_is_the_same_whoever_writes_first() {
         assert_eq!(
-            direct_conversation_id(ANA, BEN),
-            direct_conversation_id(BEN, ANA)
+            direct_conversation_id(&user(ANA), &user(BEN)),
+            direct_conversation_id(&user(BEN), &user(ANA))
         );
         // The shape the protocol document shows: `d:` and the two ids sorted.
-        assert_eq!(direct_conversation_id(BEN, ANA), format!("d:{ANA}|{BEN}"));
+        assert_eq!(
+            direct_conversation_id(&user(BEN), &user(ANA)).as_str(),
+            format!("d:{ANA}|{BEN}")
+        );
     }
 
     #[test]
     fn each_pair_of_users_has_its_own_direct_conversation() {
         let ids = [
-            direct_conversation_id(ANA, BEN),
-            direct_conversation_id(ANA, CAL),
-            direct_conversation_id(BEN, CAL),
-            group_conversation_id(ANA),
+            direct_conversation_id(&user(ANA), &user(BEN)),
+            direct_conversation_id(&user(ANA), &user(CAL)),
+            direct_conversation_id(&user(BEN), &user(CAL)),
+            group_conversation_id(&GroupId::new(ANA)),
         ];
         for (i, a) in ids.iter().enumerate() {
             for b in &ids[i + 1..] {
@@ -397,13 +405,13 @@ mod tests {
 
     #[test]
     fn conversation_ids_are_valid_ids_a_client_can_send_back() {
-        let direct = direct_conversation_id(ANA, BEN);
+        let direct = direct_conversation_id(&user(ANA), &user(BEN));
         assert!(
             crate::input::id("conversationId", &direct).is_ok(),
             "{direct}"
         );
-        let group = group_conversation_id(CAL);
-        assert_eq!(group, format!("g:{CAL}"));
+        let group = group_conversation_id(&GroupId::new(CAL));
+        assert_eq!(group.as_str(), format!("g:{CAL}"));
         assert!(
             crate::input::id("conversationId", &group).is_ok(),
             "{group}"
@@ -412,10 +420,13 @@ mod tests {
 
     #[test]
     fn a_groups_conversation_exists_from_the_start_and_is_never_temporary() {
-        let conversation = group_conversation(CAL);
-        assert_eq!(conversation.id, group_conversation_id(CAL));
+        let conversation = group_conversation(&GroupId::new(CAL));
+        assert_eq!(conversation.id, group_conversation_id(&GroupId::new(CAL)));
         assert_eq!(conversation.kind, "group");
-        assert_eq!(conversation.group_id.as_deref(), Some(CAL));
+        assert_eq!(
+            conversation.group_id.as_ref().map(GroupId::as_str),
+            Some(CAL)
+        );
         assert!(!conversation.temporary);
         assert!(conversation.participants.is_empty());
         assert_eq!(conversation.last_seq, 0);
@@ -425,11 +436,11 @@ mod tests {
     #[test]
     fn a_message_as_clients_see_it_has_empty_attachments_and_no_storage_key() {
         let message = Message {
-            key: Message::key(ANA, "c-1"),
-            id: "m-1".into(),
-            conversation_id: direct_conversation_id(ANA, BEN),
+            key: Message::key(&user(ANA), "c-1"),
+            id: MessageId::new("m-1"),
+            conversation_id: direct_conversation_id(&user(ANA), &user(BEN)),
             seq: 3,
-            sender_id: ANA.into(),
+            sender_id: user(ANA),
             client_msg_id: "c-1".into(),
             text: "<b>hi</b>".into(),
             attachments: Vec::new(),
@@ -452,8 +463,17 @@ mod tests {
 
     #[test]
     fn a_resend_finds_its_message_by_sender_and_client_msg_id_only() {
-        assert_eq!(Message::key(ANA, "c-1"), Message::key(ANA, "c-1"));
-        assert_ne!(Message::key(ANA, "c-1"), Message::key(BEN, "c-1"));
-        assert_ne!(Message::key(ANA, "c-1"), Message::key(ANA, "c-2"));
+        assert_eq!(
+            Message::key(&user(ANA), "c-1"),
+            Message::key(&user(ANA), "c-1")
+        );
+        assert_ne!(
+            Message::key(&user(ANA), "c-1"),
+            Message::key(&user(BEN), "c-1")
+        );
+        assert_ne!(
+            Message::key(&user(ANA), "c-1"),
+            Message::key(&user(ANA), "c-2")
+        );
     }
 }

@@ -57,7 +57,7 @@ impl Move {
     }
 
     /// The rule that decides it, for `me` acting on `target`.
-    fn apply_rule(&self, group: &mut Group, me: &str, target: &str) -> Rule {
+    fn apply_rule(&self, group: &mut Group, me: &UserId, target: &UserId) -> Rule {
         match self {
             Move::Join => group_rules::request_join(group, me),
             Move::Leave => group_rules::leave(group, me),
@@ -80,10 +80,10 @@ pub async fn moderate(
     group_id: GroupId,
     step: Move,
 ) -> Result<Outcome, ActionError> {
-    let group_id = id("groupId", group_id.as_str())?.to_owned();
+    let group_id = id("groupId", &group_id)?;
     let me = call.me.user_id.clone();
     let target = match step.named_user() {
-        Some(user) => id("userId", user.as_str())?.to_owned(),
+        Some(user) => id("userId", user)?.clone(),
         None => me.clone(),
     };
     let target_card = if target == me {
@@ -95,7 +95,7 @@ pub async fn moderate(
         )
     };
 
-    let group = apply(service, &group_id, &call.request.action_id, |g| {
+    let group = apply(service, group_id, &call.request.action_id, |g| {
         step.apply_rule(g, &me, &target)
     })
     .await?;
@@ -268,7 +268,7 @@ mod tests {
         let mut g = group();
         assert!(
             Move::Promote(user())
-                .apply_rule(&mut g, "admin", "member")
+                .apply_rule(&mut g, &UserId::new("admin"), &user())
                 .is_ok()
         );
         assert!(g.admins.iter().any(|a| a == "member"));

@@ -119,7 +119,7 @@ mod tests {
     #[test]
     fn a_user_card_has_only_public_fields() {
         let change = ProfileChanged {
-            user_id: "u1".into(),
+            user_id: shared_proto::action::UserId::new("u1"),
             email: "Ana@Example.com".into(),
             nickname: "ana".into(),
             profile_url: "/imgs/default".into(),

@@ -18,15 +18,15 @@ pub async fn presence_changed(
     call: &Call<'_>,
     change: PresenceChanged,
 ) -> Result<Outcome, ActionError> {
-    let user_id = change.user_id.as_str();
-    if user_id != call.me.user_id {
+    let user_id = &change.user_id;
+    if *user_id != call.me.user_id {
         return Err(crate::input::bad_request(
             "A presence change names another user.",
         ));
     }
     let online = service
         .bus
-        .online(&[user_id.to_owned()])
+        .online(std::slice::from_ref(user_id))
         .await
         .map_err(|err| ActionError::Unavailable(err.into()))?
         .first()

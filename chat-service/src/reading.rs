@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use shared_proto::action::chat::{History, MarkRead};
+use shared_proto::action::{ConversationId, GroupId, UserId};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::status::ErrorCode;
@@ -21,8 +22,8 @@ const DEFAULT_PAGE: i64 = 50;
 /// Who may read a conversation: its two users, or the group's current members.
 pub(crate) async fn authorize_read(
     service: &ChatService,
-    me: &str,
-    conversation_id: &str,
+    me: &UserId,
+    conversation_id: &ConversationId,
 ) -> Result<Conversation, ActionError> {
     let conversation_id = id("conversationId", conversation_id)?;
     let conversation = service
@@ -39,8 +40,8 @@ pub(crate) async fn authorize_read(
             .group(group_id)
             .await
             .map_err(unavailable)?
-            .is_some_and(|g| g.members.iter().any(|m| m == me)),
-        None => conversation.participants.iter().any(|p| p == me),
+            .is_some_and(|g| g.members.contains(me)),
+        None => conversation.participants.contains(me),
     };
     if !allowed {
         // Same answer as a missing one: the id reveals nothing to outsiders.
@@ -57,8 +58,7 @@ pub async fn history(
     call: &Call<'_>,
     input: History,
 ) -> Result<Outcome, ActionError> {
-    let conversation =
-        authorize_read(service, &call.me.user_id, input.conversation_id.as_str()).await?;
+    let conversation = authorize_read(service, &call.me.user_id, &input.conversation_id).await?;
     let limit = page_limit(input.limit, service.settings.max_page);
     let before = input.before_seq.unwrap_or(i64::MAX);
     let mut page = service
@@ -87,8 +87,7 @@ pub async fn mark_read(
     call: &Call<'_>,
     input: MarkRead,
 ) -> Result<Outcome, ActionError> {
-    let conversation =
-        authorize_read(service, &call.me.user_id, input.conversation_id.as_str()).await?;
+    let conversation = authorize_read(service, &call.me.user_id, &input.conversation_id).await?;
     let seq = input.seq.clamp(0, conversation.last_seq);
     service
         .store
@@ -132,11 +131,11 @@ pub async fn list_conversations(
         .await
         .map_err(unavailable)?;
     let groups = service.store.groups_of(me).await.map_err(unavailable)?;
-    let group_names: HashMap<String, String> = groups
+    let group_names: HashMap<GroupId, String> = groups
         .iter()
         .map(|g| (g.id.clone(), g.name.clone()))
         .collect();
-    let group_conversations: Vec<String> = groups
+    let group_conversations: Vec<ConversationId> = groups
         .iter()
         .map(|g| group_conversation_id(&g.id))
         .collect();
@@ -147,7 +146,7 @@ pub async fn list_conversations(
             .await
             .map_err(unavailable)?,
     );
-    let reads: HashMap<String, i64> = service
+    let reads: HashMap<ConversationId, i64> = service
         .store
         .reads_of(me)
         .await
@@ -155,7 +154,7 @@ pub async fn list_conversations(
         .into_iter()
         .map(|r| (r.conversation_id, r.last_read_seq))
         .collect();
-    let others: Vec<String> = conversations
+    let others: Vec<UserId> = conversations
         .iter()
         .flat_map(|c| c.participants.iter().filter(|p| *p != me).cloned())
         .collect();

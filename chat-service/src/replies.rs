@@ -8,6 +8,7 @@
 //! every frame of its kind.
 
 use serde::Serialize;
+use shared_proto::action::{ConversationId, GroupId, MessageId, UserId};
 
 use crate::views::{
     ConversationRef, ConversationView, GroupSummary, GroupView, MessageView, ProfileView, UserView,
@@ -32,7 +33,7 @@ pub struct UsersFound {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FriendNotice<'a> {
-    pub user_id: &'a str,
+    pub user_id: &'a UserId,
     pub user: UserView,
 }
 
@@ -41,7 +42,7 @@ pub struct FriendNotice<'a> {
 #[serde(rename_all = "camelCase")]
 pub struct FriendResponded<'a> {
     pub accepted: bool,
-    pub user_id: &'a str,
+    pub user_id: &'a UserId,
     pub user: UserView,
 }
 
@@ -50,7 +51,7 @@ pub struct FriendResponded<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FriendRef<'a> {
-    pub user_id: &'a str,
+    pub user_id: &'a UserId,
 }
 
 /// `FRIENDS`: friends (with whether each is online), requests waiting for
@@ -66,7 +67,7 @@ pub struct Friends {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Presence<'a> {
-    pub user_id: &'a str,
+    pub user_id: &'a UserId,
     pub online: bool,
 }
 
@@ -74,8 +75,8 @@ pub struct Presence<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageSent<'a> {
-    pub message_id: &'a str,
-    pub conversation_id: &'a str,
+    pub message_id: &'a MessageId,
+    pub conversation_id: &'a ConversationId,
     pub seq: i64,
     pub client_msg_id: &'a str,
     pub sent_at: i64,
@@ -94,7 +95,7 @@ pub struct NewMessage<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct History<'a> {
-    pub conversation_id: &'a str,
+    pub conversation_id: &'a ConversationId,
     pub messages: Vec<MessageView<'a>>,
     pub has_more: bool,
 }
@@ -103,7 +104,7 @@ pub struct History<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadMarked<'a> {
-    pub conversation_id: &'a str,
+    pub conversation_id: &'a ConversationId,
     pub seq: i64,
 }
 
@@ -111,8 +112,8 @@ pub struct ReadMarked<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReadReceipt<'a> {
-    pub conversation_id: &'a str,
-    pub user_id: &'a str,
+    pub conversation_id: &'a ConversationId,
+    pub user_id: &'a UserId,
     pub seq: i64,
 }
 
@@ -127,7 +128,7 @@ pub struct Conversations<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TypingSent<'a> {
-    pub conversation_id: &'a str,
+    pub conversation_id: &'a ConversationId,
     pub forwarded: bool,
 }
 
@@ -135,8 +136,8 @@ pub struct TypingSent<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Typing<'a> {
-    pub conversation_id: &'a str,
-    pub user_id: &'a str,
+    pub conversation_id: &'a ConversationId,
+    pub user_id: &'a UserId,
 }
 
 /// `GROUP_CREATED` and `GROUP_INFO`: one group as the caller sees it.
@@ -156,7 +157,7 @@ pub struct GroupList<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SessionReady {
-    pub group_ids: Vec<String>,
+    pub group_ids: Vec<GroupId>,
 }
 
 /// A member's change in a group, the body of every moderation reply and
@@ -166,10 +167,10 @@ pub struct SessionReady {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MemberChange<'a> {
-    pub group_id: &'a str,
+    pub group_id: &'a GroupId,
     pub group_name: &'a str,
     /// The member the change is about.
-    pub user_id: &'a str,
+    pub user_id: &'a UserId,
 }
 
 /// `JOIN_RESPONDED`: an admin's answer to a request to join.
@@ -205,11 +206,11 @@ mod tests {
 
     use super::*;
 
-    fn change() -> MemberChange<'static> {
+    fn change<'a>(group_id: &'a GroupId, user_id: &'a UserId) -> MemberChange<'a> {
         MemberChange {
-            group_id: "g",
+            group_id,
             group_name: "Hikers",
-            user_id: "u",
+            user_id,
         }
     }
 
@@ -217,19 +218,20 @@ mod tests {
     /// a flattened change keeps its fields first, then the kind's own.
     #[test]
     fn moderation_frames_add_their_fields_after_the_change() {
+        let (group, user) = (GroupId::new("g"), UserId::new("u"));
         let responded = ServerFrame::new(ReplyStatus::JoinResponded, "Request declined.")
             .with_fields(JoinResponded {
-                change: change(),
+                change: change(&group, &user),
                 accepted: false,
             });
         assert_eq!(
             responded.to_text(),
             r#"{"message":"Request declined.","rocketStatus":"JOIN_RESPONDED","groupId":"g","groupName":"Hikers","userId":"u","accepted":false}"#
         );
-        let from = UserView::of_or_id(None, "u");
+        let from = UserView::of_or_id(None, &user);
         let asked = ServerFrame::new(ReplyStatus::JoinRequestReceived, "Asks.").with_fields(
             JoinRequestReceived {
-                change: change(),
+                change: change(&group, &user),
                 from: &from,
             },
         );
@@ -241,9 +243,10 @@ mod tests {
 
     #[test]
     fn a_joined_member_without_a_card_is_null_not_absent() {
+        let (group, user) = (GroupId::new("g"), UserId::new("u"));
         let joined =
             ServerFrame::new(ReplyStatus::GroupJoined, "Joined.").with_fields(GroupJoined {
-                change: change(),
+                change: change(&group, &user),
                 member: None,
             });
         assert_eq!(
@@ -254,8 +257,9 @@ mod tests {
 
     #[test]
     fn presence_and_session_ready_frames() {
+        let user = UserId::new("u");
         let presence = ServerFrame::new(ReplyStatus::Presence, "Online.").with_fields(Presence {
-            user_id: "u",
+            user_id: &user,
             online: true,
         });
         assert_eq!(
@@ -264,7 +268,7 @@ mod tests {
         );
         let ready = ServerFrame::new(shared_proto::routing::SESSION_READY, "Groups.").with_fields(
             SessionReady {
-                group_ids: vec!["g".into()],
+                group_ids: vec![GroupId::new("g")],
             },
         );
         assert_eq!(

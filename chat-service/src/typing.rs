@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use shared_proto::action::chat::ConversationTarget;
+use shared_proto::action::{ConversationId, UserId};
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
 use shared_proto::status::ReplyStatus;
@@ -24,7 +25,7 @@ pub async fn typing(
     input: ConversationTarget,
 ) -> Result<Outcome, ActionError> {
     let me = &call.me.user_id;
-    let conversation = authorize_read(service, me, input.conversation_id.as_str()).await?;
+    let conversation = authorize_read(service, me, &input.conversation_id).await?;
     let forwarded = first_in_window(service, me, &conversation.id).await?;
     let reply = ServerFrame::new(ReplyStatus::TypingSent, "Typing noted.").with_fields(
         replies::TypingSent {
@@ -55,10 +56,13 @@ pub async fn typing(
 /// last [`FORWARD_EVERY`]; marks this one as forwarded.
 async fn first_in_window(
     service: &ChatService,
-    user_id: &str,
-    conversation_id: &str,
+    user_id: &UserId,
+    conversation_id: &ConversationId,
 ) -> Result<bool, ActionError> {
-    let key = service.bus.names().typing(user_id, conversation_id);
+    let key = service
+        .bus
+        .names()
+        .typing(user_id.as_str(), conversation_id.as_str());
     service
         .bus
         .first_within(&key, FORWARD_EVERY)

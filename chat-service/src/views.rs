@@ -3,6 +3,7 @@
 //! the order on the wire (`tests/tests/wire_format.rs` pins it).
 
 use serde::Serialize;
+use shared_proto::action::{ConversationId, GroupId, MessageId, UserId};
 
 use crate::store::{Conversation, Group, Message, MessagePreview, UserCard};
 
@@ -11,7 +12,7 @@ use crate::store::{Conversation, Group, Message, MessagePreview, UserCard};
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct UserView {
-    pub user_id: String,
+    pub user_id: UserId,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nickname: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -41,21 +42,21 @@ impl UserView {
     }
 
     /// The card of `user_id` among `cards`, or the id alone.
-    pub fn find(cards: &[UserCard], user_id: &str) -> Self {
+    pub fn find(cards: &[UserCard], user_id: &UserId) -> Self {
         cards
             .iter()
-            .find(|c| c.id == user_id)
+            .find(|c| c.id == *user_id)
             .map_or_else(|| UserView::id_only(user_id), UserView::of)
     }
 
     /// `card` if there is one, else the id alone.
-    pub fn of_or_id(card: Option<&UserCard>, user_id: &str) -> Self {
+    pub fn of_or_id(card: Option<&UserCard>, user_id: &UserId) -> Self {
         card.map_or_else(|| UserView::id_only(user_id), UserView::of)
     }
 
-    fn id_only(user_id: &str) -> Self {
+    fn id_only(user_id: &UserId) -> Self {
         UserView {
-            user_id: user_id.to_owned(),
+            user_id: user_id.clone(),
             nickname: None,
             profile_url: None,
             online: None,
@@ -67,7 +68,7 @@ impl UserView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileView {
-    pub user_id: String,
+    pub user_id: UserId,
     pub nickname: String,
 }
 
@@ -75,10 +76,10 @@ pub struct ProfileView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageView<'a> {
-    pub message_id: &'a str,
-    pub conversation_id: &'a str,
+    pub message_id: &'a MessageId,
+    pub conversation_id: &'a ConversationId,
     pub seq: i64,
-    pub sender_id: &'a str,
+    pub sender_id: &'a UserId,
     pub client_msg_id: &'a str,
     pub text: &'a str,
     pub attachments: &'a [crate::store::Attachment],
@@ -104,9 +105,9 @@ impl<'a> MessageView<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationRef<'a> {
-    pub conversation_id: &'a str,
+    pub conversation_id: &'a ConversationId,
     pub kind: &'a str,
-    pub group_id: Option<&'a str>,
+    pub group_id: Option<&'a GroupId>,
     pub temporary: bool,
 }
 
@@ -114,9 +115,9 @@ pub struct ConversationRef<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationView<'a> {
-    pub conversation_id: &'a str,
+    pub conversation_id: &'a ConversationId,
     pub kind: &'a str,
-    pub group_id: Option<&'a str>,
+    pub group_id: Option<&'a GroupId>,
     pub group_name: Option<&'a str>,
     /// The other user of a direct conversation.
     pub with: Option<UserView>,
@@ -137,7 +138,7 @@ impl<'a> ConversationView<'a> {
         ConversationView {
             conversation_id: &conversation.id,
             kind: &conversation.kind,
-            group_id: conversation.group_id.as_deref(),
+            group_id: conversation.group_id.as_ref(),
             group_name,
             with,
             temporary: conversation.temporary,
@@ -152,9 +153,9 @@ impl<'a> ConversationView<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PreviewView<'a> {
-    pub message_id: &'a str,
+    pub message_id: &'a MessageId,
     pub seq: i64,
-    pub sender_id: &'a str,
+    pub sender_id: &'a UserId,
     pub text: &'a str,
     pub sent_at: i64,
 }
@@ -175,7 +176,7 @@ impl<'a> PreviewView<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GroupSummary<'a> {
-    pub group_id: &'a str,
+    pub group_id: &'a GroupId,
     pub name: &'a str,
     pub description: &'a str,
     pub member_count: usize,
@@ -193,7 +194,7 @@ pub struct GroupView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<UserView>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub admins: Option<&'a [String]>,
+    pub admins: Option<&'a [UserId]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join_requests: Option<Vec<UserView>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -221,7 +222,7 @@ impl<'a> GroupView<'a> {
         online: &[bool],
         admin: bool,
     ) -> Self {
-        let views = |ids: &[String]| -> Vec<UserView> {
+        let views = |ids: &[UserId]| -> Vec<UserView> {
             ids.iter().map(|id| UserView::find(cards, id)).collect()
         };
         let members = group
@@ -249,7 +250,7 @@ mod tests {
 
     fn card(id: &str, nickname: &str) -> UserCard {
         UserCard {
-            id: id.into(),
+            id: UserId::new(id),
             profile: PublicProfile {
                 nickname: nickname.into(),
                 profile_url: "/imgs/default".into(),
@@ -265,11 +266,11 @@ mod tests {
     fn a_user_is_shown_with_public_fields_or_by_id_alone() {
         let cards = [card("admin", "Ada")];
         assert_eq!(
-            to_text(UserView::find(&cards, "admin")),
+            to_text(UserView::find(&cards, &UserId::new("admin"))),
             r#"{"userId":"admin","nickname":"Ada","profileUrl":"/imgs/default"}"#
         );
         assert_eq!(
-            to_text(UserView::find(&cards, "member")),
+            to_text(UserView::find(&cards, &UserId::new("member"))),
             r#"{"userId":"member"}"#
         );
     }

@@ -184,7 +184,7 @@ impl Hub {
         if let Some(handle) = handle {
             metrics::gauge!("switchyard_gateway_connections").decrement(1.0);
             if let Some(old) = handle.set_session(None) {
-                self.forget_login(connection_id, &old.identity.user_id);
+                self.forget_login(connection_id, old.identity.user_id.as_str());
             }
         }
         lock(&self.pending).retain(|_, p| p.connection_id != connection_id);
@@ -207,9 +207,9 @@ impl Hub {
         let Some(handle) = self.connection(connection_id) else {
             return false;
         };
-        let user_id = session.identity.user_id.clone();
+        let user_id = session.identity.user_id.as_str().to_owned();
         if let Some(old) = handle.set_session(Some(session)) {
-            self.forget_login(connection_id, &old.identity.user_id);
+            self.forget_login(connection_id, old.identity.user_id.as_str());
         }
         let mut registry = lock(&self.registry);
         let connections = registry.users.entry(user_id.clone()).or_default();
@@ -295,7 +295,7 @@ impl Hub {
     pub fn log_out(&self, connection_id: u64) {
         if let Some(handle) = self.connection(connection_id) {
             if let Some(old) = handle.set_session(None) {
-                self.forget_login(connection_id, &old.identity.user_id);
+                self.forget_login(connection_id, old.identity.user_id.as_str());
             }
         }
     }

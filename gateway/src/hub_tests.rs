@@ -8,7 +8,7 @@ use super::*;
 
 fn identity(user: &str, session: &str) -> Identity {
     Identity {
-        user_id: user.into(),
+        user_id: shared_proto::action::UserId::new(user),
         session_id: session.into(),
         email: format!("{user}@example.com"),
     }

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
+use shared_proto::action::UserId;
 use shared_proto::bus::Bus;
 use shared_proto::envelope::{ActionRequest, Identity, Origin};
 use shared_proto::routing::{PRESENCE_CHANGED, Service};
@@ -210,7 +211,7 @@ impl Leases {
                 connection_id: 0,
             },
             Some(Identity {
-                user_id: user_id.to_owned(),
+                user_id: UserId::new(user_id),
                 session_id: String::new(),
                 email: String::new(),
             }),

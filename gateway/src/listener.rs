@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use shared_proto::action::UserId;
 use shared_proto::bus::Bus;
 use shared_proto::envelope::{SessionChange, ToGateway};
 use tokio::sync::mpsc;
@@ -140,7 +141,12 @@ pub fn dispatch(hub: &Hub, logins: &Arc<Logins>, channel: &str, payload: &[u8]) 
             if let Some(user_id) = channel.strip_prefix(&user_prefix) {
                 hub.deliver_to_user(user_id, &frame, except.as_ref());
             } else if let Some(group_id) = channel.strip_prefix(&group_prefix) {
-                hub.deliver_to_group(group_id, &frame, except.as_ref(), skip_user.as_deref());
+                hub.deliver_to_group(
+                    group_id,
+                    &frame,
+                    except.as_ref(),
+                    skip_user.as_ref().map(UserId::as_str),
+                );
             } else {
                 warn!(channel, "an event on a channel that carries none");
             }
@@ -154,6 +160,6 @@ pub fn dispatch(hub: &Hub, logins: &Arc<Logins>, channel: &str, payload: &[u8]) 
             user_id,
             group_id,
             member,
-        } => hub.set_membership(&user_id, &group_id, member),
+        } => hub.set_membership(user_id.as_str(), group_id.as_str(), member),
     }
 }

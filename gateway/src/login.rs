@@ -103,14 +103,19 @@ impl Logins {
         session: Session,
     ) {
         let identity = session.identity.clone();
-        if !self.leases.acquire(&identity.user_id, handle.id).await {
+        if !self
+            .leases
+            .acquire(identity.user_id.as_str(), handle.id)
+            .await
+        {
             refuse_over_limit(&handle, &reply, self.leases.max_per_user());
             return;
         }
-        let lookup = GroupLookup::begin(&self.hub, &identity.user_id);
+        let lookup = GroupLookup::begin(&self.hub, identity.user_id.as_str());
         if !self.hub.log_in(handle.id, session) {
             // Gone meanwhile: the lease is handed back with the other ended logins.
-            self.hub.note_ended_login(&identity.user_id, handle.id);
+            self.hub
+                .note_ended_login(identity.user_id.as_str(), handle.id);
             return;
         }
         let mut reply = Some(reply);
@@ -126,7 +131,8 @@ impl Logins {
                 .groups_by(asked, retry_at, ready_by, &handle, &mut reply)
                 .await;
             if let Some(groups) = groups {
-                self.hub.apply_group_lookup(&identity.user_id, &groups);
+                self.hub
+                    .apply_group_lookup(identity.user_id.as_str(), &groups);
                 if reply.is_some() {
                     self.settled(ready_by).await;
                 }

@@ -8,12 +8,13 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::action::{GroupId, UserId};
 use crate::client::ServerFrame;
 
 /// Who is behind a logged-in connection, as established by auth-service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
-    pub user_id: String,
+    pub user_id: UserId,
     /// Identifies the session without revealing its token.
     pub session_id: String,
     pub email: String,
@@ -109,7 +110,7 @@ pub enum ToGateway {
         except: Option<Origin>,
         /// A user none of whose connections get it (told some other way).
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        skip_user: Option<String>,
+        skip_user: Option<UserId>,
     },
     /// A session ended (logout, expiry): every connection using it becomes
     /// anonymous at once, on every gateway. Sent on the user's channel.
@@ -118,8 +119,8 @@ pub enum ToGateway {
     /// connections start or stop delivering that group's events to them.
     /// Sent on the user's channel, before any event that depends on it.
     Membership {
-        user_id: String,
-        group_id: String,
+        user_id: UserId,
+        group_id: GroupId,
         member: bool,
     },
 }
@@ -136,7 +137,7 @@ mod tests {
             frame: ServerFrame::new("USER_LOGGED", "You logged."),
             session: Some(SessionChange::Open {
                 identity: Identity {
-                    user_id: "u".into(),
+                    user_id: UserId::new("u"),
                     session_id: "s".into(),
                     email: "e@x.io".into(),
                 },

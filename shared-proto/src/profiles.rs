@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::action::UserId;
 use crate::envelope::{ActionRequest, Identity};
 use crate::routing::PROFILE_CHANGED;
 
@@ -12,7 +13,7 @@ use crate::routing::PROFILE_CHANGED;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ProfileChanged {
-    pub user_id: String,
+    pub user_id: UserId,
     /// Lower-case. chat-service finds a user by exact address and never
     /// shows it to anyone.
     pub email: String,
@@ -76,7 +77,7 @@ mod tests {
                 connection_id: 3,
             },
             identity: Some(Identity {
-                user_id: "u".into(),
+                user_id: UserId::new("u"),
                 session_id: "s".into(),
                 email: "ana@example.com".into(),
             }),
@@ -85,7 +86,7 @@ mod tests {
             client_addr: Some("127.0.0.1".into()),
         };
         let change = ProfileChanged {
-            user_id: "u".into(),
+            user_id: UserId::new("u"),
             email: "ana@example.com".into(),
             nickname: "Ana".into(),
             profile_url: "/imgs/default".into(),

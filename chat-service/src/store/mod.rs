@@ -28,6 +28,7 @@ use futures_util::TryStreamExt;
 use mongodb::bson::{Document, doc};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
+use shared_proto::action::{ConversationId, GroupId, UserId};
 use shared_proto::settings::MongoSettings;
 use shared_proto::store::ClientSettings;
 pub use shared_proto::store::{StoreError, is_duplicate_key};
@@ -103,17 +104,17 @@ impl Store {
         shared_proto::store::ping(&self.database).await
     }
 
-    pub async fn user(&self, id: &str) -> Result<Option<UserCard>, StoreError> {
-        Ok(self.people.find_one(doc! {"_id": id}).await?)
+    pub async fn user(&self, id: &UserId) -> Result<Option<UserCard>, StoreError> {
+        Ok(self.people.find_one(doc! {"_id": id.as_str()}).await?)
     }
 
-    pub async fn users_by_ids(&self, ids: &[String]) -> Result<Vec<UserCard>, StoreError> {
+    pub async fn users_by_ids(&self, ids: &[UserId]) -> Result<Vec<UserCard>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         Ok(self
             .people
-            .find(doc! {"_id": {"$in": ids}})
+            .find(doc! {"_id": {"$in": as_strs(ids)}})
             .await?
             .try_collect()
             .await?)
@@ -125,7 +126,7 @@ impl Store {
         let replaced = self
             .people_written
             .replace_one(
-                doc! {"_id": &person.id, "version": {"$lt": person.version}},
+                doc! {"_id": person.id.as_str(), "version": {"$lt": person.version}},
                 person,
             )
             .upsert(true)
@@ -161,68 +162,75 @@ impl Store {
         Ok(self.people.find_one(doc! {"email": email}).await?)
     }
 
-    pub async fn friendship(&self, a: &str, b: &str) -> Result<Option<Friendship>, StoreError> {
+    pub async fn friendship(
+        &self,
+        a: &UserId,
+        b: &UserId,
+    ) -> Result<Option<Friendship>, StoreError> {
         Ok(self
             .friendships
             .find_one(doc! {"_id": Friendship::pair_id(a, b)})
             .await?)
     }
 
-    pub async fn friendships_of(&self, user: &str) -> Result<Vec<Friendship>, StoreError> {
+    pub async fn friendships_of(&self, user: &UserId) -> Result<Vec<Friendship>, StoreError> {
         Ok(self
             .friendships
-            .find(doc! {"users": user})
+            .find(doc! {"users": user.as_str()})
             .await?
             .try_collect()
             .await?)
     }
 
-    pub async fn are_friends(&self, a: &str, b: &str) -> Result<bool, StoreError> {
+    pub async fn are_friends(&self, a: &UserId, b: &UserId) -> Result<bool, StoreError> {
         Ok(self.friendship(a, b).await?.is_some_and(|f| f.accepted))
     }
 
-    pub async fn group(&self, id: &str) -> Result<Option<Group>, StoreError> {
-        Ok(self.groups.find_one(doc! {"_id": id}).await?)
+    pub async fn group(&self, id: &GroupId) -> Result<Option<Group>, StoreError> {
+        Ok(self.groups.find_one(doc! {"_id": id.as_str()}).await?)
     }
 
-    pub async fn groups_of(&self, user: &str) -> Result<Vec<Group>, StoreError> {
+    pub async fn groups_of(&self, user: &UserId) -> Result<Vec<Group>, StoreError> {
         Ok(self
             .groups
-            .find(doc! {"members": user})
+            .find(doc! {"members": user.as_str()})
             .await?
             .try_collect()
             .await?)
     }
 
-    pub async fn memberships(&self, user: &str) -> Result<Option<Memberships>, StoreError> {
-        Ok(self.memberships.find_one(doc! {"_id": user}).await?)
+    pub async fn memberships(&self, user: &UserId) -> Result<Option<Memberships>, StoreError> {
+        Ok(self
+            .memberships
+            .find_one(doc! {"_id": user.as_str()})
+            .await?)
     }
 
     /// Records where `user` stands in `group` as written (see [`Memberships`]).
-    pub async fn record_membership(&self, user: &str, group: &Group) -> Result<(), StoreError> {
+    pub async fn record_membership(&self, user: &UserId, group: &Group) -> Result<(), StoreError> {
         let entries = membership_entries(user, std::slice::from_ref(group));
-        upsert_by_id(&self.memberships, user, doc! {"$max": entries}).await
+        upsert_by_id(&self.memberships, user.as_str(), doc! {"$max": entries}).await
     }
 
     /// Fills in a user's memberships from `groups`, every group they are a
     /// member of, read after the user's memberships were found incomplete.
     pub async fn complete_memberships(
         &self,
-        user: &str,
+        user: &UserId,
         groups: &[Group],
     ) -> Result<(), StoreError> {
         let mut update = doc! {"$set": {"complete": true}};
         if !groups.is_empty() {
             update.insert("$max", membership_entries(user, groups));
         }
-        upsert_by_id(&self.memberships, user, update).await
+        upsert_by_id(&self.memberships, user.as_str(), update).await
     }
 
     /// True if the two users are both members of at least one group.
-    pub async fn share_a_group(&self, a: &str, b: &str) -> Result<bool, StoreError> {
+    pub async fn share_a_group(&self, a: &UserId, b: &UserId) -> Result<bool, StoreError> {
         Ok(self
             .groups
-            .find_one(doc! {"$and": [{"members": a}, {"members": b}]})
+            .find_one(doc! {"$and": [{"members": a.as_str()}, {"members": b.as_str()}]})
             .await?
             .is_some())
     }
@@ -260,13 +268,22 @@ impl Store {
     ) -> Result<bool, StoreError> {
         let result = self
             .groups
-            .replace_one(doc! {"_id": &group.id, "version": expected_version}, group)
+            .replace_one(
+                doc! {"_id": group.id.as_str(), "version": expected_version},
+                group,
+            )
             .await?;
         Ok(result.matched_count == 1)
     }
 
-    pub async fn conversation(&self, id: &str) -> Result<Option<Conversation>, StoreError> {
-        Ok(self.conversations.find_one(doc! {"_id": id}).await?)
+    pub async fn conversation(
+        &self,
+        id: &ConversationId,
+    ) -> Result<Option<Conversation>, StoreError> {
+        Ok(self
+            .conversations
+            .find_one(doc! {"_id": id.as_str()})
+            .await?)
     }
 
     /// Creates the conversation if it does not exist yet.
@@ -280,12 +297,12 @@ impl Store {
 
     pub async fn set_temporary(
         &self,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         temporary: bool,
     ) -> Result<(), StoreError> {
         self.conversations
             .update_one(
-                doc! {"_id": conversation_id},
+                doc! {"_id": conversation_id.as_str()},
                 doc! {"$set": {"temporary": temporary}},
             )
             .await?;
@@ -294,11 +311,11 @@ impl Store {
 
     pub async fn direct_conversations_of(
         &self,
-        user: &str,
+        user: &UserId,
     ) -> Result<Vec<Conversation>, StoreError> {
         Ok(self
             .conversations
-            .find(doc! {"participants": user})
+            .find(doc! {"participants": user.as_str()})
             .await?
             .try_collect()
             .await?)
@@ -306,14 +323,14 @@ impl Store {
 
     pub async fn conversations_by_ids(
         &self,
-        ids: &[String],
+        ids: &[ConversationId],
     ) -> Result<Vec<Conversation>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         Ok(self
             .conversations
-            .find(doc! {"_id": {"$in": ids}})
+            .find(doc! {"_id": {"$in": as_strs(ids)}})
             .await?
             .try_collect()
             .await?)
@@ -321,7 +338,7 @@ impl Store {
 
     pub async fn message_by_client_id(
         &self,
-        sender: &str,
+        sender: &UserId,
         client_msg_id: &str,
     ) -> Result<Option<Message>, StoreError> {
         Ok(self
@@ -351,13 +368,13 @@ impl Store {
     /// on the preview compares its first field, `seq`.
     pub async fn record_last_message(
         &self,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         preview: &MessagePreview,
     ) -> Result<(), StoreError> {
         let preview_doc = mongodb::bson::to_document(preview)?;
         self.conversations
             .update_one(
-                doc! {"_id": conversation_id},
+                doc! {"_id": conversation_id.as_str()},
                 doc! {"$max": {"last_seq": preview.seq, "last_message": preview_doc, "updated_at_ms": preview.sent_at_ms}},
             )
             .await?;
@@ -367,13 +384,13 @@ impl Store {
     /// A page of history: messages before `before_seq`, newest first.
     pub async fn history(
         &self,
-        conversation_id: &str,
+        conversation_id: &ConversationId,
         before_seq: i64,
         limit: i64,
     ) -> Result<Vec<Message>, StoreError> {
         Ok(self
             .messages
-            .find(doc! {"conversation_id": conversation_id, "seq": {"$lt": before_seq}})
+            .find(doc! {"conversation_id": conversation_id.as_str(), "seq": {"$lt": before_seq}})
             .sort(doc! {"seq": -1})
             .limit(limit)
             .await?
@@ -384,21 +401,21 @@ impl Store {
     /// Marks a conversation read up to `seq` (never moving backwards).
     pub async fn mark_read(
         &self,
-        conversation_id: &str,
-        user_id: &str,
+        conversation_id: &ConversationId,
+        user_id: &UserId,
         seq: i64,
     ) -> Result<(), StoreError> {
         let update = doc! {
             "$max": {"last_read_seq": seq},
-            "$setOnInsert": {"conversation_id": conversation_id, "user_id": user_id},
+            "$setOnInsert": {"conversation_id": conversation_id.as_str(), "user_id": user_id.as_str()},
         };
         upsert_by_id(&self.reads, &format!("{conversation_id}|{user_id}"), update).await
     }
 
-    pub async fn reads_of(&self, user_id: &str) -> Result<Vec<ReadMark>, StoreError> {
+    pub async fn reads_of(&self, user_id: &UserId) -> Result<Vec<ReadMark>, StoreError> {
         Ok(self
             .reads
-            .find(doc! {"user_id": user_id})
+            .find(doc! {"user_id": user_id.as_str()})
             .await?
             .try_collect()
             .await?)
@@ -417,8 +434,13 @@ fn regex_escape(text: &str) -> String {
     escaped
 }
 
+/// Ids as the strings a query compares documents' fields with.
+fn as_strs(ids: &[impl AsRef<str>]) -> Vec<&str> {
+    ids.iter().map(AsRef::as_ref).collect()
+}
+
 /// The `$max` operand moving `user`'s entries for `groups` forward.
-fn membership_entries(user: &str, groups: &[Group]) -> Document {
+fn membership_entries(user: &UserId, groups: &[Group]) -> Document {
     groups
         .iter()
         .map(|group| {
@@ -451,22 +473,24 @@ async fn upsert_by_id<T: Send + Sync>(
 /// Documents for the tests of this crate.
 #[cfg(test)]
 pub(crate) mod fixtures {
+    use shared_proto::action::{GroupId, UserId};
+
     use super::documents::Group;
 
     /// A group with one admin, one other member, one banned user and one
     /// waiting to join.
     pub(crate) fn group() -> Group {
         Group {
-            id: "g".into(),
+            id: GroupId::new("g"),
             name: "G".into(),
             name_lower: "g".into(),
             description: String::new(),
-            created_by: "admin".into(),
+            created_by: UserId::new("admin"),
             created_at_ms: 0,
-            admins: vec!["admin".into()],
-            members: vec!["admin".into(), "member".into()],
-            banned: vec!["outcast".into()],
-            join_requests: vec!["asker".into()],
+            admins: vec![UserId::new("admin")],
+            members: vec![UserId::new("admin"), UserId::new("member")],
+            banned: vec![UserId::new("outcast")],
+            join_requests: vec![UserId::new("asker")],
             version: 0,
             recent_actions: Vec::new(),
         }

@@ -37,6 +37,20 @@ macro_rules! id_type {
                 &self.0
             }
         }
+
+        // Comparing with text is for checks and tests; only the same type
+        // of id can be passed where one is expected.
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
     };
 }
 

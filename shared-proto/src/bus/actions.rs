@@ -124,7 +124,7 @@ impl<S: ActionService> EntryHandler<ActionRequest> for ActionHandler<S> {
             .identity
             .as_ref()
             .filter(|_| request.action != crate::routing::SESSION_STARTED)
-            .map(|i| i.user_id.clone());
+            .map(|i| i.user_id.as_str().to_owned());
         let deadline = request
             .deadline_ms
             .unwrap_or_else(|| request.received_at_ms.saturating_add(self.stale_after_ms));
@@ -263,7 +263,7 @@ mod tests {
                 connection_id: 1,
             },
             identity: user.map(|u| Identity {
-                user_id: u.into(),
+                user_id: crate::action::UserId::new(u),
                 session_id: "s".into(),
                 email: "e@example.com".into(),
             }),

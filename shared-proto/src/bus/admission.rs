@@ -98,7 +98,10 @@ impl Bus {
         invocation.key(self.names.action_stream(service));
         if let Some(identity) = &request.identity {
             invocation
-                .key(self.names.user_bucket(&identity.user_id, class.name()))
+                .key(
+                    self.names
+                        .user_bucket(identity.user_id.as_str(), class.name()),
+                )
                 .key(self.names.revoked_session(&identity.session_id));
         }
         let budget = limits.budget;

@@ -5,18 +5,19 @@
 //! This reads them, so any service can tell who is online in one round trip.
 
 use super::{Bus, BusError, bounded};
+use crate::action::UserId;
 
 impl Bus {
     /// For each of `user_ids`, in order: true if the user holds a lease that
     /// has not lapsed.
-    pub async fn online(&self, user_ids: &[String]) -> Result<Vec<bool>, BusError> {
+    pub async fn online(&self, user_ids: &[UserId]) -> Result<Vec<bool>, BusError> {
         if user_ids.is_empty() {
             return Ok(Vec::new());
         }
         let now = crate::now_ms();
         let mut pipe = redis::pipe();
         for user_id in user_ids {
-            pipe.zcount(self.names().user_connections(user_id), now, "+inf");
+            pipe.zcount(self.names().user_connections(user_id.as_str()), now, "+inf");
         }
         let mut connection = self.connection();
         let counts: Vec<u64> = bounded(pipe.query_async(&mut connection)).await?;
