@@ -218,12 +218,12 @@ pub async fn logout(
         "Your account session is closed.",
     ))
     // Every other connection using this session, on any gateway.
-    .with_event(Publication {
-        channel: service.bus.names().user_channel(session.user_id.as_str()),
-        message: ToGateway::SessionRevoked {
+    .with_event(Publication::live(
+        service.bus.names().user_channel(session.user_id.as_str()),
+        ToGateway::SessionRevoked {
             session_id: token_hash.clone(),
         },
-    });
+    ));
     let sender_used_it = request
         .identity
         .as_ref()

@@ -18,7 +18,9 @@ pub async fn run_until_stopped(
     settings: Settings,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let bus = Bus::connect(&settings.redis.url, settings.bus.names(), &shutdown).await?;
+    let bus = Bus::connect(&settings.redis.url, settings.bus.names(), &shutdown)
+        .await?
+        .with_history_limits(settings.bus.history());
     let store = Store::connect(&settings.mongodb).await?;
     // Without the unique e-mail index, concurrent registrations could create
     // two accounts: take no action before it exists.

@@ -1,9 +1,12 @@
-//! Every event chat-service pushes is built here, so that a per-user position
-//! can later be stamped on each in one place.
+//! Every event chat-service pushes is built here.
 //!
 //! Direct events go on a user's channel (every connection of that user, on
 //! any gateway); group events go once on the group's channel, and each
 //! gateway fans them out to its own connections of the group's members.
+//!
+//! Events are kept (in the user's or the group's history, once) so that a
+//! client that missed them can `SYNC`; signals (typing, presence) are live
+//! only: replayed later they would tell something no longer true.
 
 use shared_proto::action::{GroupId, UserId};
 use shared_proto::bus::Publication;
@@ -38,13 +41,26 @@ impl Events {
         except: Option<&Origin>,
     ) -> Publication {
         Publication {
-            channel: self.names.user_channel(user_id.as_str()),
-            message: ToGateway::Event {
+            kept_in: Some(self.names.user_history(user_id.as_str())),
+            ..self.signal_to_user(user_id, frame, except)
+        }
+    }
+
+    /// A live-only signal for every connection of `user_id` but `except`.
+    pub fn signal_to_user(
+        &self,
+        user_id: &UserId,
+        frame: ServerFrame,
+        except: Option<&Origin>,
+    ) -> Publication {
+        Publication::live(
+            self.names.user_channel(user_id.as_str()),
+            ToGateway::Event {
                 frame,
                 except: except.cloned(),
                 skip_user: None,
             },
-        }
+        )
     }
 
     /// An event for every connection of every member of a group.
@@ -54,14 +70,7 @@ impl Events {
         frame: ServerFrame,
         except: Option<&Origin>,
     ) -> Publication {
-        Publication {
-            channel: self.names.group_channel(group_id.as_str()),
-            message: ToGateway::Event {
-                frame,
-                except: except.cloned(),
-                skip_user: None,
-            },
-        }
+        self.to_group_skipping_any(group_id, frame, None, except)
     }
 
     /// An event for every member of a group but one user, who is told
@@ -74,18 +83,31 @@ impl Events {
         skip_user: &UserId,
         except: Option<&Origin>,
     ) -> Publication {
+        self.to_group_skipping_any(group_id, frame, Some(skip_user), except)
+    }
+
+    fn to_group_skipping_any(
+        &self,
+        group_id: &GroupId,
+        frame: ServerFrame,
+        skip_user: Option<&UserId>,
+        except: Option<&Origin>,
+    ) -> Publication {
         Publication {
             channel: self.names.group_channel(group_id.as_str()),
             message: ToGateway::Event {
                 frame,
                 except: except.cloned(),
-                skip_user: Some(skip_user.clone()),
+                skip_user: skip_user.cloned(),
             },
+            kept_in: Some(self.names.group_history(group_id.as_str())),
         }
     }
 
     /// Tells the gateways of `user_id` to start or stop delivering the
-    /// group's events to that user. Published before anything that relies on it.
+    /// group's events to that user. Published before anything that relies
+    /// on it, and kept: a `SYNC` replays the group's events of the time the
+    /// user was a member only.
     pub fn membership(&self, user_id: &UserId, group_id: &GroupId, member: bool) -> Publication {
         Publication {
             channel: self.names.user_channel(user_id.as_str()),
@@ -94,6 +116,7 @@ impl Events {
                 group_id: group_id.clone(),
                 member,
             },
+            kept_in: Some(self.names.user_history(user_id.as_str())),
         }
     }
 
@@ -108,17 +131,32 @@ impl Events {
         skip_user: Option<&UserId>,
         except: Option<&Origin>,
     ) -> Vec<Publication> {
-        match (&conversation.group_id, skip_user) {
-            (Some(group_id), Some(user)) => {
-                vec![self.to_group_skipping(group_id, frame, user, except)]
-            }
-            (Some(group_id), None) => vec![self.to_group(group_id, frame, except)],
-            (None, _) => conversation
+        match &conversation.group_id {
+            Some(group_id) => vec![self.to_group_skipping_any(group_id, frame, skip_user, except)],
+            None => conversation
                 .participants
                 .iter()
                 .filter(|p| Some(*p) != skip_user)
                 .map(|p| self.to_user_except(p, frame.clone(), except))
                 .collect(),
         }
+    }
+
+    /// A live-only signal for everyone in `conversation`, as
+    /// [`Events::to_conversation`].
+    pub fn signal_to_conversation(
+        &self,
+        conversation: &Conversation,
+        frame: ServerFrame,
+        skip_user: Option<&UserId>,
+        except: Option<&Origin>,
+    ) -> Vec<Publication> {
+        self.to_conversation(conversation, frame, skip_user, except)
+            .into_iter()
+            .map(|publication| Publication {
+                kept_in: None,
+                ..publication
+            })
+            .collect()
     }
 }

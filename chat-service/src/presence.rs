@@ -48,11 +48,11 @@ pub async fn presence_changed(
     .with_fields(replies::Presence { user_id, online });
     let mut outcome = Outcome::unanswered("PRESENCE_TOLD");
     for friendship in friendships.iter().filter(|f| f.accepted) {
-        outcome = outcome.with_event(
-            service
-                .events
-                .to_user(&friendship.other(user_id), frame.clone()),
-        );
+        outcome = outcome.with_event(service.events.signal_to_user(
+            &friendship.other(user_id),
+            frame.clone(),
+            None,
+        ));
     }
     Ok(outcome)
 }

@@ -17,7 +17,9 @@ pub async fn run_until_stopped(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let names = settings.bus.names();
-    let bus = Bus::connect(&settings.redis.url, names.clone(), &shutdown).await?;
+    let bus = Bus::connect(&settings.redis.url, names.clone(), &shutdown)
+        .await?
+        .with_history_limits(settings.bus.history());
     let store = Store::connect(&settings.mongodb).await?;
     // The unique indexes are what keep sequence numbers gapless and resends
     // single: take no action before they exist.

@@ -42,9 +42,10 @@ pub async fn typing(
             },
         );
         let origin = Some(&call.request.origin);
-        for publication in service
-            .events
-            .to_conversation(&conversation, event, Some(me), origin)
+        for publication in
+            service
+                .events
+                .signal_to_conversation(&conversation, event, Some(me), origin)
         {
             outcome = outcome.with_event(publication);
         }

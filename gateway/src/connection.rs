@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use shared_proto::bus::Bus;
 use shared_proto::bus::admission::{Admitted, Limits};
-use shared_proto::client::{ServerFrame, parse_client_frame};
+use shared_proto::client::{ClientRequest, ServerFrame, parse_client_frame};
 use shared_proto::envelope::{ActionRequest, Origin};
-use shared_proto::routing::route;
+use shared_proto::routing::{SYNC, route};
 use shared_proto::status::ErrorCode;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -209,6 +209,36 @@ enum Verdict {
     OverUserLimit,
 }
 
+/// Answers a `SYNC` here, from the event histories.
+async fn sync_frame(
+    request: ClientRequest,
+    handle: &ConnectionHandle,
+    context: &Context,
+) -> Verdict {
+    let refuse = |code, message: String| {
+        handle.send(
+            &ServerFrame::error(code, message).with_request_id(request.request_id.as_deref()),
+        );
+        Verdict::Taken
+    };
+    let Some(identity) = handle.identity() else {
+        return refuse(
+            ErrorCode::Unauthorized,
+            "SYNC needs a logged-in connection. Send LOGIN or FASTLOGIN first.".into(),
+        );
+    };
+    if !context.listening.load(std::sync::atomic::Ordering::Acquire) {
+        return refuse(
+            ErrorCode::ServiceUnavailable,
+            "The service is unavailable right now; nothing was done. Try again in a moment.".into(),
+        );
+    }
+    match crate::sync::sync(request, identity, handle, context).await {
+        crate::sync::Answered::Done => Verdict::Taken,
+        crate::sync::Answered::OverUserLimit => Verdict::OverUserLimit,
+    }
+}
+
 /// Checks one frame's envelope and, if it passes, puts it on the bus.
 async fn accept_frame(
     text: &str,
@@ -228,6 +258,9 @@ async fn accept_frame(
             &ServerFrame::error(code, message).with_request_id(request.request_id.as_deref()),
         );
     };
+    if request.action == SYNC {
+        return sync_frame(request, handle, context).await;
+    }
     let Some(route) = route(&request.action) else {
         reply_error(
             ErrorCode::UnknownAction,

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use shared_proto::client::ServerFrame;
 use shared_proto::envelope::Identity;
 use shared_proto::now_ms;
+use shared_proto::position::EventId;
 use shared_proto::status::close_code;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -34,6 +35,54 @@ pub enum Refused {
     Gone,
 }
 
+/// An event on its way to connections: its frame, encoded once, and its id
+/// if it was kept for `SYNC` (signals are not).
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub frame: Frame,
+    pub id: Option<EventId>,
+}
+
+impl Pushed {
+    /// An event that is not kept.
+    pub fn live(frame: Frame) -> Pushed {
+        Pushed { frame, id: None }
+    }
+}
+
+/// The most live events held back while a `SYNC` is answered (one Redis
+/// round trip): a client whose events come faster than that is too slow.
+const MAX_HELD_EVENTS: usize = 1024;
+
+/// Which of its user's kept events a connection has been sent, so that a
+/// `SYNC` replays what the client missed and nothing it has, and a live
+/// event already carried by a replay is not sent again.
+#[derive(Debug, Default)]
+struct EventCursor {
+    /// Every kept event of the user from this id to `last` was sent.
+    from: Option<EventId>,
+    last: Option<EventId>,
+    /// While a `SYNC` is answered: the live events held back until its reply
+    /// is out.
+    held: Option<Vec<Pushed>>,
+}
+
+/// The kept events a connection was sent without a gap: from `from` to
+/// `last`, both included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentRange {
+    pub from: EventId,
+    pub last: EventId,
+}
+
+/// What a `SYNC` gave the client: every kept event after `after` up to
+/// `upto` (or, with no `after`, only where things stand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    pub after: Option<EventId>,
+    pub upto: EventId,
+}
+
 /// A logged-in session on a connection.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -47,6 +96,7 @@ pub struct ConnectionHandle {
     pub id: u64,
     sink: Arc<dyn FrameSink>,
     session: Mutex<Option<Session>>,
+    events: Mutex<EventCursor>,
     /// Cancelled to make the connection's tasks stop.
     pub closed: CancellationToken,
 }
@@ -72,17 +122,79 @@ impl ConnectionHandle {
         match self.sink.push(frame) {
             Ok(()) => true,
             Err(Refused::Behind) => {
-                info!(
-                    connection = self.id,
-                    "disconnecting a client that reads too slowly"
-                );
-                metrics::counter!("switchyard_gateway_slow_clients_closed_total").increment(1);
-                self.sink
-                    .cut_off(&Frame::close(close_code::TOO_SLOW, "reading too slowly"));
-                self.closed.cancel();
+                self.cut_off_too_slow();
                 false
             }
             Err(Refused::Gone) => false,
+        }
+    }
+
+    /// Sends a pushed event, unless this connection was sent it already (by
+    /// a `SYNC` reply) or holds events back for one; true if it was sent or
+    /// held.
+    pub fn send_event(&self, event: &Pushed) -> bool {
+        let Some(id) = event.id else {
+            return self.send_frame(&event.frame);
+        };
+        let mut cursor = lock(&self.events);
+        if cursor.last.is_some_and(|last| id <= last) {
+            return false;
+        }
+        if let Some(held) = &mut cursor.held {
+            if held.len() < MAX_HELD_EVENTS {
+                held.push(event.clone());
+                return true;
+            }
+            drop(cursor);
+            self.cut_off_too_slow();
+            return false;
+        }
+        // Sent under the lock, so that a `SYNC` reply cannot overtake it.
+        let sent = self.send_frame(&event.frame);
+        if sent {
+            cursor.from.get_or_insert(id);
+            cursor.last = Some(id);
+        }
+        sent
+    }
+
+    /// Holds live events back until [`ConnectionHandle::release_events`],
+    /// and says which this connection was sent so far.
+    pub fn hold_events(&self) -> Option<SentRange> {
+        let mut cursor = lock(&self.events);
+        cursor.held.get_or_insert_with(Vec::new);
+        Some(SentRange {
+            from: cursor.from?,
+            last: cursor.last?,
+        })
+    }
+
+    /// Sends the answer to a `SYNC`, then the events held back meanwhile
+    /// that it did not carry, and lets live events through again.
+    pub fn release_events(&self, reply: &ServerFrame, replayed: Option<Replayed>) {
+        let mut cursor = lock(&self.events);
+        let held = cursor.held.take().unwrap_or_default();
+        if let Some(replayed) = replayed {
+            if let Some(after) = replayed.after {
+                let first = EventId {
+                    ms: after.ms,
+                    seq: after.seq.saturating_add(1),
+                };
+                cursor.from = Some(cursor.from.map_or(first, |from| from.min(first)));
+                cursor.last = Some(cursor.last.map_or(replayed.upto, |l| l.max(replayed.upto)));
+            }
+        }
+        self.send(reply);
+        for event in held {
+            let id = event.id.unwrap_or_default();
+            if cursor.last.is_some_and(|last| id <= last) {
+                continue;
+            }
+            if !self.send_frame(&event.frame) {
+                break;
+            }
+            cursor.from.get_or_insert(id);
+            cursor.last = Some(id);
         }
     }
 
@@ -91,6 +203,17 @@ impl ConnectionHandle {
     pub fn close(&self, code: u16, reason: &'static str) {
         // If it is refused the connection is being dropped anyway.
         let _ = self.sink.push(&Frame::close(code, reason));
+        self.closed.cancel();
+    }
+
+    fn cut_off_too_slow(&self) {
+        info!(
+            connection = self.id,
+            "disconnecting a client that reads too slowly"
+        );
+        metrics::counter!("switchyard_gateway_slow_clients_closed_total").increment(1);
+        self.sink
+            .cut_off(&Frame::close(close_code::TOO_SLOW, "reading too slowly"));
         self.closed.cancel();
     }
 
@@ -108,6 +231,7 @@ impl ConnectionHandle {
             id,
             sink,
             session: Mutex::new(None),
+            events: Mutex::new(EventCursor::default()),
             closed: CancellationToken::new(),
         }
     }
@@ -117,6 +241,8 @@ impl ConnectionHandle {
     }
 
     pub(crate) fn set_session(&self, session: Option<Session>) -> Option<Session> {
+        // What was sent to another session says nothing of this one.
+        *lock(&self.events) = EventCursor::default();
         std::mem::replace(&mut *lock(&self.session), session)
     }
 }

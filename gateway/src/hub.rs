@@ -16,8 +16,7 @@ use shared_proto::names::Names;
 use tokio::sync::{mpsc, oneshot};
 use tracing::debug;
 
-use crate::frame::Frame;
-pub use crate::handle::{ConnectionHandle, FrameSink, Refused, Session};
+pub use crate::handle::{ConnectionHandle, FrameSink, Pushed, Refused, Session};
 
 /// A channel to start or stop listening to, or a mark in the queue of
 /// such changes. The listener applies them in the order they were queued.
@@ -374,22 +373,22 @@ impl Hub {
         }
     }
 
-    /// Delivers a frame to every local connection of a user.
-    pub fn deliver_to_user(&self, user_id: &str, frame: &Frame, except: Option<&Origin>) {
+    /// Delivers an event to every local connection of a user.
+    pub fn deliver_to_user(&self, user_id: &str, event: &Pushed, except: Option<&Origin>) {
         let mut delivered = 0u64;
         for handle in self.connections_of(user_id) {
-            if !self.is_origin(&handle, except) && handle.send_frame(frame) {
+            if !self.is_origin(&handle, except) && handle.send_event(event) {
                 delivered += 1;
             }
         }
         count_deliveries(delivered);
     }
 
-    /// Delivers a frame to every local connection of every member of a group.
+    /// Delivers an event to every local connection of every member of a group.
     pub fn deliver_to_group(
         &self,
         group_id: &str,
-        frame: &Frame,
+        event: &Pushed,
         except: Option<&Origin>,
         skip_user: Option<&str>,
     ) {
@@ -400,7 +399,7 @@ impl Hub {
         for (user, handle) in audience.iter() {
             if Some(user.as_str()) != skip_user
                 && !self.is_origin(handle, except)
-                && handle.send_frame(frame)
+                && handle.send_event(event)
             {
                 delivered += 1;
             }
@@ -497,6 +496,15 @@ impl Hub {
                 .map(|g| self.names.group_channel(g)),
         );
         channels
+    }
+
+    /// The groups of a locally connected user, as far as this replica knows.
+    pub fn groups_of(&self, user_id: &str) -> Vec<String> {
+        lock(&self.registry)
+            .user_groups
+            .get(user_id)
+            .map(|groups| groups.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn connections_of(&self, user_id: &str) -> Vec<Arc<ConnectionHandle>> {

@@ -5,6 +5,7 @@ use shared_proto::envelope::Identity;
 use shared_proto::now_ms;
 
 use super::*;
+use crate::frame::Frame;
 
 fn identity(user: &str, session: &str) -> Identity {
     Identity {
@@ -98,19 +99,19 @@ fn group_events_follow_members_and_their_connections() {
     let (bob, bob_frames) = connect("bob");
     hub.set_membership("ana", "g", true);
     hub.set_membership("bob", "g", true);
-    hub.deliver_to_group("g", &Frame::text("one"), None, None);
+    hub.deliver_to_group("g", &Pushed::live(Frame::text("one")), None, None);
     assert_eq!(ana_frames.texts(), ["one"]);
     assert_eq!(bob_frames.texts(), ["one"]);
 
     // Bob's second connection gets the next event; his first, once
     // gone, gets nothing; Ana, once out of the group, gets nothing.
     let (_bob_phone, bob_phone_frames) = connect("bob");
-    hub.deliver_to_group("g", &Frame::text("two"), None, Some("ana"));
+    hub.deliver_to_group("g", &Pushed::live(Frame::text("two")), None, Some("ana"));
     assert_eq!(ana_frames.texts(), Vec::<String>::new(), "skipped");
     assert_eq!(bob_phone_frames.texts(), ["two"]);
     hub.unregister(bob.id);
     hub.set_membership("ana", "g", false);
-    hub.deliver_to_group("g", &Frame::text("three"), None, None);
+    hub.deliver_to_group("g", &Pushed::live(Frame::text("three")), None, None);
     assert_eq!(ana_frames.texts(), Vec::<String>::new(), "left the group");
     assert_eq!(bob_frames.texts(), ["two"], "only what came before it went");
     assert_eq!(bob_phone_frames.texts(), ["three"]);
@@ -255,13 +256,13 @@ fn a_membership_change_during_a_lookup_wins_over_its_answer() {
     hub.set_membership("u1", "g1", false);
     hub.apply_group_lookup("u1", &["g1".into(), "g2".into()]);
     hub.end_group_lookup("u1");
-    hub.deliver_to_group("g1", &Frame::text("one"), None, None);
-    hub.deliver_to_group("g2", &Frame::text("two"), None, None);
+    hub.deliver_to_group("g1", &Pushed::live(Frame::text("one")), None, None);
+    hub.deliver_to_group("g2", &Pushed::live(Frame::text("two")), None, None);
     assert_eq!(recorder.texts(), ["two"]);
 
     // Without a lookup under way, a change is just a change.
     hub.apply_group_lookup("u1", &["g1".into()]);
-    hub.deliver_to_group("g1", &Frame::text("three"), None, None);
+    hub.deliver_to_group("g1", &Pushed::live(Frame::text("three")), None, None);
     assert_eq!(recorder.texts(), ["three"]);
 }
 

@@ -9,6 +9,8 @@
 //!   their dispatch to the hub.
 //! - [`login`]: letting a connection in as a user, and answering its login
 //!   once it is ready.
+//! - [`sync`]: `SYNC`, the events a client missed, answered here from the
+//!   event histories; [`replay`]: which events those are.
 //! - [`socket_writer`]: writes a connection's [`frame`]s to its socket,
 //!   straight away while the socket has room.
 //! - [`http`]: the routes: the WebSocket upgrade ([`upgrade`]), `/healthz`,
@@ -24,10 +26,12 @@ pub mod leases;
 pub mod listener;
 pub mod login;
 pub mod rate_limit;
+pub mod replay;
 pub mod server;
 pub mod settings;
 pub mod socket_writer;
 pub mod startup;
+pub mod sync;
 pub mod upgrade;
 
 pub use settings::Settings;

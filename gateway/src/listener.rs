@@ -9,12 +9,13 @@ use futures_util::StreamExt;
 use shared_proto::action::UserId;
 use shared_proto::bus::Bus;
 use shared_proto::envelope::{SessionChange, ToGateway};
+use shared_proto::position::split_positioned;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::frame::Frame;
-use crate::hub::{Hub, Session, SubscriptionChange};
+use crate::hub::{Hub, Pushed, Session, SubscriptionChange};
 use crate::login::Logins;
 
 /// Runs until `shutdown`, keeping the subscriptions in step with the hub.
@@ -85,6 +86,7 @@ pub async fn run(
 /// Hands one bus message to the hub. Malformed messages are logged and
 /// dropped: they come from a peer's bug, not from a client.
 pub fn dispatch(hub: &Hub, logins: &Arc<Logins>, channel: &str, payload: &[u8]) {
+    let (position, payload) = split_positioned(payload);
     let message: ToGateway = match serde_json::from_slice(payload) {
         Ok(message) => message,
         Err(err) => {
@@ -137,13 +139,19 @@ pub fn dispatch(hub: &Hub, logins: &Arc<Logins>, channel: &str, payload: &[u8]) 
             skip_user,
         } => {
             // Encoded once, whatever the number of sockets it goes to.
-            let frame = Frame::text(&frame.to_text());
+            let event = match position {
+                Some(position) => Pushed {
+                    frame: Frame::text(&crate::sync::positioned(frame, &position).to_text()),
+                    id: Some(position.id),
+                },
+                None => Pushed::live(Frame::text(&frame.to_text())),
+            };
             if let Some(user_id) = channel.strip_prefix(&user_prefix) {
-                hub.deliver_to_user(user_id, &frame, except.as_ref());
+                hub.deliver_to_user(user_id, &event, except.as_ref());
             } else if let Some(group_id) = channel.strip_prefix(&group_prefix) {
                 hub.deliver_to_group(
                     group_id,
-                    &frame,
+                    &event,
                     except.as_ref(),
                     skip_user.as_ref().map(UserId::as_str),
                 );

@@ -42,7 +42,9 @@ impl Application {
             .clone()
             .unwrap_or_else(|| format!("gw-{}", uuid::Uuid::new_v4().simple()));
         let names = settings.bus.names();
-        let bus = Bus::connect(&settings.redis.url, names.clone(), &shutdown).await?;
+        let bus = Bus::connect(&settings.redis.url, names.clone(), &shutdown)
+            .await?
+            .with_history_limits(settings.bus.history());
         let listener = TcpListener::bind(&settings.gateway.listen).await?;
         let (changes_tx, subscription_changes) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub::new(gateway_id, names, changes_tx));

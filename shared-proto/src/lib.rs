@@ -9,6 +9,7 @@
 //! - [`envelope`]: what the gateway puts on the bus and what services send back.
 //! - [`names`]: Redis stream and channel names, in one place.
 //! - [`profiles`]: what auth-service tells chat-service of a user's profile.
+//! - [`position`]: where a pushed event stands, for `SYNC`.
 //!
 //! With the `runtime` feature, also the pieces every binary shares: the Redis
 //! bus client and stream worker ([`bus`]), layered settings ([`settings`]),
@@ -22,6 +23,7 @@ pub mod client;
 pub mod envelope;
 pub mod mail;
 pub mod names;
+pub mod position;
 pub mod profiles;
 pub mod routing;
 pub mod status;

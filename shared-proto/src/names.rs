@@ -97,6 +97,34 @@ impl Names {
         format!("{}:profiles:published", self.prefix)
     }
 
+    /// The events kept for one user's `SYNC`: a stream whose entry ids come
+    /// from [`Names::event_clock`].
+    pub fn user_history(&self, user_id: &str) -> String {
+        format!("{}:history:user:{user_id}", self.prefix)
+    }
+
+    /// The events kept for the members of one group, once per group.
+    pub fn group_history(&self, group_id: &str) -> String {
+        format!("{}:history:group:{group_id}", self.prefix)
+    }
+
+    /// The one clock every kept event takes its id from, so that ids order
+    /// events across histories (a stream holding only its last entry).
+    pub fn event_clock(&self) -> String {
+        format!("{}:history:clock", self.prefix)
+    }
+
+    /// The life of the histories: set anew when Redis has lost them.
+    pub fn history_epoch(&self) -> String {
+        format!("{}:history:epoch", self.prefix)
+    }
+
+    /// Set once a stream entry's messages were published, so that handling
+    /// it again after a crash does not publish (and keep) them twice.
+    pub fn published_marker(&self, stream: &str, entry_id: &str) -> String {
+        format!("{}:published:{stream}:{entry_id}", self.prefix)
+    }
+
     /// The channel a gateway listens on for replies to its own connections.
     pub fn gateway_channel(&self, gateway_id: &str) -> String {
         format!("{}:gw:{gateway_id}", self.prefix)

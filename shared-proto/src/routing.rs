@@ -174,6 +174,14 @@ pub const PROFILE_CHANGED: &str = "PROFILE_CHANGED";
 /// tells friends the truth, which the handler reads anew.
 pub const PRESENCE_CHANGED: &str = "PRESENCE_CHANGED";
 
+/// Answered by the gateway itself from the event histories (see
+/// `bus::history`): the events a client missed since a position.
+pub const SYNC: &str = "SYNC";
+
+/// Client actions a gateway answers itself, with the class of the user's
+/// budget they are charged to. They need a logged-in connection.
+pub const GATEWAY_ACTIONS: &[(&str, ActionClass)] = &[(SYNC, ActionClass::Read)];
+
 /// Actions services send each other, with the service that takes them.
 pub const INTERNAL_ACTIONS: &[(&str, Service, ActionClass)] = &[
     (SESSION_STARTED, Service::Chat, ActionClass::Read),
@@ -222,6 +230,7 @@ pub fn known_action(action: &str) -> Option<&'static str> {
     ROUTES
         .iter()
         .map(|(name, _)| *name)
+        .chain(GATEWAY_ACTIONS.iter().map(|(name, _)| *name))
         .chain(INTERNAL_ACTIONS.iter().map(|(name, _, _)| *name))
         .find(|known| *known == action)
 }

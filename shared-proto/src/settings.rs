@@ -141,6 +141,12 @@ pub struct BusSettings {
     /// service's dead-letter stream: its handling failed each time, or the
     /// replica handling it died each time.
     pub max_deliveries: u64,
+    /// How old a position `SYNC` can still replay from, in seconds; each
+    /// user's and group's history keeps its events this long.
+    pub history_window_secs: u64,
+    /// The most events one `SYNC` replays; each history keeps at least this
+    /// many (docs/protocol.md, "SYNC", for the memory this costs).
+    pub history_max_events: usize,
 }
 
 impl Default for BusSettings {
@@ -153,6 +159,8 @@ impl Default for BusSettings {
             max_held: 1024,
             stale_after_ms: 10_000,
             max_deliveries: 5,
+            history_window_secs: 3600,
+            history_max_events: 1000,
         }
     }
 }
@@ -165,6 +173,14 @@ impl BusSettings {
 
     pub fn names(&self) -> crate::names::Names {
         crate::names::Names::new(self.prefix.clone())
+    }
+
+    /// What the event histories keep.
+    pub fn history(&self) -> crate::bus::history::HistoryLimits {
+        crate::bus::history::HistoryLimits {
+            window: std::time::Duration::from_secs(self.history_window_secs),
+            max_events: self.history_max_events.max(1),
+        }
     }
 }
 

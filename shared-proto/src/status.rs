@@ -148,6 +148,8 @@ reply_statuses! {
     Typing = "TYPING",
     TypingSent = "TYPING_SENT",
     SessionClosed = "SESSION_CLOSED",
+    Synced = "SYNCED",
+    SyncGap = "SYNC_GAP",
     UsersFound = "USERS_FOUND",
     UserAlreadyConfirmed = "USER_ALREADY_CONFIRMED",
     UserAlreadyRegistered = "USER_ALREADY_REGISTERED",

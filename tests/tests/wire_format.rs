@@ -36,6 +36,7 @@ impl Blanks {
         ] {
             text = zero_number_after(&text, &format!("\"{key}\":"));
         }
+        let text = blank_string_after(&text, "\"position\":\"", "<position>");
         blank_string_after(&text, "\"requestId\":\"", "<request>")
     }
 }
@@ -249,21 +250,21 @@ async fn replies_and_events_keep_their_exact_json() {
 const EXPECTED: &str = r#"
 USER_LOGGED reply: {"message":"You logged.","rocketStatus":"USER_LOGGED","flag":{"email":"ana@example.com","nickname":"Ana","confirmed":true,"token":"<ana-token>","online":true,"points":1000,"rank":"junior","permission":"basic","age":"any","country":"any","ban":false,"profileUrl":"/imgs/default","userId":"<ana>"},"requestId":"<request>"}
 PROFILE_UPDATED reply: {"message":"Profile updated.","rocketStatus":"PROFILE_UPDATED","profile":{"userId":"<ana>","nickname":"Ana B"},"requestId":"<request>"}
-PROFILE_UPDATED event: {"message":"Your profile was updated on another device.","rocketStatus":"PROFILE_UPDATED","profile":{"userId":"<ana>","nickname":"Ana B"}}
+PROFILE_UPDATED event: {"message":"Your profile was updated on another device.","rocketStatus":"PROFILE_UPDATED","profile":{"userId":"<ana>","nickname":"Ana B"},"position":"<position>"}
 USERS_FOUND reply: {"message":"1 found.","rocketStatus":"USERS_FOUND","users":[{"userId":"<ana>","nickname":"Ana B","profileUrl":"/imgs/default"}],"requestId":"<request>"}
 FRIEND_REQUEST_SENT reply: {"message":"Friend request sent.","rocketStatus":"FRIEND_REQUEST_SENT","userId":"<bob>","user":{"userId":"<bob>","nickname":"Bob","profileUrl":"/imgs/default"},"requestId":"<request>"}
-FRIEND_REQUEST_RECEIVED event: {"message":"Someone wants to be your friend.","rocketStatus":"FRIEND_REQUEST_RECEIVED","userId":"<ana>","user":{"userId":"<ana>","nickname":"Ana B","profileUrl":"/imgs/default"}}
-FRIEND_ADDED event: {"message":"You have a new friend.","rocketStatus":"FRIEND_ADDED","userId":"<bob>","user":{"userId":"<bob>","nickname":"Bob","profileUrl":"/imgs/default"}}
+FRIEND_REQUEST_RECEIVED event: {"message":"Someone wants to be your friend.","rocketStatus":"FRIEND_REQUEST_RECEIVED","userId":"<ana>","user":{"userId":"<ana>","nickname":"Ana B","profileUrl":"/imgs/default"},"position":"<position>"}
+FRIEND_ADDED event: {"message":"You have a new friend.","rocketStatus":"FRIEND_ADDED","userId":"<bob>","user":{"userId":"<bob>","nickname":"Bob","profileUrl":"/imgs/default"},"position":"<position>"}
 MESSAGE_SENT reply: {"message":"Message sent.","rocketStatus":"MESSAGE_SENT","messageId":"<message>","conversationId":"<conversation>","seq":1,"clientMsgId":"m-1","sentAt":0,"temporary":false,"requestId":"<request>"}
-NEW_MESSAGE event: {"message":"New message.","rocketStatus":"NEW_MESSAGE","messageId":"<message>","conversationId":"<conversation>","seq":1,"senderId":"<ana>","clientMsgId":"m-1","text":"Hello","attachments":[],"sentAt":0,"conversation":{"conversationId":"<conversation>","kind":"direct","groupId":null,"temporary":false}}
+NEW_MESSAGE event: {"message":"New message.","rocketStatus":"NEW_MESSAGE","messageId":"<message>","conversationId":"<conversation>","seq":1,"senderId":"<ana>","clientMsgId":"m-1","text":"Hello","attachments":[],"sentAt":0,"conversation":{"conversationId":"<conversation>","kind":"direct","groupId":null,"temporary":false},"position":"<position>"}
 HISTORY reply: {"message":"1 messages.","rocketStatus":"HISTORY","conversationId":"<conversation>","messages":[{"messageId":"<message>","conversationId":"<conversation>","seq":1,"senderId":"<ana>","clientMsgId":"m-1","text":"Hello","attachments":[],"sentAt":0}],"hasMore":false,"requestId":"<request>"}
 MEMBER_ADDED reply: {"message":"Member added.","rocketStatus":"MEMBER_ADDED","groupId":"<group>","groupName":"Hikers","userId":"<bob>","requestId":"<request>"}
-GROUP_JOINED event: {"message":"A member joined the group.","rocketStatus":"GROUP_JOINED","groupId":"<group>","groupName":"Hikers","userId":"<bob>","member":{"userId":"<bob>","nickname":"Bob","profileUrl":"/imgs/default"}}
+GROUP_JOINED event: {"message":"A member joined the group.","rocketStatus":"GROUP_JOINED","groupId":"<group>","groupName":"Hikers","userId":"<bob>","member":{"userId":"<bob>","nickname":"Bob","profileUrl":"/imgs/default"},"position":"<position>"}
 BAD_REQUEST reply: {"message":"Invalid FRIEND_REQUEST payload: invalid type: integer `5`, expected a string.","rocketStatus":"BAD_REQUEST","requestId":"<request>"}
 FRIEND_RESPONDED reply: {"message":"You are now friends.","rocketStatus":"FRIEND_RESPONDED","accepted":true,"userId":"<ana>","user":{"userId":"<ana>","nickname":"Ana B","profileUrl":"/imgs/default"},"requestId":"<request>"}
 GROUP_CREATED reply: {"message":"Group created; you are its admin.","rocketStatus":"GROUP_CREATED","group":{"groupId":"<group>","name":"Hikers","description":"The Hikers group","memberCount":1,"role":"admin","members":[{"userId":"<ana>","nickname":"Ana B","profileUrl":"/imgs/default","online":true}],"admins":["<ana>"],"joinRequests":[],"banned":[]},"requestId":"<request>"}
 READ_MARKED reply: {"message":"Marked as read.","rocketStatus":"READ_MARKED","conversationId":"<conversation>","seq":1,"requestId":"<request>"}
-READ_RECEIPT event: {"message":"Read up to here.","rocketStatus":"READ_RECEIPT","conversationId":"<conversation>","userId":"<bob>","seq":1}
+READ_RECEIPT event: {"message":"Read up to here.","rocketStatus":"READ_RECEIPT","conversationId":"<conversation>","userId":"<bob>","seq":1,"position":"<position>"}
 TYPING_SENT reply: {"message":"Typing noted.","rocketStatus":"TYPING_SENT","conversationId":"<conversation>","forwarded":true,"requestId":"<request>"}
 TYPING event: {"message":"Someone is typing.","rocketStatus":"TYPING","conversationId":"<conversation>","userId":"<ana>"}
 FRIENDS reply: {"message":"1 friends.","rocketStatus":"FRIENDS","friends":[{"userId":"<bob>","nickname":"Bob","profileUrl":"/imgs/default","online":true}],"incoming":[],"outgoing":[],"requestId":"<request>"}
@@ -272,7 +273,7 @@ GROUP_INFO reply: {"message":"Hikers","rocketStatus":"GROUP_INFO","group":{"grou
 GROUPS reply: {"message":"1 groups.","rocketStatus":"GROUPS","groups":[{"groupId":"<group>","name":"Hikers","description":"The Hikers group","memberCount":2,"role":"member"}],"requestId":"<request>"}
 GROUPS_FOUND reply: {"message":"1 found.","rocketStatus":"GROUPS_FOUND","groups":[{"groupId":"<group>","name":"Hikers","description":"The Hikers group","memberCount":2,"role":"member"}],"requestId":"<request>"}
 ADMIN_PROMOTED reply: {"message":"Member promoted to admin.","rocketStatus":"ADMIN_PROMOTED","groupId":"<group>","groupName":"Hikers","userId":"<bob>","requestId":"<request>"}
-ADMIN_PROMOTED event: {"message":"A member became an admin.","rocketStatus":"ADMIN_PROMOTED","groupId":"<group>","groupName":"Hikers","userId":"<bob>"}
+ADMIN_PROMOTED event: {"message":"A member became an admin.","rocketStatus":"ADMIN_PROMOTED","groupId":"<group>","groupName":"Hikers","userId":"<bob>","position":"<position>"}
 FRIEND_REMOVED reply: {"message":"A friendship ended.","rocketStatus":"FRIEND_REMOVED","userId":"<bob>","requestId":"<request>"}
-FRIEND_REMOVED event: {"message":"A friendship ended.","rocketStatus":"FRIEND_REMOVED","userId":"<ana>"}
+FRIEND_REMOVED event: {"message":"A friendship ended.","rocketStatus":"FRIEND_REMOVED","userId":"<ana>","position":"<position>"}
 "#;

@@ -221,15 +221,15 @@ impl<S> ActionHandler<S> {
         frame: ServerFrame,
         session: Option<SessionChange>,
     ) -> Publication {
-        Publication {
-            channel: self.names.gateway_channel(&request.origin.gateway_id),
-            message: ToGateway::Reply {
+        Publication::live(
+            self.names.gateway_channel(&request.origin.gateway_id),
+            ToGateway::Reply {
                 connection_id: request.origin.connection_id,
                 action_id: request.action_id.clone(),
                 frame: frame.with_request_id(request.request_id.as_deref()),
                 session,
             },
-        }
+        )
     }
 }
 

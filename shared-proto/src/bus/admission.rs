@@ -47,8 +47,31 @@ pub enum Admitted {
     Busy { retry_after_ms: u64 },
 }
 
+/// Lua functions for a user's token bucket, shared by every script that
+/// charges an action to it: `budget_check` says how long until a token is
+/// there (0 if one is), `budget_spend` takes it.
+pub(super) const BUDGET_LUA: &str = r"
+local function budget_check(bucket, rate, burst)
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local state = redis.call('HMGET', bucket, 't', 'at')
+  local tokens = tonumber(state[1]) or burst
+  local at = tonumber(state[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+  if tokens < 1 then
+    return math.ceil((1 - tokens) * 1000 / rate), tokens, now
+  end
+  return 0, tokens, now
+end
+local function budget_spend(bucket, tokens, now, rate, burst)
+  redis.call('HSET', bucket, 't', tostring(tokens - 1), 'at', now)
+  redis.call('PEXPIRE', bucket, math.ceil(burst * 1000 / rate) + 1000)
+end
+";
+
 static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(
+    redis::Script::new(&format!(
+        "{BUDGET_LUA}{}",
         r"
 -- KEYS[1] the stream; KEYS[2] the user's bucket and KEYS[3] the session's
 -- revocation marker, both only for a logged-in connection.
@@ -56,31 +79,25 @@ static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
 if #KEYS >= 3 and redis.call('EXISTS', KEYS[3]) == 1 then
   return {'revoked', 0}
 end
-local tokens, now
+local rate = tonumber(ARGV[3])
+local burst = tonumber(ARGV[4])
+local wait, tokens, now
 if #KEYS >= 2 then
-  local rate = tonumber(ARGV[3])
-  local burst = tonumber(ARGV[4])
-  local time = redis.call('TIME')
-  now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  local state = redis.call('HMGET', KEYS[2], 't', 'at')
-  tokens = tonumber(state[1]) or burst
-  local at = tonumber(state[2]) or now
-  tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
-  if tokens < 1 then
-    return {'limited', math.ceil((1 - tokens) * 1000 / rate)}
+  wait, tokens, now = budget_check(KEYS[2], rate, burst)
+  if wait > 0 then
+    return {'limited', wait}
   end
 end
 if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
   return {'busy', tonumber(ARGV[2])}
 end
 if #KEYS >= 2 then
-  redis.call('HSET', KEYS[2], 't', tostring(tokens - 1), 'at', now)
-  redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[4]) * 1000 / tonumber(ARGV[3])) + 1000)
+  budget_spend(KEYS[2], tokens, now, rate, burst)
 end
 redis.call('XADD', KEYS[1], '*', ARGV[5], ARGV[6])
 return {'ok', 0}
-",
-    )
+"
+    ))
 });
 
 impl Bus {

@@ -6,10 +6,12 @@
 //! - [`worker`]: reads a stream through a consumer group, hands entries to a
 //!   handler, and acknowledges them once the handler says they are done.
 //! - [`dead_letters`]: where the worker puts entries it gives up on.
+//! - [`history`]: the events kept for `SYNC`, and how they are published.
 
 pub mod actions;
 pub mod admission;
 pub mod dead_letters;
+pub mod history;
 mod key_slots;
 pub mod presence;
 pub mod worker;
@@ -40,6 +42,8 @@ pub enum BusError {
     Encode(#[from] serde_json::Error),
     #[error("redis did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("malformed answer from redis: {0}")]
+    Malformed(String),
 }
 
 /// Bounds a Redis command: while the connection manager reconnects, commands
@@ -58,6 +62,21 @@ async fn bounded<T>(
 pub struct Publication {
     pub channel: String,
     pub message: ToGateway,
+    /// The history it is also kept in, for a client that misses it to
+    /// `SYNC` it (see [`history`]); `None` for what is live only: replies,
+    /// and signals such as typing that are worth nothing later.
+    pub kept_in: Option<String>,
+}
+
+impl Publication {
+    /// A message for whoever listens now, kept nowhere.
+    pub fn live(channel: String, message: ToGateway) -> Publication {
+        Publication {
+            channel,
+            message,
+            kept_in: None,
+        }
+    }
 }
 
 /// A handle on the bus. Clones share one multiplexed connection, which
@@ -67,6 +86,7 @@ pub struct Bus {
     client: redis::Client,
     connection: ConnectionManager,
     names: Names,
+    history: history::HistoryLimits,
 }
 
 impl Bus {
@@ -92,6 +112,7 @@ impl Bus {
             client,
             connection,
             names,
+            history: history::HistoryLimits::default(),
         })
     }
 
@@ -186,19 +207,20 @@ impl Bus {
         bounded(connection.exists(self.names.mail_enqueued_marker(job_id))).await
     }
 
-    /// Publishes one message.
+    /// Publishes one message, kept nowhere.
     pub async fn publish(&self, channel: &str, message: &ToGateway) -> Result<(), BusError> {
-        self.publish_all(&[Publication {
-            channel: channel.to_owned(),
-            message: message.clone(),
-        }])
-        .await
+        self.publish_all(&[Publication::live(channel.to_owned(), message.clone())])
+            .await
     }
 
-    /// Publishes several messages in one round trip, in order.
+    /// Publishes several messages in one round trip, in order, keeping those
+    /// that have a history.
     pub async fn publish_all(&self, publications: &[Publication]) -> Result<(), BusError> {
         if publications.is_empty() {
             return Ok(());
+        }
+        if publications.iter().any(|p| p.kept_in.is_some()) {
+            return self.publish_kept(publications, None).await;
         }
         let mut pipe = redis::pipe();
         for publication in publications {

@@ -539,21 +539,17 @@ where
         self.lock_in_flight().remove(id);
     }
 
-    /// Publishes the handler's messages, then acknowledges and deletes the
-    /// entry: in that order, so a crash in between repeats the publication
-    /// rather than losing it.
+    /// Publishes (and keeps) the handler's messages and acknowledges and
+    /// deletes the entry, in one atomic step: a crash can neither lose the
+    /// messages of an acknowledged entry nor, by handling it again, publish
+    /// and keep them twice.
     async fn finish(&self, id: &str, publications: &[Publication]) -> Result<(), super::BusError> {
-        self.bus.publish_all(publications).await?;
-        let mut connection = self.bus.connection();
-        redis::pipe()
-            .atomic()
-            .xack(&self.config.stream, &self.config.group, &[id])
-            .ignore()
-            .xdel(&self.config.stream, &[id])
-            .ignore()
-            .query_async::<()>(&mut connection)
-            .await?;
-        Ok(())
+        let acknowledge = super::history::Acknowledge {
+            stream: &self.config.stream,
+            group: &self.config.group,
+            entry_id: id,
+        };
+        self.bus.publish_kept(publications, Some(acknowledge)).await
     }
 
     async fn blocking_connection(
