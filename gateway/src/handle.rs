@@ -185,7 +185,22 @@ impl ConnectionHandle {
             }
         }
         self.send(reply);
-        for event in held {
+        self.send_in_order(&mut cursor, held);
+    }
+
+    /// Sends the kept events this connection missed while this replica was
+    /// not listening (see [`crate::catch_up`]), oldest first, then the live
+    /// events held back meanwhile, and lets live events through again.
+    pub fn release_caught_up(&self, missed: Vec<Pushed>) {
+        let mut cursor = lock(&self.events);
+        let held = cursor.held.take().unwrap_or_default();
+        self.send_in_order(&mut cursor, missed.into_iter().chain(held));
+    }
+
+    /// Sends those of `events` (kept ones, in id order) this connection has
+    /// not had yet, under the cursor's lock.
+    fn send_in_order(&self, cursor: &mut EventCursor, events: impl IntoIterator<Item = Pushed>) {
+        for event in events {
             let id = event.id.unwrap_or_default();
             if cursor.last.is_some_and(|last| id <= last) {
                 continue;
@@ -212,8 +227,10 @@ impl ConnectionHandle {
             "disconnecting a client that reads too slowly"
         );
         metrics::counter!("switchyard_gateway_slow_clients_closed_total").increment(1);
-        self.sink
-            .cut_off(&Frame::close(close_code::TOO_SLOW, "reading too slowly"));
+        self.sink.cut_off(&Frame::close(
+            close_code::RECONNECT_AND_SYNC,
+            "reading too slowly",
+        ));
         self.closed.cancel();
     }
 

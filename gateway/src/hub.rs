@@ -193,7 +193,7 @@ impl Hub {
         lock(&self.registry).connections.len()
     }
 
-    fn connection(&self, connection_id: u64) -> Option<Arc<ConnectionHandle>> {
+    pub fn connection(&self, connection_id: u64) -> Option<Arc<ConnectionHandle>> {
         lock(&self.registry)
             .connections
             .get(&connection_id)

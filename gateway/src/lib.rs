@@ -10,13 +10,16 @@
 //! - [`login`]: letting a connection in as a user, and answering its login
 //!   once it is ready.
 //! - [`sync`]: `SYNC`, the events a client missed, answered here from the
-//!   event histories; [`replay`]: which events those are.
+//!   event histories ([`missed`]); [`replay`]: which events those are;
+//!   [`catch_up`]: what this replica's clients missed while it was not
+//!   listening to Redis.
 //! - [`socket_writer`]: writes a connection's [`frame`]s to its socket,
 //!   straight away while the socket has room.
 //! - [`http`]: the routes: the WebSocket upgrade ([`upgrade`]), `/healthz`,
 //!   `/readyz`, `/metrics`; [`server`] serves them.
 //! - [`startup`]: builds all of it from settings and runs it until stopped.
 
+pub mod catch_up;
 pub mod connection;
 pub mod frame;
 pub mod handle;
@@ -25,6 +28,7 @@ pub mod hub;
 pub mod leases;
 pub mod listener;
 pub mod login;
+pub mod missed;
 pub mod rate_limit;
 pub mod replay;
 pub mod server;

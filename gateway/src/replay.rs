@@ -115,6 +115,14 @@ pub fn groups_left(user: &HistorySince, groups_now: &HashSet<String>) -> Vec<Str
     left
 }
 
+/// The user's joins and leaves in their history, oldest first: the group,
+/// and whether the user is a member after.
+pub fn memberships_in(user: &HistorySince) -> Vec<(String, bool)> {
+    membership_changes(user)
+        .map(|(_, group, member)| (group, member))
+        .collect()
+}
+
 /// The user's joins and leaves in their history: id, group, member after.
 fn membership_changes(user: &HistorySince) -> impl Iterator<Item = (EventId, String, bool)> + '_ {
     user.entries.iter().filter_map(|(id, body)| {

@@ -5,20 +5,17 @@
 //! While the histories are read, live events for the connection are held
 //! back; the reply goes out first, then whichever of those it did not carry.
 
-use std::collections::HashSet;
-
 use serde_json::Value;
-use shared_proto::bus::history::{Histories, HistoryQuery, HistoryRead};
 use shared_proto::client::{ClientRequest, ServerFrame};
 use shared_proto::envelope::Identity;
-use shared_proto::position::{EventId, Position};
+use shared_proto::position::Position;
 use shared_proto::routing::ActionClass;
 use shared_proto::status::{ErrorCode, ReplyStatus};
-use tracing::warn;
 
 use crate::connection::Context;
 use crate::handle::{ConnectionHandle, Replayed};
-use crate::replay::{self, Gap, ReadHistory};
+use crate::missed::{self, Unread};
+use crate::replay::Gap;
 
 /// An event frame as clients get it: with its position.
 pub fn positioned(frame: ServerFrame, position: &Position) -> ServerFrame {
@@ -50,22 +47,21 @@ pub async fn sync(
     };
     let groups = context.hub.groups_of(identity.user_id.as_str());
     let sent = handle.hold_events();
-    let query = HistoryQuery {
-        user_id: identity.user_id.as_str(),
-        session_id: &identity.session_id,
+    let ask = missed::Ask {
+        identity: &identity,
         groups: &groups,
-        since: since.as_ref().map(|p| p.id),
+        since: since.as_ref(),
+        sent,
         budget: Some(context.settings.user_limits.budget(ActionClass::Read)),
     };
-    let bus = &context.bus;
-    let read = match bus.read_history(&query).await {
-        Ok(HistoryRead::Read(read)) => read,
-        Ok(HistoryRead::Revoked) => {
+    let missed = match missed::read(&context.bus, &ask).await {
+        Ok(missed) => missed,
+        Err(Unread::Revoked) => {
             handle.release_events(&error(ErrorCode::Unauthorized, REVOKED, request_id), None);
             context.hub.log_out(handle.id);
             return Answered::Done;
         }
-        Ok(HistoryRead::Limited { retry_after_ms }) => {
+        Err(Unread::Limited { retry_after_ms }) => {
             let frame = error(
                 ErrorCode::RateLimited,
                 &format!(
@@ -77,8 +73,7 @@ pub async fn sync(
             handle.release_events(&frame, None);
             return Answered::OverUserLimit;
         }
-        Err(err) => {
-            warn!(error = %err, "could not read the event histories");
+        Err(Unread::Unavailable) => {
             handle.release_events(
                 &error(ErrorCode::ServiceUnavailable, UNAVAILABLE, request_id),
                 None,
@@ -86,77 +81,33 @@ pub async fn sync(
             return Answered::Done;
         }
     };
-    let head = Position {
-        epoch: read.epoch.clone(),
-        id: read.head,
-    };
     let Some(since) = since else {
         // Nothing to replay: only where things stand, to start from.
-        handle.release_events(&synced(Vec::new(), &head, request_id), None);
+        handle.release_events(&synced(Vec::new(), &missed.head, request_id), None);
         return Answered::Done;
-    };
-    let groups_now: HashSet<String> = groups.iter().cloned().collect();
-    let left = replay::groups_left(&read.user, &groups_now);
-    let left_read = if left.is_empty() || read.epoch != since.epoch {
-        Vec::new()
-    } else {
-        // The groups the user left since: one more read, rare.
-        let query = HistoryQuery {
-            groups: &left,
-            budget: None,
-            ..query
-        };
-        match bus.read_history(&query).await {
-            Ok(HistoryRead::Read(more)) => more.groups,
-            Ok(_) | Err(_) => {
-                handle.release_events(
-                    &error(ErrorCode::ServiceUnavailable, UNAVAILABLE, request_id),
-                    None,
-                );
-                return Answered::Done;
-            }
-        }
-    };
-    let histories = histories_of(&read, &groups, &left, &left_read);
-    let planned = replay::plan(
-        identity.user_id.as_str(),
-        &since,
-        &read,
-        &histories,
-        &groups_now,
-        sent,
-        context.bus.history_limits(),
-    );
-    let newest = Position {
-        epoch: read.epoch.clone(),
-        id: read.head.max(if read.epoch == since.epoch {
-            since.id
-        } else {
-            EventId::ZERO
-        }),
     };
     let replayed = Replayed {
         after: Some(since.id),
-        upto: newest.id,
+        upto: missed.newest.id,
     };
-    match planned {
+    match missed.events {
         Ok(events) => {
             let frames = events
                 .into_iter()
                 .map(|(id, frame)| {
                     let position = Position {
-                        epoch: read.epoch.clone(),
+                        epoch: missed.head.epoch.clone(),
                         id,
                     };
                     positioned(frame, &position)
                 })
                 .collect();
-            handle.release_events(&synced(frames, &newest, request_id), Some(replayed));
+            handle.release_events(&synced(frames, &missed.newest, request_id), Some(replayed));
         }
         Err(gap) => {
             metrics::counter!("switchyard_gateway_sync_gaps_total").increment(1);
             handle.release_events(
-                &sync_gap(gap, &head, request_id),
+                &sync_gap(gap, &missed.head, request_id),
                 Some(Replayed {
                     after: None,
                     ..replayed
@@ -165,30 +116,6 @@ pub async fn sync(
         }
     }
     Answered::Done
-}
-
-/// Pairs each history read with its group.
-fn histories_of<'a>(
-    read: &'a Histories,
-    groups: &'a [String],
-    left: &'a [String],
-    left_read: &'a [shared_proto::bus::history::HistorySince],
-) -> Vec<ReadHistory<'a>> {
-    std::iter::once(ReadHistory {
-        group: None,
-        history: &read.user,
-    })
-    .chain(
-        groups
-            .iter()
-            .zip(&read.groups)
-            .chain(left.iter().zip(left_read))
-            .map(|(group, history)| ReadHistory {
-                group: Some(group.as_str()),
-                history,
-            }),
-    )
-    .collect()
 }
 
 const BAD_SINCE: &str =

@@ -176,12 +176,12 @@ pub mod close_code {
     pub const POLICY_VIOLATION: u16 = 1008;
     /// This gateway is going away: reconnect, to any gateway.
     pub const SERVICE_RESTART: u16 = 1012;
-    /// The client read too slowly: the frames waiting for it reached the
-    /// limit, and what had not started on its way to it was dropped.
-    /// Reconnect, then fetch what may have been missed. The first of the
+    /// Events for the client were dropped: it read too slowly (the frames
+    /// waiting for it reached the limit), or the gateway missed some and
+    /// cannot replay them. Reconnect, then `SYNC` what was missed. The first of the
     /// private range 4000–4499, which means "reconnect"; 4500–4999 is kept
     /// for "do not reconnect".
-    pub const TOO_SLOW: u16 = 4000;
+    pub const RECONNECT_AND_SYNC: u16 = 4000;
 }
 
 #[cfg(test)]
@@ -224,7 +224,7 @@ mod tests {
             close_code::MESSAGE_TOO_BIG,
             close_code::POLICY_VIOLATION,
             close_code::SERVICE_RESTART,
-            close_code::TOO_SLOW,
+            close_code::RECONNECT_AND_SYNC,
         ] {
             assert!(
                 documented(&code.to_string()),

@@ -136,7 +136,7 @@ async fn a_client_that_stops_reading_is_closed_with_the_code_that_says_reconnect
     .expect("with a close frame");
     assert_eq!(
         u16::from(close.code),
-        close_code::TOO_SLOW,
+        close_code::RECONNECT_AND_SYNC,
         "closed with {close:?}"
     );
     assert!(

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use super::admission::{BUDGET_LUA, Budget};
 use super::{Bus, BusError, ENTRY_FIELD, Publication, bounded};
-use crate::position::{Epoch, EventId};
+use crate::position::{Epoch, EventId, Position};
 
 /// How much each history keeps (docs/protocol.md, "SYNC").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -141,6 +141,23 @@ return {'ok', 0, epoch, head, now, histories}
     ))
 });
 
+static HEAD: LazyLock<redis::Script> = LazyLock::new(|| {
+    redis::Script::new(&format!(
+        "{}{ENSURE_EPOCH_LUA}{}",
+        r"
+-- KEYS[1] the epoch; KEYS[2] the event clock.
+",
+        r"
+local last = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local head = '0-0'
+if last[1] then
+  head = last[1][1]
+end
+return {epoch, head}
+"
+    ))
+});
+
 /// A stream entry to acknowledge (and delete) in the same step as its
 /// results are published.
 #[derive(Debug, Clone, Copy)]
@@ -256,6 +273,22 @@ impl Bus {
         let mut connection = self.connection.clone();
         let _: i64 = bounded(invocation.invoke_async(&mut connection)).await?;
         Ok(())
+    }
+
+    /// Where the histories stand: their epoch and the newest event kept.
+    pub async fn history_head(&self) -> Result<Position, BusError> {
+        let mut invocation = HEAD.prepare_invoke();
+        invocation
+            .key(self.names.history_epoch())
+            .key(self.names.event_clock());
+        let mut connection = self.connection.clone();
+        let (epoch, head): (String, String) =
+            bounded(invocation.invoke_async(&mut connection)).await?;
+        let malformed = |what: &str| BusError::Malformed(format!("history head: {what:?}"));
+        Ok(Position {
+            epoch: Epoch::new(&epoch).map_err(|_| malformed(&epoch))?,
+            id: head.parse().map_err(|_| malformed(&head))?,
+        })
     }
 
     /// Reads a user's history and the given groups' after a position, with
