@@ -36,6 +36,23 @@ pub async fn send(
     call: &Call<'_>,
     input: SendMessage,
 ) -> Result<Outcome, ActionError> {
+    match store_and_push(service, call, input).await {
+        // Handled again after a crash, the action may have stored its
+        // message and died before pushing it; answering "unavailable" would
+        // end it there, and no resend would push the message either (see
+        // `owes_events`). It is tried again instead, up to the dead letters.
+        Err(ActionError::Unavailable(err)) if call.delivery.reclaimed => {
+            Err(ActionError::Retry(err))
+        }
+        other => other,
+    }
+}
+
+async fn store_and_push(
+    service: &ChatService,
+    call: &Call<'_>,
+    input: SendMessage,
+) -> Result<Outcome, ActionError> {
     let text = message_text(&input.text, service.settings.max_text_chars)?;
     let client_msg_id = client_msg_id(&input.client_msg_id)?;
     let me = &call.me.user_id;
@@ -72,6 +89,7 @@ pub async fn send(
         text,
         attachments: Vec::new(),
         sent_at_ms: now_ms(),
+        stored_by_action: Some(call.request.action_id.clone()),
     };
     let mut stored = false;
     for _ in 0..SEQ_ATTEMPTS {
@@ -127,14 +145,16 @@ pub async fn send(
 }
 
 /// The answer to a message that is stored already: the first answer again.
-/// An action handled again after its first handling died (`reclaimed`) may
-/// also have to finish storing it and push it, which the first did not.
+/// The action that stored it, handled again after its first handling died
+/// (`reclaimed`), may also have to finish storing it and push it, which the
+/// first did not; see [`Message::stored_by_action`].
 async fn resent(
     service: &ChatService,
     call: &Call<'_>,
     existing: Message,
 ) -> Result<Outcome, ActionError> {
-    if call.delivery.reclaimed {
+    let owes_events = owes_events(call.delivery.reclaimed, &call.request.action_id, &existing);
+    if owes_events {
         finish_stored(service, &existing)
             .await
             .map_err(|err| ActionError::Retry(err.into()))?;
@@ -149,8 +169,18 @@ async fn resent(
         call,
         &existing,
         conversation.as_ref(),
-        call.delivery.reclaimed,
+        owes_events,
     ))
+}
+
+/// Whether this handling must push a message it found stored: only the
+/// action that stored it, handled again after dying, might not have.
+fn owes_events(reclaimed: bool, action_id: &str, existing: &Message) -> bool {
+    reclaimed
+        && existing
+            .stored_by_action
+            .as_ref()
+            .is_none_or(|stored_by| stored_by == action_id)
 }
 
 /// The conversation a message goes to, created on its first message, with
@@ -433,9 +463,8 @@ mod tests {
         assert_eq!(conversation.last_message, None);
     }
 
-    #[test]
-    fn a_message_as_clients_see_it_has_empty_attachments_and_no_storage_key() {
-        let message = Message {
+    fn message(stored_by_action: Option<&str>) -> Message {
+        Message {
             key: Message::key(&user(ANA), "c-1"),
             id: MessageId::new("m-1"),
             conversation_id: direct_conversation_id(&user(ANA), &user(BEN)),
@@ -445,7 +474,29 @@ mod tests {
             text: "<b>hi</b>".into(),
             attachments: Vec::new(),
             sent_at_ms: 1_730_698_940_842,
-        };
+            stored_by_action: stored_by_action.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn only_the_action_that_stored_a_message_pushes_it_when_handled_again() {
+        let stored_by_a = message(Some("action-a"));
+        // The storing action, reclaimed after its handler died: it may not
+        // have pushed the message yet.
+        assert!(owes_events(true, "action-a", &stored_by_a));
+        // A resend, whether handled first or reclaimed: the storing action
+        // pushes (or pushed) it.
+        assert!(!owes_events(true, "action-b", &stored_by_a));
+        assert!(!owes_events(false, "action-b", &stored_by_a));
+        // The storing action handled again without a crash never gets here
+        // unreclaimed; a message from before the field: pushed on reclaim.
+        assert!(owes_events(true, "action-b", &message(None)));
+        assert!(!owes_events(false, "action-b", &message(None)));
+    }
+
+    #[test]
+    fn a_message_as_clients_see_it_has_empty_attachments_and_no_storage_key() {
+        let message = message(None);
         assert_eq!(
             serde_json::to_value(MessageView::of(&message)).expect("json"),
             serde_json::json!({

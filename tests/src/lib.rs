@@ -28,12 +28,14 @@
 //! - [`client`]: the WebSocket client; [`flows`]: the account actions on it.
 //! - [`mail`]: what MailDev caught, and the confirmation code in it.
 //! - [`stored`]: what the services wrote to the database.
+//! - [`received`]: the kept events a client had, live and through `SYNC`.
 
 pub mod chat;
 pub mod client;
 pub mod flows;
 pub mod front_door;
 pub mod mail;
+pub mod received;
 pub mod services;
 pub mod stack;
 pub mod stored;

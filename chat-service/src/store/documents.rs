@@ -184,6 +184,13 @@ pub struct Message {
     #[serde(default)]
     pub attachments: Vec<Attachment>,
     pub sent_at_ms: i64,
+    /// The action that stored it. Only that action, handled again after it
+    /// died, still owes the message's events: any other that finds the
+    /// message (a resend, handled first or reclaimed) answers it and pushes
+    /// nothing, or the recipients would get it twice. Absent on messages
+    /// stored before this was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_by_action: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
