@@ -20,6 +20,7 @@ pub mod outcome;
 pub mod profiles;
 pub mod registration;
 pub mod replies;
+pub mod resume_cache;
 pub mod service;
 pub mod sessions;
 pub mod settings;

@@ -52,6 +52,9 @@ pub async fn update_profile(
     };
     // The change is stored: from here on, a failure leaves the action to be
     // handled again, which sets the same nickname and hands it on again.
+    crate::resume_cache::keep_card(&service.bus, &crate::resume_cache::UserCard::from(&user))
+        .await
+        .map_err(|err| ActionError::Retry(err.into()))?;
     tell_chat(service, &user, true, request).await?;
     Ok(Outcome::unanswered("HANDED_ON"))
 }

@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+use shared_proto::action::UserId;
 use shared_proto::action::auth::{Login, SessionToken};
 use shared_proto::bus::Publication;
 use shared_proto::bus::actions::{ActionError, Outcome};
@@ -27,6 +28,7 @@ use crate::limits::{
 };
 use crate::outcome::{answer, bad_request, bus_unavailable, unavailable};
 use crate::replies::{ProfileFlag, RetryAfter, UserLogged};
+use crate::resume_cache::{self, CachedSession, Lookup, UserCard};
 use crate::service::AuthService;
 use crate::store::{Session, User};
 
@@ -96,7 +98,15 @@ pub async fn login(
         .insert_session(&session)
         .await
         .map_err(unavailable)?;
-    Ok(logged_in(&user, &token, &session))
+    // Copies for resuming it: made now, they spare the database the resume
+    // storm after a gateway drains.
+    let session = CachedSession::from(&session);
+    if let Err(err) = resume_cache::keep_session(&service.bus, &session).await {
+        warn!(error = %err, "could not cache a session");
+    }
+    let card = UserCard::from(&user);
+    cache_card(service, &card).await;
+    Ok(logged_in(&card, &token, &session))
 }
 
 /// The account (if any) and whether `password` is its password.
@@ -145,26 +155,76 @@ pub async fn fast_login(
             "This session is not valid any more. Log in with your password.",
         )
     };
-    let session = service
-        .store
-        .session(&hash_token(&token))
-        .await
-        .map_err(unavailable)?;
-    let Some(session) = session.filter(|s| is_open(s) && s.email == email.as_str()) else {
+    let token_hash = hash_token(&token);
+    let Some(session) = resumed_session(service, &token_hash).await? else {
         return Err(not_logged());
     };
+    if session.expires_at_ms <= now_ms() || session.email != email.as_str() {
+        return Err(not_logged());
+    }
+    let Some(card) = user_card(service, &session.user_id).await? else {
+        return Err(not_logged());
+    };
+    if card.profile.ban {
+        return Err(answer(ReplyStatus::NotLogged, "This account is banned."));
+    }
+    Ok(logged_in(&card, &token, &session))
+}
+
+/// The open session with this token hash: from the cache, or else from the
+/// database, then cached. A cache that cannot be read is passed over.
+async fn resumed_session(
+    service: &AuthService,
+    token_hash: &str,
+) -> Result<Option<CachedSession>, ActionError> {
+    match resume_cache::session(&service.bus, token_hash).await {
+        Ok(Lookup::Found(session)) => return Ok(Some(session)),
+        Ok(Lookup::Revoked) => return Ok(None),
+        Ok(Lookup::Missing) => {}
+        Err(err) => warn!(error = %err, "could not read the session cache"),
+    }
+    let stored = service
+        .store
+        .session(token_hash)
+        .await
+        .map_err(unavailable)?;
+    let Some(session) = stored.filter(is_open).as_ref().map(CachedSession::from) else {
+        return Ok(None);
+    };
+    if let Err(err) = resume_cache::keep_session(&service.bus, &session).await {
+        warn!(error = %err, "could not cache a session");
+    }
+    Ok(Some(session))
+}
+
+/// What a login shows of the user: from the cache, or else from the
+/// database, then cached.
+async fn user_card(
+    service: &AuthService,
+    user_id: &UserId,
+) -> Result<Option<UserCard>, ActionError> {
+    match resume_cache::card(&service.bus, user_id).await {
+        Ok(Some(card)) => return Ok(Some(card)),
+        Ok(None) => {}
+        Err(err) => warn!(error = %err, "could not read the user cache"),
+    }
     let Some(user) = service
         .store
-        .user_by_id(&session.user_id)
+        .user_by_id(user_id)
         .await
         .map_err(unavailable)?
     else {
-        return Err(not_logged());
+        return Ok(None);
     };
-    if user.profile.ban {
-        return Err(answer(ReplyStatus::NotLogged, "This account is banned."));
+    let card = UserCard::from(&user);
+    cache_card(service, &card).await;
+    Ok(Some(card))
+}
+
+async fn cache_card(service: &AuthService, card: &UserCard) {
+    if let Err(err) = resume_cache::keep_card(&service.bus, card).await {
+        warn!(error = %err, "could not cache a user");
     }
-    Ok(logged_in(&user, &token, &session))
 }
 
 pub async fn logout(
@@ -239,7 +299,7 @@ fn is_open(session: &Session) -> bool {
 }
 
 /// The `USER_LOGGED` reply, which also makes the connection act as the user.
-fn logged_in(user: &User, token: &str, session: &Session) -> Outcome {
+fn logged_in(user: &UserCard, token: &str, session: &CachedSession) -> Outcome {
     Outcome::reply(
         ServerFrame::new(ReplyStatus::UserLogged, "You logged.").with_fields(UserLogged {
             flag: profile_flag(user, token),
@@ -255,7 +315,7 @@ fn logged_in(user: &User, token: &str, session: &Session) -> Outcome {
     })
 }
 
-fn profile_flag<'a>(user: &'a User, token: &'a str) -> ProfileFlag<'a> {
+fn profile_flag<'a>(user: &'a UserCard, token: &'a str) -> ProfileFlag<'a> {
     let p = &user.profile;
     ProfileFlag {
         email: &user.email,
@@ -328,7 +388,8 @@ mod tests {
     #[test]
     fn user_logged_flag_is_the_original_profile_plus_user_id_and_token() {
         let user = user();
-        let flag = serde_json::to_value(profile_flag(&user, "the-token")).expect("json");
+        let flag =
+            serde_json::to_value(profile_flag(&UserCard::from(&user), "the-token")).expect("json");
         assert_eq!(
             flag,
             json!({
@@ -352,7 +413,11 @@ mod tests {
     #[test]
     fn fastlogin_keeps_the_sessions_original_expiry() {
         let session = session(1_234, false);
-        let outcome = logged_in(&user(), "the-token", &session);
+        let outcome = logged_in(
+            &UserCard::from(&user()),
+            "the-token",
+            &CachedSession::from(&session),
+        );
         assert_eq!(outcome.frame.status(), "USER_LOGGED");
         match outcome.session {
             Some(SessionChange::Open {

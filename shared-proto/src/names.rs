@@ -119,10 +119,15 @@ impl Names {
         format!("{}:history:epoch", self.prefix)
     }
 
-    /// Set once a stream entry's messages were published, so that handling
-    /// it again after a crash does not publish (and keep) them twice.
-    pub fn published_marker(&self, stream: &str, entry_id: &str) -> String {
-        format!("{}:published:{stream}:{entry_id}", self.prefix)
+    /// auth-service's copy of a session, for resuming it without the
+    /// database (see `auth-service/src/resume_cache.rs`).
+    pub fn cached_session(&self, token_hash: &str) -> String {
+        format!("{}:auth:session:{token_hash}", self.prefix)
+    }
+
+    /// auth-service's copy of what a login shows of a user.
+    pub fn user_card(&self, user_id: &str) -> String {
+        format!("{}:auth:card:{user_id}", self.prefix)
     }
 
     /// The channel a gateway listens on for replies to its own connections.

@@ -78,6 +78,17 @@ pub async fn connect(
         options.server_selection_timeout = Some(timeout);
         options.connect_timeout = Some(timeout);
     }
+    // Round trips, not latency, are what a real MongoDB makes of a change
+    // here (a development database without indexes says little about
+    // time): every command is counted, by name.
+    options.command_event_handler = Some(mongodb::event::EventHandler::callback(
+        |event: mongodb::event::command::CommandEvent| {
+            if let mongodb::event::command::CommandEvent::Started(started) = event {
+                metrics::counter!("switchyard_store_commands_total", "command" => started.command_name)
+                    .increment(1);
+            }
+        },
+    ));
     let client = mongodb::Client::with_options(options)?;
     Ok(client.database(&settings.database))
 }

@@ -1,0 +1,115 @@
+//! Resuming a session (`FASTLOGIN` on a new connection) reads nothing from
+//! the database in the common case, so that the clients of a drained
+//! gateway come back at once; and a `LOGOUT` or a profile change is still
+//! seen by every resume, on every gateway, at once.
+
+use serde_json::json;
+use switchyard_tests::chat::ChatUser;
+use switchyard_tests::ports::free_port;
+use switchyard_tests::{AUTH, Client, Stack, assert_status};
+
+/// Resumes measured.
+const RESUMES: usize = 12;
+
+#[tokio::test]
+async fn a_resume_reads_nothing_from_the_database_and_a_logout_still_ends_it_everywhere() {
+    let auth_http = format!("127.0.0.1:{}", free_port());
+    let stack = Stack::builder()
+        .gateways(2)
+        .chat(true)
+        .generous_limits()
+        .service_env(AUTH, "SWITCHYARD__HTTP__LISTEN", &auth_http)
+        .start()
+        .await;
+    let ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
+
+    // Many resumes, on both gateways: each answered, none reading a user or
+    // a session from the database.
+    let finds_before = finds(&auth_http).await;
+    let mut resumed = Vec::new();
+    for n in 0..RESUMES {
+        let mut client = Client::connect(&stack.gateway_url(n % 2)).await;
+        let reply = client.fastlogin(&ana.email, &ana.token).await;
+        assert_status(&reply, "USER_LOGGED");
+        assert_eq!(reply["flag"]["nickname"], "Ana", "{reply}");
+        resumed.push(client);
+    }
+    assert_eq!(
+        finds(&auth_http).await - finds_before,
+        0.0,
+        "auth-service read the database for {RESUMES} resumes"
+    );
+
+    // A new nickname shows in the next resume.
+    let mut first = resumed.remove(0);
+    let reply = first
+        .request(json!({"action": "UPDATE_PROFILE", "nickname": "Anabel"}))
+        .await;
+    assert_status(&reply, "PROFILE_UPDATED");
+    let mut client = Client::connect(&stack.gateway_url(1)).await;
+    let reply = client.fastlogin(&ana.email, &ana.token).await;
+    assert_eq!(reply["flag"]["nickname"], "Anabel", "{reply}");
+
+    // With the copies gone (Redis lost them), resumes read the database
+    // again and still work.
+    forget_copies(&stack).await;
+    let finds_before = finds(&auth_http).await;
+    let reply = client.fastlogin(&ana.email, &ana.token).await;
+    assert_status(&reply, "USER_LOGGED");
+    assert_eq!(reply["flag"]["nickname"], "Anabel", "{reply}");
+    assert!(
+        finds(&auth_http).await - finds_before >= 1.0,
+        "a resume with nothing cached reads the database"
+    );
+
+    // A LOGOUT ends the session on every connection using it, on both
+    // gateways, and no resume with it works any more.
+    let reply = first
+        .request(
+            json!({"action": "LOGOUT", "userLoginData": {"email": ana.email, "token": ana.token}}),
+        )
+        .await;
+    assert_status(&reply, "USER_LOGOUT");
+    for other in &mut resumed {
+        other
+            .expect_event("SESSION_CLOSED", switchyard_tests::chat::EVENT_TIMEOUT)
+            .await;
+    }
+    for gateway in 0..2 {
+        let mut late = Client::connect(&stack.gateway_url(gateway)).await;
+        let reply = late.fastlogin(&ana.email, &ana.token).await;
+        assert_status(&reply, "NOT_LOGGED");
+    }
+}
+
+/// How many `find` commands auth-service has sent to the database.
+async fn finds(auth_http: &str) -> f64 {
+    let metrics = reqwest::get(format!("http://{auth_http}/metrics"))
+        .await
+        .expect("auth-service serves /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    metrics
+        .lines()
+        .filter(|line| line.starts_with("switchyard_store_commands_total{"))
+        .filter(|line| line.contains("command=\"find\""))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Deletes auth-service's copies of sessions and users from Redis.
+async fn forget_copies(stack: &Stack) {
+    let mut redis = stack.redis().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*:auth:*")
+        .query_async(&mut redis)
+        .await
+        .expect("KEYS");
+    assert!(!keys.is_empty(), "copies were kept");
+    let _: i64 = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut redis)
+        .await
+        .expect("DEL");
+}
