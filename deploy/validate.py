@@ -5,6 +5,7 @@
 nginx -t, haproxy -c, hadolint), with the Python of its validation venv (PyYAML and jsonschema):
 
     validate.py --k8s base=RENDERED.yaml --k8s production=RENDERED.yaml[:external-secret,...]
+                [--k8s in-cluster-redis=RENDERED.yaml[:external-secret,...]]
                 --compose deploy/docker-compose.yml [--compose-schema compose-spec.json]
 
 Kubernetes: every Deployment has probes on its real ports, resources, a non-root read-only
@@ -13,6 +14,12 @@ the gateway's grace period covers preStop + drain; the autoscaled Deployments le
 their HorizontalPodAutoscaler; PodDisruptionBudgets select real Pods; the Ingress routes / and /ws
 to the gateway without stickiness and with long timeouts; and the NetworkPolicies, evaluated,
 let each component reach exactly the ports it needs (the gateway: Redis, never MongoDB).
+
+Where Redis runs in the cluster (a StatefulSet `redis`, components/redis): one replica with
+append-only persistence (`--appendonly yes`, `--appendfsync everysec` or `always`, no eviction)
+whose data directory is on a PersistentVolumeClaim, the same Pod and container hardening as the
+Deployments, the `redis` Service in front of it on 6379, and NetworkPolicies that admit the
+components that use Redis and no one else.
 
 Compose: every service can be built or pulled, the front door depends on every gateway, the files
 it mounts exist, and (with --compose-schema) the file matches the Compose specification's schema.
@@ -23,6 +30,7 @@ Prints every problem found, then exits 1 if there was any.
 from __future__ import annotations
 
 import argparse
+import posixpath
 import re
 import sys
 from pathlib import Path
@@ -49,7 +57,20 @@ EGRESS_ALLOWED = {
     "auth-service": DNS | {REDIS, MONGODB},
     "chat-service": DNS | {REDIS, MONGODB},
     "mailer": DNS | {REDIS, MONGODB} | SMTP,
+    # An in-cluster Redis (components/redis) opens no connections of its own.
+    "redis": DNS,
 }
+# An in-cluster Redis: the StatefulSet's name, and the components that may connect to it (those that
+# need Redis), with the port.
+REDIS_STATEFULSET = "redis"
+INGRESS_FROM_PODS = {"redis": (REDIS, {c for c, needed in EGRESS_NEEDED.items() if REDIS in needed})}
+# The namespaces each component may be reached from (the rest: Prometheus only).
+INGRESS_FROM_NAMESPACES = {"gateway": {"ingress-nginx", "monitoring"}, "redis": set()}
+# Labels of Pods that are none of the components (any other Pod of the namespace, a stray Pod of
+# Switchyard's): a policy whose selector matches them admits strangers.
+STRANGERS = [{}, dict(PART_OF)]
+# Where redis-server keeps its files without --dir: the working directory, /data in the official image.
+REDIS_DEFAULT_DIR = "/data"
 # Where the gateway's drain time comes from, and what is added on top to close the sockets.
 DRAIN_KEY = "SWITCHYARD__GATEWAY__DRAIN_MS"
 CLOSE_MARGIN_SECS = 5
@@ -113,6 +134,90 @@ def sleep_seconds(container: dict) -> int:
     return 0
 
 
+def redis_options(container: dict) -> dict[str, str]:
+    """The `--name value` options on a container's command line (command and args), lower-cased."""
+    words = [w for part in (container.get("command") or []) + (container.get("args") or []) for w in str(part).split()]
+    options = {}
+    for i, word in enumerate(words):
+        if word.startswith("--") and i + 1 < len(words) and not words[i + 1].startswith("--"):
+            options[word[2:].lower()] = words[i + 1].strip("'\"").lower()
+    return options
+
+
+def check_pod_security(where: str, pod: dict, problems: Problems) -> None:
+    """What every Pod of Switchyard's has: no service-account token, non-root, RuntimeDefault seccomp."""
+    problems.check(pod.get("automountServiceAccountToken") is False, where, "mounts a service account token it does not use")
+    pod_security = pod.get("securityContext") or {}
+    problems.check(pod_security.get("runAsNonRoot") is True, where, "runAsNonRoot is not set")
+    problems.check((pod_security.get("seccompProfile") or {}).get("type") == "RuntimeDefault", where, "no RuntimeDefault seccomp profile")
+
+
+def check_container(cwhere: str, container: dict, problems: Problems) -> None:
+    """What every container of Switchyard's has: a fixed image tag, resources, a locked-down securityContext."""
+    image = container.get("image", "")
+    problems.check(re.search(r":[^/]+$", image) and not image.endswith(":latest"), cwhere, f"image {image!r} has no fixed tag")
+    resources = container.get("resources") or {}
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            problems.check(resource in (resources.get(kind) or {}), cwhere, f"no {resource} {kind}")
+    security = container.get("securityContext") or {}
+    problems.check(security.get("readOnlyRootFilesystem") is True, cwhere, "root filesystem is writable")
+    problems.check(security.get("allowPrivilegeEscalation") is False, cwhere, "allows privilege escalation")
+    problems.check("ALL" in ((security.get("capabilities") or {}).get("drop") or []), cwhere, "does not drop all capabilities")
+
+
+def check_redis(name: str, statefulset: dict, services: dict[str, dict], problems: Problems) -> dict:
+    """An in-cluster Redis: persistence Switchyard relies on, data on a claim, the Service in front.
+    Returns its Pods' labels."""
+    where = f"{name}: StatefulSet {statefulset['metadata']['name']}"
+    spec = statefulset["spec"]
+    template = spec["template"]
+    labels = template["metadata"].get("labels") or {}
+    pod = template["spec"]
+    problems.check(selector_matches(spec.get("selector"), labels), where, "selector does not match its Pods")
+    problems.check(all(labels.get(k) == v for k, v in PART_OF.items()), where, "Pods lack app.kubernetes.io/part-of: switchyard")
+    problems.check(spec.get("replicas", 1) == 1, where, "more than one replica: each would be a separate Redis, not a copy")
+    check_pod_security(where, pod, problems)
+
+    containers = [c for c in pod.get("containers") or [] if any("redis-server" in str(w) for w in (c.get("command") or []) + (c.get("args") or []))]
+    if not problems.check(containers, where, "no container runs redis-server"):
+        return labels
+    container = containers[0]
+    cwhere = f"{where} container {container.get('name')}"
+    check_container(cwhere, container, problems)
+    ports = {p.get("name"): p["containerPort"] for p in container.get("ports") or []}
+    problems.check(REDIS[1] in ports.values(), cwhere, f"does not listen on {REDIS[1]}")
+    for probe in ("livenessProbe", "readinessProbe"):
+        handler = container.get(probe) or {}
+        problems.check(handler, cwhere, f"no {probe}")
+        port = (handler.get("tcpSocket") or handler.get("httpGet") or {}).get("port")
+        if port is not None:
+            problems.check(port in ports or port in ports.values(), cwhere, f"{probe} port {port!r} is not a port of the container")
+
+    # Accepted work lives in its streams: append-only, flushed at least every second, never evicted.
+    options = redis_options(container)
+    problems.check(options.get("appendonly") == "yes", cwhere, "does not run with --appendonly yes: a restart would lose the accepted work in its streams")
+    problems.check(options.get("appendfsync") in ("everysec", "always"), cwhere, "does not run with --appendfsync everysec (or always)")
+    policy = options.get("maxmemory-policy", "noeviction")
+    problems.check(policy == "noeviction", cwhere, f"--maxmemory-policy {policy} would evict accepted work and histories when memory is full")
+
+    # The data directory is on a PersistentVolumeClaim (the StatefulSet's own, or a named claim).
+    data_dir = posixpath.normpath(posixpath.join(container.get("workingDir") or REDIS_DEFAULT_DIR, options.get("dir", ".")))
+    claims = {t["metadata"]["name"] for t in spec.get("volumeClaimTemplates") or []}
+    claims |= {v["name"] for v in pod.get("volumes") or [] if "persistentVolumeClaim" in v}
+    mounts = [m for m in container.get("volumeMounts") or [] if data_dir == m["mountPath"].rstrip("/") or data_dir.startswith(m["mountPath"].rstrip("/") + "/")]
+    mount = max(mounts, key=lambda m: len(m["mountPath"]), default=None)
+    problems.check(mount is not None and mount["name"] in claims, cwhere, f"its data directory {data_dir} is not on a PersistentVolumeClaim")
+
+    # The `redis` Service the services connect to (redis://redis:6379) leads to it.
+    service = services.get("redis")
+    if problems.check(service is not None and service["spec"].get("type") != "ExternalName", where, "the Service redis is missing or still an ExternalName"):
+        problems.check(selector_matches({"matchLabels": service["spec"].get("selector") or {}}, labels) and service["spec"].get("selector"), where, "the Service redis does not select its Pods")
+        targets = [ports.get(p.get("targetPort"), p.get("targetPort", p.get("port"))) for p in service["spec"].get("ports") or [] if p.get("port") == REDIS[1]]
+        problems.check(REDIS[1] in targets, where, f"the Service redis does not forward port {REDIS[1]} to it")
+    return labels
+
+
 def check_k8s(name: str, docs: list[dict], external_secrets: set[str], problems: Problems) -> None:
     by_kind: dict[str, dict[str, dict]] = {}
     for doc in docs:
@@ -139,10 +244,7 @@ def check_k8s(name: str, docs: list[dict], external_secrets: set[str], problems:
         pod = template["spec"]
         problems.check(selector_matches(spec.get("selector"), labels), where, "selector does not match its Pods")
         problems.check(all(labels.get(k) == v for k, v in PART_OF.items()), where, "Pods lack app.kubernetes.io/part-of: switchyard")
-        problems.check(pod.get("automountServiceAccountToken") is False, where, "mounts a service account token it does not use")
-        pod_security = pod.get("securityContext") or {}
-        problems.check(pod_security.get("runAsNonRoot") is True, where, "runAsNonRoot is not set")
-        problems.check((pod_security.get("seccompProfile") or {}).get("type") == "RuntimeDefault", where, "no RuntimeDefault seccomp profile")
+        check_pod_security(where, pod, problems)
         if dep_name in AUTOSCALED:
             problems.check("replicas" not in spec, where, "sets replicas although a HorizontalPodAutoscaler owns the count")
 
@@ -150,22 +252,14 @@ def check_k8s(name: str, docs: list[dict], external_secrets: set[str], problems:
         ports_by_name: dict[str, int] = {}
         for container in containers:
             cwhere = f"{where} container {container.get('name')}"
+            check_container(cwhere, container, problems)
             image = container.get("image", "")
-            problems.check(re.search(r":[^/]+$", image) and not image.endswith(":latest"), cwhere, f"image {image!r} has no fixed tag")
             if name == "production":
                 registry = image.split("/")[0]
                 problems.check("." in registry or ":" in registry, cwhere, f"image {image!r} names no registry")
             for port in container.get("ports") or []:
                 if "name" in port:
                     ports_by_name[port["name"]] = port["containerPort"]
-            resources = container.get("resources") or {}
-            for kind in ("requests", "limits"):
-                for resource in ("cpu", "memory"):
-                    problems.check(resource in (resources.get(kind) or {}), cwhere, f"no {resource} {kind}")
-            security = container.get("securityContext") or {}
-            problems.check(security.get("readOnlyRootFilesystem") is True, cwhere, "root filesystem is writable")
-            problems.check(security.get("allowPrivilegeEscalation") is False, cwhere, "allows privilege escalation")
-            problems.check("ALL" in ((security.get("capabilities") or {}).get("drop") or []), cwhere, "does not drop all capabilities")
             for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
                 http_get = (container.get(probe) or {}).get("httpGet") or {}
                 problems.check(http_get.get("path") == path, cwhere, f"{probe} does not GET {path}")
@@ -225,6 +319,14 @@ def check_k8s(name: str, docs: list[dict], external_secrets: set[str], problems:
             if target == "gateway":
                 problems.check(low >= 2, where, "fewer than 2 gateways: a drain would disconnect everyone")
 
+    # Redis in the cluster (components/redis), if any; otherwise `redis` must be an alias for one elsewhere.
+    statefulsets = by_kind.get("StatefulSet", {})
+    workloads = dict(pod_labels)
+    if REDIS_STATEFULSET in statefulsets:
+        workloads["redis"] = check_redis(name, statefulsets[REDIS_STATEFULSET], services, problems)
+    elif "redis" in services:
+        problems.check(services["redis"]["spec"].get("type") == "ExternalName", name, f"the Service redis is not an ExternalName, yet there is no StatefulSet {REDIS_STATEFULSET} behind it")
+
     for target in WITH_PDB:
         matching = [p for p in pdbs.values() if target in pod_labels and selector_matches(p["spec"].get("selector"), pod_labels[target])]
         problems.check(matching, name, f"no PodDisruptionBudget selects the Pods of {target}")
@@ -251,15 +353,15 @@ def check_k8s(name: str, docs: list[dict], external_secrets: set[str], problems:
                     service_ports = services["gateway"]["spec"]["ports"]
                     problems.check(any(port in (p.get("name"), p.get("port")) for p in service_ports), where, f"{path} names port {port!r}, which the gateway Service lacks")
 
-    # NetworkPolicies, evaluated for each component's Pods.
+    # NetworkPolicies, evaluated for each component's Pods (an in-cluster Redis's too).
     deny_all = [
         p for p in policies
         if not p["spec"].get("ingress") and not p["spec"].get("egress")
         and set(p["spec"].get("policyTypes") or []) == {"Ingress", "Egress"}
-        and all(selector_matches(p["spec"]["podSelector"], labels) for labels in pod_labels.values())
+        and all(selector_matches(p["spec"]["podSelector"], labels) for labels in workloads.values())
     ]
     problems.check(deny_all, name, "no default-deny NetworkPolicy covers every component")
-    for component, labels in pod_labels.items():
+    for component, labels in workloads.items():
         where = f"{name}: NetworkPolicies for {component}"
         selecting = [p for p in policies if selector_matches(p["spec"]["podSelector"], labels)]
         egress: set[tuple[str, int]] = set()
@@ -276,21 +378,40 @@ def check_k8s(name: str, docs: list[dict], external_secrets: set[str], problems:
         problems.check(not missing, where, f"cannot reach {sorted(missing)}")
         extra = egress - EGRESS_ALLOWED.get(component, set())
         problems.check(not extra, where, f"may reach more than it needs: {sorted(extra)}")
+        # Peers are other namespaces (by name; "?" for anything else: an ipBlock, every source) or
+        # Pods of the same namespace (a podSelector alone), evaluated against the components' labels.
         sources = []
+        pod_sources = []
         for policy in selecting:
             for rule in policy["spec"].get("ingress") or []:
                 for peer in rule.get("from") or [{}]:
+                    if "podSelector" in peer and "namespaceSelector" not in peer:
+                        pod_sources.append((peer["podSelector"], port_set(rule)))
+                        continue
                     namespace = ((peer.get("namespaceSelector") or {}).get("matchLabels") or {}).get("kubernetes.io/metadata.name", "?")
                     sources.append((namespace, port_set(rule)))
         for namespace, opened in sources:
             problems.check(opened is not None, where, f"ingress from {namespace} on every port")
         if component == "gateway":
             problems.check(any(ns == "ingress-nginx" and opened and ("TCP", 8000) in opened for ns, opened in sources), where, "the ingress controller cannot reach the gateway")
-        allowed_sources = {"ingress-nginx", "monitoring"} if component == "gateway" else {"monitoring"}
+        allowed_sources = INGRESS_FROM_NAMESPACES.get(component, {"monitoring"})
         strangers = {ns for ns, _ in sources} - allowed_sources
         problems.check(not strangers, where, f"accepts connections from {sorted(strangers)}")
+        port, clients = INGRESS_FROM_PODS.get(component, (None, set()))
+        for selector, opened in pod_sources:
+            admitted = sorted(c for c, other in workloads.items() if selector_matches(selector, other))
+            problems.check(opened is not None, where, f"ingress from the Pods of {admitted} on every port")
+            problems.check(not any(selector_matches(selector, stranger) for stranger in STRANGERS), where, "accepts connections from Pods that are none of Switchyard's components")
+            extra = set(admitted) - clients
+            problems.check(not extra, where, f"accepts connections from {sorted(extra)}")
+            if port is not None:
+                problems.check(opened is None or opened <= {port}, where, f"opens {sorted(opened or set())} to Pods, more than {port}")
+        for client in sorted(clients & set(workloads)):
+            reached = any((opened is None or port in opened) and selector_matches(selector, workloads[client]) for selector, opened in pod_sources)
+            problems.check(reached, where, f"{client} cannot reach it on {port}")
 
-    if name == "production":
+    # An overlay that creates its namespace puts everything in it.
+    if "Namespace" in by_kind:
         for doc in docs:
             if doc["kind"] != "Namespace":
                 problems.check(doc["metadata"].get("namespace"), f"{name}: {doc['kind']} {doc['metadata']['name']}", "has no namespace")
