@@ -7,6 +7,9 @@
 //! admins acting at once cannot undo each other. The ids of recent actions are
 //! kept in the group, so an action delivered twice is applied once.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use shared_proto::action::chat::{CreateGroup, GroupTarget, SearchGroups};
 use shared_proto::action::{GroupId, UserId};
 use shared_proto::bus::actions::{ActionError, Outcome};
@@ -14,13 +17,14 @@ use shared_proto::client::ServerFrame;
 use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
 use shared_proto::status::ReplyStatus;
+use tracing::warn;
 
 use crate::conversations::group_conversation;
 use crate::group_rules::Refusal;
 use crate::input::{bad_request, display_name, id, search_prefix};
 use crate::replies::{GroupDetails, GroupList, SessionReady};
 use crate::service::{Call, ChatService, unavailable};
-use crate::store::{Group, StoreError};
+use crate::store::{Group, Memberships, StoreError};
 use crate::views::{GroupSummary, GroupView};
 
 const RECENT_ACTIONS_KEPT: usize = 32;
@@ -131,26 +135,75 @@ pub async fn session_started(
     call: &Call<'_>,
 ) -> Result<Outcome, ActionError> {
     let me = &call.me.user_id;
-    let groups = member_groups(service, me).await.map_err(unavailable)?;
+    let groups = member_groups(service, me).await?;
     Ok(Outcome::reply(
         ServerFrame::new(shared_proto::routing::SESSION_READY, "The user's groups.")
             .with_fields(SessionReady { group_ids: groups }),
     ))
 }
 
-/// The ids of the groups `user` is a member of, from their memberships
-/// document: every login asks, and reading every group instead costs as much
-/// as all the groups together on a database that scans. The document is filled
-/// in from the groups once, the first time it is found incomplete.
-async fn member_groups(service: &ChatService, user: &UserId) -> Result<Vec<GroupId>, StoreError> {
+/// How long the copy of a user's memberships in Redis is kept after it was
+/// last written: users who log in within that time cost the database
+/// nothing at login.
+const MEMBERSHIPS_COPY_LIFE: Duration = Duration::from_secs(24 * 3600);
+
+/// The ids of the groups `user` is a member of: from the copy of their
+/// memberships in Redis, which every change writes through (see
+/// [`record_membership`]); else from their memberships document, then
+/// copied. Every login asks, and reading every group instead costs as much as
+/// all the groups together on a database that scans.
+async fn member_groups(service: &ChatService, user: &UserId) -> Result<Vec<GroupId>, ActionError> {
+    let copy = service.bus.names().user_groups_copy(user.as_str());
+    match service.bus.complete_versions(&copy).await {
+        Ok(Some(entries)) => {
+            return Ok(entries
+                .into_iter()
+                .filter(|(_, entry)| entry % 2 == 1)
+                .map(|(group, _)| GroupId::new(group))
+                .collect());
+        }
+        Ok(None) => {}
+        Err(err) => warn!(error = %err, "could not read the copy of a user's memberships"),
+    }
+    let entries = stored_memberships(service, user)
+        .await
+        .map_err(unavailable)?;
+    let copied: Vec<(String, i64)> = entries
+        .iter()
+        .map(|(group, entry)| (group.as_str().to_owned(), *entry))
+        .collect();
+    if let Err(err) = service
+        .bus
+        .raise_versions(&copy, &copied, true, MEMBERSHIPS_COPY_LIFE)
+        .await
+    {
+        warn!(error = %err, "could not copy a user's memberships");
+    }
+    Ok(entries
+        .into_iter()
+        .filter(|(_, entry)| entry % 2 == 1)
+        .map(|(group, _)| group)
+        .collect())
+}
+
+/// A user's memberships document, as group to entry (see [`Memberships`]).
+/// The document is filled in from the groups once, the first time it is
+/// found incomplete.
+async fn stored_memberships(
+    service: &ChatService,
+    user: &UserId,
+) -> Result<BTreeMap<GroupId, i64>, StoreError> {
     if let Some(memberships) = service.store.memberships(user).await? {
         if memberships.complete {
-            return Ok(memberships.member_of().cloned().collect());
+            return Ok(memberships.groups);
         }
     }
     let groups = service.store.groups_of(user).await?;
     service.store.complete_memberships(user, &groups).await?;
-    Ok(groups.into_iter().map(|group| group.id).collect())
+    Ok(groups
+        .iter()
+        .map(|group| (group.id.clone(), Memberships::entry(group, user)))
+        .collect())
 }
 
 /// Records where `user` stands in `group` as written. The group is stored
@@ -164,6 +217,20 @@ pub(crate) async fn record_membership(
     service
         .store
         .record_membership(user, group)
+        .await
+        .map_err(|err| ActionError::Retry(err.into()))?;
+    let entry = (
+        group.id.as_str().to_owned(),
+        Memberships::entry(group, user),
+    );
+    service
+        .bus
+        .raise_versions(
+            &service.bus.names().user_groups_copy(user.as_str()),
+            &[entry],
+            false,
+            MEMBERSHIPS_COPY_LIFE,
+        )
         .await
         .map_err(|err| ActionError::Retry(err.into()))
 }

@@ -119,6 +119,12 @@ impl Names {
         format!("{}:history:epoch", self.prefix)
     }
 
+    /// chat-service's copy of a user's memberships (group id to entry, see
+    /// `bus::versioned_map`), read at each login.
+    pub fn user_groups_copy(&self, user_id: &str) -> String {
+        format!("{}:chat:memberships:{user_id}", self.prefix)
+    }
+
     /// auth-service's copy of a session, for resuming it without the
     /// database (see `auth-service/src/resume_cache.rs`).
     pub fn cached_session(&self, token_hash: &str) -> String {

@@ -1,12 +1,13 @@
 //! Resuming a session (`FASTLOGIN` on a new connection) reads nothing from
-//! the database in the common case, so that the clients of a drained
+//! the database in the common case (neither the session and user in
+//! auth-service nor the user's groups in chat-service), so that the clients of a drained
 //! gateway come back at once; and a `LOGOUT` or a profile change is still
 //! seen by every resume, on every gateway, at once.
 
 use serde_json::json;
 use switchyard_tests::chat::ChatUser;
 use switchyard_tests::ports::free_port;
-use switchyard_tests::{AUTH, Client, Stack, assert_status};
+use switchyard_tests::{AUTH, CHAT, Client, Stack, assert_status};
 
 /// Resumes measured.
 const RESUMES: usize = 12;
@@ -14,18 +15,22 @@ const RESUMES: usize = 12;
 #[tokio::test]
 async fn a_resume_reads_nothing_from_the_database_and_a_logout_still_ends_it_everywhere() {
     let auth_http = format!("127.0.0.1:{}", free_port());
+    let chat_http = format!("127.0.0.1:{}", free_port());
     let stack = Stack::builder()
         .gateways(2)
         .chat(true)
         .generous_limits()
         .service_env(AUTH, "SWITCHYARD__HTTP__LISTEN", &auth_http)
+        .service_env(CHAT, "SWITCHYARD__HTTP__LISTEN", &chat_http)
         .start()
         .await;
-    let ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
+    let mut ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
+    let group = ana.client.create_group("Hikers").await;
 
-    // Many resumes, on both gateways: each answered, none reading a user or
-    // a session from the database.
+    // Many resumes, on both gateways: each answered, none reading a user, a
+    // session or the user's groups from the database.
     let finds_before = finds(&auth_http).await;
+    let chat_finds_before = finds(&chat_http).await;
     let mut resumed = Vec::new();
     for n in 0..RESUMES {
         let mut client = Client::connect(&stack.gateway_url(n % 2)).await;
@@ -39,6 +44,36 @@ async fn a_resume_reads_nothing_from_the_database_and_a_logout_still_ends_it_eve
         0.0,
         "auth-service read the database for {RESUMES} resumes"
     );
+    assert_eq!(
+        finds(&chat_http).await - chat_finds_before,
+        0.0,
+        "chat-service read the database for {RESUMES} resumes"
+    );
+
+    // The groups a resume learns are those of the moment: a group created
+    // since is delivered to a connection resumed after.
+    let newer = ana.client.create_group("Climbers").await;
+    let mut fresh = Client::connect(&stack.gateway_url(1)).await;
+    assert_status(
+        &fresh.fastlogin(&ana.email, &ana.token).await,
+        "USER_LOGGED",
+    );
+    for group_id in [&group, &newer] {
+        let sent = ana
+            .client
+            .send_to_group(group_id, "hello", &format!("to-{group_id}"))
+            .await;
+        assert_status(&sent, "MESSAGE_SENT");
+        let event = fresh
+            .expect_event("NEW_MESSAGE", switchyard_tests::chat::EVENT_TIMEOUT)
+            .await;
+        assert_eq!(
+            event["conversation"]["groupId"],
+            group_id.as_str(),
+            "{event}"
+        );
+    }
+    drop(fresh);
 
     // A new nickname shows in the next resume.
     let mut first = resumed.remove(0);
@@ -82,11 +117,11 @@ async fn a_resume_reads_nothing_from_the_database_and_a_logout_still_ends_it_eve
     }
 }
 
-/// How many `find` commands auth-service has sent to the database.
-async fn finds(auth_http: &str) -> f64 {
-    let metrics = reqwest::get(format!("http://{auth_http}/metrics"))
+/// How many `find` commands the service at `http` has sent to the database.
+async fn finds(http: &str) -> f64 {
+    let metrics = reqwest::get(format!("http://{http}/metrics"))
         .await
-        .expect("auth-service serves /metrics")
+        .expect("the service serves /metrics")
         .text()
         .await
         .expect("metrics text");

@@ -7,6 +7,7 @@
 //!   handler, and acknowledges them once the handler says they are done.
 //! - [`dead_letters`]: where the worker puts entries it gives up on.
 //! - [`history`]: the events kept for `SYNC`, and how they are published.
+//! - [`versioned_map`]: copies of maps whose entries only move up.
 
 pub mod actions;
 pub mod admission;
@@ -14,6 +15,7 @@ pub mod dead_letters;
 pub mod history;
 mod key_slots;
 pub mod presence;
+pub mod versioned_map;
 pub mod worker;
 
 use std::time::Duration;
