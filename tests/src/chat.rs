@@ -244,6 +244,43 @@ async fn confirmation_codes<'a>(
     }
 }
 
+/// Ana on the first gateway, Bob and Cid on the second: Ana is friends
+/// with both, and all three are in Ana's group "Climbers".
+pub struct Circle {
+    pub ana: ChatUser,
+    pub bob: ChatUser,
+    pub cid: ChatUser,
+    pub group: String,
+}
+
+impl Circle {
+    /// Signs the three up and brings them together.
+    ///
+    /// # Panics
+    /// If a step is refused.
+    pub async fn gather(stack: &Stack) -> Circle {
+        let mut ana = ChatUser::sign_up(stack, 0, "ana@example.com", "Ana").await;
+        let mut bob = ChatUser::sign_up(stack, 1, "bob@example.com", "Bob").await;
+        let mut cid = ChatUser::sign_up(stack, 1, "cid@example.com", "Cid").await;
+        befriend(&mut ana, &mut bob).await;
+        befriend(&mut ana, &mut cid).await;
+        let group = ana.client.create_group("Climbers").await;
+        for member in [&bob, &cid] {
+            let reply = ana
+                .client
+                .moderate("ADD_MEMBER", &group, &member.user_id)
+                .await;
+            assert_status(&reply, "MEMBER_ADDED");
+        }
+        Circle {
+            ana,
+            bob,
+            cid,
+            group,
+        }
+    }
+}
+
 /// The fields of a `MESSAGE_SENT` reply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sent {

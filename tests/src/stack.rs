@@ -287,6 +287,50 @@ impl Stack {
             .unwrap_or_else(|e| panic!("connecting to Redis at {url}: {e}"))
     }
 
+    /// Deletes the Redis keys matching `pattern` (as Redis lost them) and
+    /// says how many there were.
+    ///
+    /// # Panics
+    /// If Redis cannot be reached.
+    pub async fn forget_redis_keys(&self, pattern: &str) -> usize {
+        let mut redis = self.redis().await;
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(pattern)
+            .query_async(&mut redis)
+            .await
+            .expect("KEYS");
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut redis)
+                .await
+                .expect("DEL");
+        }
+        keys.len()
+    }
+
+    /// The sum of a service's metric `name` over the series whose labels
+    /// contain `labels` (e.g. `command="find"`), read from its `/metrics` at
+    /// `http` (the address it was given to listen on).
+    ///
+    /// # Panics
+    /// If the service does not answer.
+    pub async fn metric(http: &str, name: &str, labels: &str) -> f64 {
+        let metrics = reqwest::get(format!("http://{http}/metrics"))
+            .await
+            .unwrap_or_else(|e| panic!("{http} serves /metrics: {e}"))
+            .text()
+            .await
+            .expect("metrics text");
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(name))
+            .filter(|line| line[name.len()..].starts_with([' ', '{']))
+            .filter(|line| line.contains(labels))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// `mongodb://127.0.0.1:<port>` (FerretDB).
     pub fn mongo_uri(&self) -> &str {
         &self.wiring.mongo_uri

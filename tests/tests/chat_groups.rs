@@ -464,18 +464,10 @@ async fn a_login_learns_the_groups_its_user_is_in_at_that_moment() {
         .delete_many(mongodb::bson::doc! {})
         .await
         .expect("clearing memberships");
-    let mut redis = stack.redis().await;
-    let copies: Vec<String> = redis::cmd("KEYS")
-        .arg("*:chat:memberships:*")
-        .query_async(&mut redis)
-        .await
-        .expect("KEYS");
-    assert!(!copies.is_empty(), "logins keep a copy of the memberships");
-    let _: i64 = redis::cmd("DEL")
-        .arg(&copies)
-        .query_async(&mut redis)
-        .await
-        .expect("DEL");
+    assert!(
+        stack.forget_redis_keys("*:chat:memberships:*").await > 0,
+        "logins keep a copy of the memberships"
+    );
     let mut second_tab = bob.connect_again(&stack, 1).await;
     expect_only_from(&mut ana.client, &mut second_tab, &groups, stayed).await;
     let stored = stack.stored_documents("memberships").await;

@@ -203,17 +203,11 @@ async fn chat_stream_length(stack: &Stack) -> u64 {
 
 /// The entries chat-service counted as moved to its dead-letter stream.
 async fn dead_lettered_metric(chat_http: &str) -> f64 {
-    let metrics = reqwest::get(format!("http://{chat_http}/metrics"))
-        .await
-        .expect("chat-service serves /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    let wanted = format!("switchyard_bus_entries_dead_lettered_total{{stream=\"{CHAT_STREAM}\"}}");
-    metrics
-        .lines()
-        .find(|line| line.starts_with(&wanted))
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|value| value.parse().ok())
-        .unwrap_or_else(|| panic!("no {wanted} in chat-service's metrics:\n{metrics}"))
+    let stream = format!("stream=\"{CHAT_STREAM}\"");
+    Stack::metric(
+        chat_http,
+        "switchyard_bus_entries_dead_lettered_total",
+        &stream,
+    )
+    .await
 }

@@ -87,7 +87,10 @@ async fn a_resume_reads_nothing_from_the_database_and_a_logout_still_ends_it_eve
 
     // With the copies gone (Redis lost them), resumes read the database
     // again and still work.
-    forget_copies(&stack).await;
+    assert!(
+        stack.forget_redis_keys("*:auth:*").await > 0,
+        "copies were kept"
+    );
     let finds_before = finds(&auth_http).await;
     let reply = client.fastlogin(&ana.email, &ana.token).await;
     assert_status(&reply, "USER_LOGGED");
@@ -119,32 +122,5 @@ async fn a_resume_reads_nothing_from_the_database_and_a_logout_still_ends_it_eve
 
 /// How many `find` commands the service at `http` has sent to the database.
 async fn finds(http: &str) -> f64 {
-    let metrics = reqwest::get(format!("http://{http}/metrics"))
-        .await
-        .expect("the service serves /metrics")
-        .text()
-        .await
-        .expect("metrics text");
-    metrics
-        .lines()
-        .filter(|line| line.starts_with("switchyard_store_commands_total{"))
-        .filter(|line| line.contains("command=\"find\""))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Deletes auth-service's copies of sessions and users from Redis.
-async fn forget_copies(stack: &Stack) {
-    let mut redis = stack.redis().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("*:auth:*")
-        .query_async(&mut redis)
-        .await
-        .expect("KEYS");
-    assert!(!keys.is_empty(), "copies were kept");
-    let _: i64 = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut redis)
-        .await
-        .expect("DEL");
+    Stack::metric(http, "switchyard_store_commands_total", "command=\"find\"").await
 }

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use serde_json::json;
-use switchyard_tests::chat::{ChatUser, EVENT_TIMEOUT, QUIET, befriend, chat_stack, sent};
+use switchyard_tests::chat::{Circle, EVENT_TIMEOUT, QUIET, chat_stack, sent};
 use switchyard_tests::received::Received;
 use switchyard_tests::{Client, GATEWAY, assert_status};
 use tokio::time::Instant;
@@ -22,19 +22,12 @@ const LAPSE: Duration = Duration::from_secs(30);
 #[tokio::test]
 async fn clients_of_a_killed_gateway_reconnect_elsewhere_and_miss_nothing() {
     let mut stack = chat_stack().await;
-    let mut ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
-    let mut bob = ChatUser::sign_up(&stack, 1, "bob@example.com", "Bob").await;
-    let mut cid = ChatUser::sign_up(&stack, 1, "cid@example.com", "Cid").await;
-    befriend(&mut ana, &mut bob).await;
-    befriend(&mut ana, &mut cid).await;
-    let group = ana.client.create_group("Climbers").await;
-    for member in [&bob, &cid] {
-        let reply = ana
-            .client
-            .moderate("ADD_MEMBER", &group, &member.user_id)
-            .await;
-        assert_status(&reply, "MEMBER_ADDED");
-    }
+    let Circle {
+        mut ana,
+        mut bob,
+        mut cid,
+        group,
+    } = Circle::gather(&stack).await;
     // Where Bob and Cid stand before the burst, as a client learns it.
     let mut bob_has = Received::start(&mut bob.client).await;
     let mut cid_has = Received::start(&mut cid.client).await;

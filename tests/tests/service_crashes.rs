@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchyard_tests::chat::{ChatUser, befriend, messages_of};
+use switchyard_tests::chat::{Circle, messages_of};
 use switchyard_tests::received::Received;
 use switchyard_tests::{CHAT, Client, FERRETDB, GATEWAY, REDIS, Stack, assert_status, status};
 use tokio::time::Instant;
@@ -137,19 +137,12 @@ async fn messages_survive_a_killed_replica_a_redis_restart_and_a_frozen_database
         .service_env(CHAT, "SWITCHYARD__BUS__CLAIM_IDLE_MS", "3000")
         .start()
         .await;
-    let mut ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
-    let mut bob = ChatUser::sign_up(&stack, 1, "bob@example.com", "Bob").await;
-    let mut cid = ChatUser::sign_up(&stack, 1, "cid@example.com", "Cid").await;
-    befriend(&mut ana, &mut bob).await;
-    befriend(&mut ana, &mut cid).await;
-    let group = ana.client.create_group("Climbers").await;
-    for member in [&bob, &cid] {
-        let reply = ana
-            .client
-            .moderate("ADD_MEMBER", &group, &member.user_id)
-            .await;
-        assert_status(&reply, "MEMBER_ADDED");
-    }
+    let Circle {
+        mut ana,
+        mut bob,
+        mut cid,
+        group,
+    } = Circle::gather(&stack).await;
     let mut bob_has = Received::start(&mut bob.client).await;
     let mut cid_has = Received::start(&mut cid.client).await;
     let targets = [

@@ -151,18 +151,10 @@ async fn what_cannot_be_replayed_whole_is_a_gap_and_bad_positions_are_refused() 
 
     // The histories lost (Redis restarted without its data): a new epoch,
     // and the old position is a gap, not an empty replay.
-    let mut redis = stack.redis().await;
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("switchyard:history:*")
-        .query_async(&mut redis)
-        .await
-        .expect("keys");
-    assert!(!keys.is_empty(), "no histories were kept");
-    let _: () = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut redis)
-        .await
-        .expect("del");
+    assert!(
+        stack.forget_redis_keys("switchyard:history:*").await > 0,
+        "no histories were kept"
+    );
     sent(
         &ana.client
             .send_to_user(&bob.user_id, "after the loss", "m-2")
