@@ -170,7 +170,11 @@ async fn read_frames(
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
         };
         let verdict = if bucket.try_take() {
-            accept_frame(text.as_str(), handle, client_addr, context).await
+            // Boxed: an idle connection's task then holds a pointer here,
+            // not the largest state a frame's handling goes through (a
+            // `SYNC` reads the histories with two scripts), which every
+            // connection would otherwise carry all its life.
+            Box::pin(accept_frame(text.as_str(), handle, client_addr, context)).await
         } else {
             Verdict::OverConnectionLimit
         };
