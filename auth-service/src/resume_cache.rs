@@ -3,7 +3,8 @@
 //! the common case: after a gateway drains, all its clients resume at once.
 //!
 //! - A session's entry (`auth:session:<token hash>`): who it belongs to and
-//!   when it expires; it lives no longer than the session. A `LOGOUT` needs
+//!   when it expires; kept a day after its last use, never past the
+//!   session's end (in code: the expiry is checked on every resume). A `LOGOUT` needs
 //!   no change here: it marks the session revoked for every gateway first
 //!   (`revoked:<token hash>`, kept until the session would have expired),
 //!   and a resume checks that marker in the same round trip.
@@ -30,6 +31,11 @@ use crate::store::{Profile, Session, User};
 
 /// How long a card is kept after it was last written.
 pub const CARD_LIFETIME: Duration = Duration::from_secs(3600);
+
+/// How long a session's copy is kept after it was last used (never past
+/// the session's end): sessions last weeks, and a copy of every one would
+/// hold Redis memory for clients long gone. About 350 bytes each.
+pub const SESSION_COPY_LIFE: Duration = Duration::from_secs(24 * 3600);
 
 /// A session as a resume needs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,15 +86,17 @@ pub enum Lookup {
     Found(CachedSession),
 }
 
-/// The session with this token hash, and whether it was revoked: one
-/// round trip.
+/// The session with this token hash, and whether it was revoked; the copy,
+/// if any, is kept for another [`SESSION_COPY_LIFE`]: one round trip.
 pub async fn session(bus: &Bus, token_hash: &str) -> Result<Lookup, BusError> {
     let names = bus.names();
+    let key = names.cached_session(token_hash);
     let mut connection = bus.connection();
-    let (entry, revoked): (Option<String>, bool) = bounded(
+    let (entry, revoked, _): (Option<String>, bool, bool) = bounded(
         redis::pipe()
-            .get(names.cached_session(token_hash))
+            .get(&key)
             .exists(names.revoked_session(token_hash))
+            .pexpire(&key, millis(SESSION_COPY_LIFE))
             .query_async(&mut connection),
     )
     .await?;
@@ -101,12 +109,14 @@ pub async fn session(bus: &Bus, token_hash: &str) -> Result<Lookup, BusError> {
     })
 }
 
-/// Keeps a session until it expires.
+/// Keeps a session for [`SESSION_COPY_LIFE`], or until it expires if
+/// that is sooner.
 pub async fn keep_session(bus: &Bus, session: &CachedSession) -> Result<(), BusError> {
     let remaining = session.expires_at_ms.saturating_sub(shared_proto::now_ms());
     if remaining <= 0 {
         return Ok(());
     }
+    let remaining = remaining.min(millis(SESSION_COPY_LIFE));
     let mut connection = bus.connection();
     let _: () = bounded(
         redis::cmd("SET")
@@ -155,7 +165,11 @@ return 1
         .key(bus.names().user_card(card.id.as_str()))
         .arg(serde_json::to_string(card)?)
         .arg(card.profile.version)
-        .arg(u64::try_from(CARD_LIFETIME.as_millis()).unwrap_or(u64::MAX));
+        .arg(millis(CARD_LIFETIME));
     let _: i64 = bounded(invocation.invoke_async(&mut connection)).await?;
     Ok(())
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
