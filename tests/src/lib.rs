@@ -28,9 +28,11 @@
 //! - [`client`]: the WebSocket client; [`flows`]: the account actions on it.
 //! - [`mail`]: what MailDev caught, and the confirmation code in it.
 //! - [`stored`]: what the services wrote to the database.
+//! - [`files`]: attachments over HTTP, and the pictures tests send.
 
 pub mod chat;
 pub mod client;
+pub mod files;
 pub mod flows;
 pub mod front_door;
 pub mod mail;

@@ -97,6 +97,15 @@ impl<'a> Plan<'a> {
         format!("gateway-{port}")
     }
 
+    /// The file port of each chat-service replica, in order.
+    pub fn files_ports(&self) -> Vec<u16> {
+        let l = self.layout;
+        (0..l.chat_replicas)
+            .filter_map(|i| u16::try_from(i).ok())
+            .map(|i| l.files_port.saturating_add(i))
+            .collect()
+    }
+
     /// Each back-end replica as (binary, name): one replica goes by the
     /// binary's name, several by `<binary>-1`, `<binary>-2`, ...
     pub fn backends(&self) -> Vec<(&'static str, String)> {
