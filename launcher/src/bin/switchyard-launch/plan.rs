@@ -198,6 +198,13 @@ mod tests {
         assert_eq!(plan.infra_port(REDIS), 6379);
         assert_eq!(plan.infra_port(FERRETDB), 27017);
         assert_eq!(plan.infra_port(MAILDEV), 1025);
+        assert_eq!(plan.files_ports(), [8090]);
+    }
+
+    #[test]
+    fn each_chat_service_serves_files_on_its_own_port() {
+        let layout = layout(&["--chat-replicas", "3", "--files-port", "9100"]);
+        assert_eq!(Plan::new(&layout).files_ports(), [9100, 9101, 9102]);
     }
 
     #[test]
