@@ -173,3 +173,83 @@ pub fn views<'a>(
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn attachment(id: &str, kind: FileKind) -> Attachment {
+        Attachment {
+            id: id.into(),
+            kind: kind.as_str().into(),
+            name: "a.png".into(),
+            size: 10,
+            content_type: "image/png".into(),
+            width: (kind == FileKind::Picture).then_some(4),
+            height: (kind == FileKind::Picture).then_some(3),
+        }
+    }
+
+    #[test]
+    fn a_picture_shows_its_size_and_thumbnail_and_a_file_neither() {
+        let signer = UrlSigner::new(b"k", Duration::from_secs(60));
+        let me = UserId::new("u1");
+        let stored = [
+            attachment("p1", FileKind::Picture),
+            attachment("f1", FileKind::File),
+        ];
+        let views = serde_json::to_value(views(&stored, &signer, Reader::User(&me))).expect("json");
+        let picture = &views[0];
+        let keys: Vec<&str> = picture
+            .as_object()
+            .expect("an object")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "fileId",
+                "name",
+                "size",
+                "contentType",
+                "kind",
+                "width",
+                "height",
+                "url",
+                "thumbnailUrl"
+            ]
+        );
+        let url = picture["url"].as_str().expect("a url");
+        assert!(url.starts_with("/files/p1?for=u1&exp="), "{url}");
+        let thumbnail = picture["thumbnailUrl"].as_str().expect("a thumbnail url");
+        assert!(
+            thumbnail.starts_with("/files/p1/thumbnail?for=u1&"),
+            "{thumbnail}"
+        );
+        let file = views[1].as_object().expect("an object");
+        for absent in ["width", "height", "thumbnailUrl"] {
+            assert!(!file.contains_key(absent), "{absent} in {file:?}");
+        }
+    }
+
+    #[test]
+    fn a_group_event_is_signed_for_its_conversation() {
+        let signer = UrlSigner::new(b"k", Duration::from_secs(60));
+        let conversation = ConversationId::new("g:abc");
+        let stored = [attachment("p1", FileKind::Picture)];
+        let views = views(&stored, &signer, Reader::Conversation(&conversation));
+        assert!(views[0].url.contains("for=g%3Aabc&"), "{}", views[0].url);
+    }
+
+    #[test]
+    fn ids_are_checked_before_any_lookup() {
+        assert!(check_ids(&vec!["a".to_owned(); 11]).is_err());
+        assert!(check_ids(&["a".to_owned(), "a".to_owned()]).is_err());
+        assert!(check_ids(&["p1.thumbnail".to_owned()]).is_err());
+        assert!(check_ids(&["bad id".to_owned()]).is_err());
+        assert!(check_ids(&["0192f4c1-7a2e".to_owned()]).is_ok());
+    }
+}

@@ -6,7 +6,7 @@
 //!   service knows of it under `metadata` ([`FileMeta`]): who uploaded it,
 //!   what it is, and once it is in a message, which message and conversation.
 //!   A picture's thumbnail is a file of its own, `<id>.thumbnail`, whose
-//!   `metadata.thumbnail_of` names the picture.
+//!   `metadata.thumbnail_of` names the picture; it is attached with it.
 //! - `attachments.chunks`: the bytes, `chunkSize` per document, written and
 //!   deleted with the files document by the driver's GridFS support; read
 //!   directly here to serve a byte range without reading what comes before.
@@ -175,10 +175,16 @@ impl FileStore {
         message_key: &str,
         conversation_id: &ConversationId,
     ) -> Result<Attach, StoreError> {
+        // Pictures' thumbnails go with them, so that a thumbnail left
+        // unattached is one whose picture never was, and is swept with it.
+        let with_thumbnails: Vec<String> = ids
+            .iter()
+            .flat_map(|id| [id.clone(), thumbnail_id(id)])
+            .collect();
         self.files_written
             .update_many(
                 doc! {
-                    "_id": {"$in": ids},
+                    "_id": {"$in": with_thumbnails},
                     "metadata.uploader": uploader.as_str(),
                     "metadata.attached_to": Bson::Null,
                 },
@@ -225,8 +231,9 @@ impl FileStore {
         Ok(files.iter().map(|f| f.length).sum())
     }
 
-    /// Files uploaded before `before` and never attached, thumbnails
-    /// excluded (they go with their picture).
+    /// Files uploaded before `before` and never attached: pictures and
+    /// files, and thumbnails whose picture never was (a thumbnail is
+    /// attached with its picture).
     pub async fn unattached_before(
         &self,
         before: mongodb::bson::DateTime,
@@ -237,7 +244,6 @@ impl FileStore {
             .find(doc! {
                 "uploadDate": {"$lt": before},
                 "metadata.attached_to": Bson::Null,
-                "metadata.kind": {"$ne": FileKind::Thumbnail.as_str()},
             })
             .limit(limit)
             .await?
