@@ -27,8 +27,11 @@ pub async fn original(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let file = authorized(&service, &id, &uri, &headers).await?;
-    serve(&service, file, &headers).await
+    let answer = match authorized(&service, &id, &uri, &headers).await {
+        Ok(file) => serve(&service, file, &headers).await,
+        Err(refusal) => Err(refusal),
+    };
+    counted(answer, "original")
 }
 
 pub async fn thumbnail(
@@ -37,7 +40,19 @@ pub async fn thumbnail(
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
-    let picture = authorized(&service, &id, &uri, &headers).await?;
+    counted(
+        thumbnail_of(&service, &id, &uri, &headers).await,
+        "thumbnail",
+    )
+}
+
+async fn thumbnail_of(
+    service: &FileService,
+    id: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Response, HttpError> {
+    let picture = authorized(service, id, uri, headers).await?;
     if picture.metadata.kind != FileKind::Picture {
         return Err(HttpError::new(
             StatusCode::NOT_FOUND,
@@ -51,7 +66,18 @@ pub async fn thumbnail(
         .await
         .map_err(HttpError::unavailable)?
         .ok_or_else(HttpError::not_found)?;
-    serve(&service, thumb, &headers).await
+    serve(service, thumb, headers).await
+}
+
+/// Counts a download by what it read and the status it got.
+fn counted(answer: Result<Response, HttpError>, what: &'static str) -> Result<Response, HttpError> {
+    let status = match &answer {
+        Ok(response) => response.status().as_u16(),
+        Err(refusal) => refusal.status.as_u16(),
+    };
+    metrics::counter!("switchyard_files_downloads_total", "what" => what, "status" => status.to_string())
+        .increment(1);
+    answer
 }
 
 /// The file `id` (never a thumbnail by its own id), if the request may read it.

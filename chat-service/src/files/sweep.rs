@@ -23,7 +23,11 @@ pub async fn run(files: FileStore, ttl: Duration, interval: Duration, shutdown: 
         }
         match sweep_once(&files, ttl).await {
             Ok(0) => {}
-            Ok(deleted) => info!(deleted, "deleted files never attached to a message"),
+            Ok(deleted) => {
+                metrics::counter!("switchyard_files_swept_total")
+                    .increment(u64::try_from(deleted).unwrap_or(0));
+                info!(deleted, "deleted files never attached to a message");
+            }
             Err(err) => warn!(error = %err, "could not delete never-attached files"),
         }
     }

@@ -73,6 +73,11 @@ pub async fn upload(
 ) -> Result<Response, HttpError> {
     let mut body = body.into_data_stream();
     let result = receive(&service, &uri, &headers, &mut body).await;
+    let status = match &result {
+        Ok(_) => "CREATED",
+        Err(refusal) => refusal.code.as_str(),
+    };
+    metrics::counter!("switchyard_files_uploads_total", "status" => status).increment(1);
     if result.is_err() {
         // The refusal goes out now; what the client still sends is read and
         // dropped a while, so that its connection (or the front door's) is
@@ -145,6 +150,8 @@ async fn receive(
             stream_file(&service, &me, &name, content_type, head, body, limit).await?
         }
     };
+    let stored = u64::try_from(uploaded.size).unwrap_or(0);
+    metrics::counter!("switchyard_files_bytes_stored_total").increment(stored);
     let json = serde_json::to_string(&uploaded).unwrap_or_default();
     Ok((
         StatusCode::CREATED,
