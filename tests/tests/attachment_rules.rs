@@ -332,3 +332,36 @@ async fn a_file_never_attached_is_deleted_after_its_time_and_a_sent_one_stays() 
         assert_eq!(got.status, 200, "{path} of the sent picture stays");
     }
 }
+
+#[tokio::test]
+async fn a_session_logged_out_anywhere_no_longer_uploads_or_reads() {
+    let (stack, door) = stack_with(FrontDoorKind::Nginx, &[]).await;
+    let base = door.http();
+    let mut ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
+    let picture = png(20, 20, None);
+    let file = file_id(&uploaded(&base, &ana.token, "a.png", "image/png", &picture).await);
+    let path = format!("/files/{file}");
+    assert_eq!(
+        download(&base, &path, Some(&ana.token), None).await.status,
+        200
+    );
+
+    // Another connection of the same session, on the other gateway, logs out.
+    let mut other = ana.connect_again(&stack, 1).await;
+    assert_status(&other.logout(&ana.email, &ana.token).await, "USER_LOGOUT");
+    upload(&base, Some(&ana.token), "b.png", "image/png", &picture)
+        .await
+        .assert_refused(401, "UNAUTHORIZED");
+    download(&base, &path, Some(&ana.token), None)
+        .await
+        .assert_refused(401, "UNAUTHORIZED");
+
+    // A new login is a new session, known to the file side at once.
+    let relogin = ana
+        .client
+        .login(&ana.email, switchyard_tests::DEFAULT_PASSWORD)
+        .await;
+    assert_status(&relogin, "USER_LOGGED");
+    let token = relogin["flag"]["token"].as_str().expect("a token");
+    assert_eq!(download(&base, &path, Some(token), None).await.status, 200);
+}
