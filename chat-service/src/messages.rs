@@ -117,7 +117,18 @@ pub async fn send(
             }
             MessageInsert::Duplicate(existing) => {
                 // A resend, or this very action handled again after its
-                // first handling stored the message.
+                // first handling stored the message. Files this resend named
+                // that the stored message does not carry are let go again.
+                if !input.attachments.is_empty() {
+                    let kept: Vec<String> =
+                        existing.attachments.iter().map(|a| a.id.clone()).collect();
+                    service
+                        .store
+                        .files
+                        .detach_except(&existing.key, &kept)
+                        .await
+                        .map_err(unavailable)?;
+                }
                 return resent(service, call, *existing).await;
             }
         }

@@ -133,6 +133,27 @@ async fn each_file_attached_is_checked_and_the_refusal_says_which() {
         "{again}"
     );
 
+    // A resend naming another file is still the first message, and the
+    // other file stays free to send.
+    let other =
+        file_id(&uploaded(&base, &ana.token, "c.png", "image/png", &png(20, 20, None)).await);
+    let resent = ana
+        .client
+        .send_files(ben.target(), "", "r-6", &[&other])
+        .await;
+    assert_status(&resent, "MESSAGE_SENT");
+    assert_eq!(resent["messageId"], first["messageId"]);
+    assert_eq!(
+        resent["attachments"][0]["fileId"],
+        picture.as_str(),
+        "{resent}"
+    );
+    let with_other = ana
+        .client
+        .send_files(ben.target(), "", "r-8", &[&other])
+        .await;
+    assert_status(&with_other, "MESSAGE_SENT");
+
     let reply = ana
         .client
         .send_files(ben.target(), "once more", "r-7", &[&picture])

@@ -109,7 +109,7 @@ async fn authorized(
     let file = find(service, id).await?;
     if !may_read(service, &me, &file).await? {
         return Err(HttpError::forbidden(
-            "You may not read this file: it is in a conversation you are not part of.",
+            "You may not read this file: only its uploader, and once it is sent, whoever may read its conversation.",
         ));
     }
     Ok(file)

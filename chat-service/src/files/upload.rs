@@ -103,13 +103,12 @@ async fn drain(mut body: BodyDataStream) {
 }
 
 async fn receive(
-    service: &Arc<FileService>,
+    service: &FileService,
     uri: &Uri,
     headers: &HeaderMap,
     body: &mut BodyDataStream,
 ) -> Result<Response, HttpError> {
-    let service = Arc::clone(service);
-    let me = bearer_user(&service, headers).await?;
+    let me = bearer_user(service, headers).await?;
     let query = Query::<UploadQuery>::try_from_uri(uri)
         .map_err(|_| HttpError::bad_request("The query must be ?name=<file name>."))?;
     let name = file_name(query.0.name.as_deref())?;
@@ -128,8 +127,8 @@ async fn receive(
         settings.max_file_bytes.max(settings.max_picture_bytes)
     };
     refuse_announced(announced, ceiling)?;
-    check_rate(&service, &me).await?;
-    check_storage(&service, &me, announced.unwrap_or(0)).await?;
+    check_rate(service, &me).await?;
+    check_storage(service, &me, announced.unwrap_or(0)).await?;
 
     let head = read_head(body, ceiling).await?;
     let uploaded = match sniff(&head) {
@@ -137,7 +136,7 @@ async fn receive(
             let limit = settings.max_picture_bytes;
             refuse_announced(announced, limit)?;
             let bytes = read_rest(head, body, limit).await?;
-            store_picture(&service, &me, &name, bytes, format).await?
+            store_picture(service, &me, &name, bytes, format).await?
         }
         Sniffed::File(content_type) => {
             if claimed_picture {
@@ -147,7 +146,7 @@ async fn receive(
             }
             let limit = settings.max_file_bytes;
             refuse_announced(announced, limit)?;
-            stream_file(&service, &me, &name, content_type, head, body, limit).await?
+            stream_file(service, &me, &name, content_type, head, body, limit).await?
         }
     };
     let stored = u64::try_from(uploaded.size).unwrap_or(0);

@@ -216,6 +216,27 @@ impl FileStore {
         Ok(())
     }
 
+    /// Lets go of the files attached to a message except `kept` (and their
+    /// thumbnails): a resend that named other files than the message it
+    /// repeats.
+    pub async fn detach_except(
+        &self,
+        message_key: &str,
+        kept: &[String],
+    ) -> Result<(), StoreError> {
+        let kept: Vec<String> = kept
+            .iter()
+            .flat_map(|id| [id.clone(), thumbnail_id(id)])
+            .collect();
+        self.files_written
+            .update_many(
+                doc! {"metadata.attached_to": message_key, "_id": {"$nin": kept}},
+                doc! {"$set": {"metadata.attached_to": Bson::Null, "metadata.conversation_id": Bson::Null}},
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Bytes `uploader` keeps in files not attached to any message.
     pub async fn pending_bytes(&self, uploader: &UserId) -> Result<i64, StoreError> {
         let files: Vec<StoredFile> = self
