@@ -386,3 +386,46 @@ async fn a_session_logged_out_anywhere_no_longer_uploads_or_reads() {
     let token = relogin["flag"]["token"].as_str().expect("a token");
     assert_eq!(download(&base, &path, Some(token), None).await.status, 200);
 }
+
+#[tokio::test]
+async fn an_upload_whose_replica_dies_half_way_leaves_nothing_once_swept() {
+    let settings = [
+        ("SWITCHYARD__FILES__UNATTACHED_TTL_SECS", "2"),
+        ("SWITCHYARD__FILES__SWEEP_INTERVAL_SECS", "1"),
+    ];
+    let (mut stack, door) = stack_with(FrontDoorKind::Nginx, &settings).await;
+    let ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
+    let bytes = file_bytes(2_000_000);
+    let socket = start_upload(
+        &stack.files_http(0),
+        &ana.token,
+        "half.bin",
+        bytes.len(),
+        &bytes[..900_000],
+    )
+    .await;
+    eventually("chunks of the upload in progress are written", || async {
+        count(&stack, ATTACHMENT_CHUNKS, doc! {}).await >= 2
+    })
+    .await;
+    // The replica dies with the upload in hand: nothing of it cleans up.
+    stack.kill_service(CHAT, 0).await;
+    drop(socket);
+    assert!(count(&stack, ATTACHMENT_CHUNKS, doc! {}).await >= 2);
+    stack.start_service(CHAT, 0).await;
+    eventually("the abandoned upload's chunks are swept", || async {
+        count(&stack, ATTACHMENT_CHUNKS, doc! {}).await == 0
+    })
+    .await;
+    assert_eq!(count(&stack, ATTACHMENT_FILES, doc! {}).await, 0);
+    assert_eq!(count(&stack, "attachment_uploads", doc! {}).await, 0);
+    // And the service takes uploads again.
+    uploaded(
+        &door.http(),
+        &ana.token,
+        "again.bin",
+        "application/octet-stream",
+        &bytes,
+    )
+    .await;
+}

@@ -1,6 +1,7 @@
 //! Deletes files nobody attached to a message within the allowed time, with
-//! their thumbnails. Every replica sweeps; deleting a file another replica
-//! deleted first is no error.
+//! their thumbnails, and the chunks of uploads abandoned half way by a
+//! replica that died (the same time after they began). Every replica sweeps;
+//! deleting a file another replica deleted first is no error.
 
 use std::time::Duration;
 
@@ -48,5 +49,9 @@ pub async fn sweep_once(
         }
         files.delete(&file.id).await?;
     }
-    Ok(stale.len())
+    let abandoned = files.abandoned_uploads(before, PER_ROUND).await?;
+    for upload in &abandoned {
+        files.clear_abandoned(&upload.file_id).await?;
+    }
+    Ok(stale.len() + abandoned.len())
 }

@@ -6,7 +6,9 @@
 //! frame whatever the size, and it is refused (`413`) as soon as it crosses
 //! its limit or its `Content-Length` announces it will. An upload that ends
 //! early or is refused leaves no chunk behind: the upload stream is aborted,
-//! and if the request itself is dropped the driver deletes what was written.
+//! if the request itself is dropped the driver deletes what was written, and
+//! if the replica dies the sweep does (every upload is recorded as in
+//! progress until it is whole or aborted).
 //!
 //! A picture is held whole (it is at most the picture limit) because its
 //! thumbnail is drawn from all of it; it is stored, with its thumbnail, only
@@ -295,6 +297,11 @@ async fn stream_file(
         thumbnail_of: None,
     };
     let metadata = mongodb::bson::to_document(&meta).map_err(HttpError::unavailable)?;
+    service
+        .files
+        .begin_upload(&id, me)
+        .await
+        .map_err(HttpError::unavailable)?;
     let mut stream = service
         .files
         .bucket
@@ -322,12 +329,16 @@ async fn stream_file(
         }
     };
     if let Err(refusal) = outcome {
-        // What was written goes; a failure to delete it is left to the
-        // driver's own clean-up when the stream is dropped.
-        let _ = stream.abort().await;
+        // What was written goes; if that fails, the sweep finds the upload
+        // never ended and deletes its chunks.
+        if stream.abort().await.is_ok() {
+            let _ = service.files.end_upload(&id).await;
+        }
         return Err(refusal);
     }
     stream.close().await.map_err(HttpError::unavailable)?;
+    // Whole: a failure here only leaves the sweep a record to drop.
+    let _ = service.files.end_upload(&id).await;
     Ok(Uploaded {
         file_id: id,
         name: name.to_owned(),
@@ -412,6 +423,11 @@ async fn write_whole(
     bytes: &[u8],
 ) -> Result<(), HttpError> {
     let metadata = mongodb::bson::to_document(meta).map_err(HttpError::unavailable)?;
+    service
+        .files
+        .begin_upload(id, &meta.uploader)
+        .await
+        .map_err(HttpError::unavailable)?;
     let mut stream = service
         .files
         .bucket
@@ -421,10 +437,14 @@ async fn write_whole(
         .await
         .map_err(HttpError::unavailable)?;
     if let Err(err) = stream.write_all(bytes).await {
-        let _ = stream.abort().await;
+        if stream.abort().await.is_ok() {
+            let _ = service.files.end_upload(id).await;
+        }
         return Err(HttpError::unavailable(err));
     }
-    stream.close().await.map_err(HttpError::unavailable)
+    stream.close().await.map_err(HttpError::unavailable)?;
+    let _ = service.files.end_upload(id).await;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -10,6 +10,10 @@
 //! - `attachments.chunks`: the bytes, `chunkSize` per document, written and
 //!   deleted with the files document by the driver's GridFS support; read
 //!   directly here to serve a byte range without reading what comes before.
+//! - `attachment_uploads`: one document per upload in progress, written
+//!   before its first chunk and deleted once it is whole or aborted. One
+//!   left behind is an upload whose replica died half way: the sweep
+//!   deletes its chunks, which no files document will ever name.
 //!
 //! Every replica reads and writes the same bucket, so any replica serves
 //! any file. The files document is written last, after every chunk: a file
@@ -30,6 +34,7 @@ use shared_proto::store::StoreError;
 pub const BUCKET: &str = "attachments";
 const FILES: &str = "attachments.files";
 const CHUNKS: &str = "attachments.chunks";
+const UPLOADS: &str = "attachment_uploads";
 
 /// Pictures are shown inline; anything else is downloaded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +100,15 @@ pub struct Chunk {
     pub data: mongodb::bson::Binary,
 }
 
+/// An upload in progress (see the module documentation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadInProgress {
+    #[serde(rename = "_id")]
+    pub file_id: String,
+    pub uploader: UserId,
+    pub started_at: mongodb::bson::DateTime,
+}
+
 /// The id of a picture's thumbnail.
 pub fn thumbnail_id(file_id: &str) -> String {
     format!("{file_id}.thumbnail")
@@ -116,6 +130,7 @@ pub struct FileStore {
     files: Collection<StoredFile>,
     files_written: Collection<Document>,
     chunks: Collection<Chunk>,
+    uploads: Collection<UploadInProgress>,
 }
 
 impl FileStore {
@@ -128,6 +143,7 @@ impl FileStore {
             files: db.collection(FILES),
             files_written: db.collection(FILES),
             chunks: db.collection(CHUNKS),
+            uploads: db.collection(UPLOADS),
         }
     }
 
@@ -280,6 +296,47 @@ impl FileStore {
             Err(err) if matches!(*err.kind, mongodb::error::ErrorKind::GridFs(_)) => Ok(()),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Records that the chunks of `file_id` are about to be written.
+    pub async fn begin_upload(&self, file_id: &str, uploader: &UserId) -> Result<(), StoreError> {
+        let upload = UploadInProgress {
+            file_id: file_id.to_owned(),
+            uploader: uploader.clone(),
+            started_at: mongodb::bson::DateTime::now(),
+        };
+        self.uploads.insert_one(upload).await?;
+        Ok(())
+    }
+
+    /// The upload of `file_id` is whole, or aborted with its chunks.
+    pub async fn end_upload(&self, file_id: &str) -> Result<(), StoreError> {
+        self.uploads.delete_one(doc! {"_id": file_id}).await?;
+        Ok(())
+    }
+
+    /// Uploads begun before `before` and never ended.
+    pub async fn abandoned_uploads(
+        &self,
+        before: mongodb::bson::DateTime,
+        limit: i64,
+    ) -> Result<Vec<UploadInProgress>, StoreError> {
+        Ok(self
+            .uploads
+            .find(doc! {"started_at": {"$lt": before}})
+            .limit(limit)
+            .await?
+            .try_collect()
+            .await?)
+    }
+
+    /// Deletes what an abandoned upload wrote: its chunks, unless its files
+    /// document exists (it was whole, and only its end went unrecorded).
+    pub async fn clear_abandoned(&self, file_id: &str) -> Result<(), StoreError> {
+        if self.file(file_id).await?.is_none() {
+            self.chunks.delete_many(doc! {"files_id": file_id}).await?;
+        }
+        self.end_upload(file_id).await
     }
 
     /// How many chunks belong to `file_id`, for checks that nothing of an
