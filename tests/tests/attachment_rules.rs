@@ -429,3 +429,46 @@ async fn an_upload_whose_replica_dies_half_way_leaves_nothing_once_swept() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn files_go_to_groups_only_where_the_deployment_allows_it() {
+    let settings = [("SWITCHYARD__FILES__FILES_IN_GROUPS", "true")];
+    let (stack, door) = stack_with(FrontDoorKind::Nginx, &settings).await;
+    let base = door.http();
+    let mut ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
+    let mut ben = ChatUser::sign_up(&stack, 1, "ben@example.com", "Ben").await;
+    let group_id = ana.client.create_group("Readers").await;
+    assert_status(
+        &ana.client
+            .moderate("ADD_MEMBER", &group_id, &ben.user_id)
+            .await,
+        "MEMBER_ADDED",
+    );
+    ben.client.expect_event("GROUP_JOINED", EVENT_TIMEOUT).await;
+    let bytes = file_bytes(5_000);
+    let file = file_id(
+        &uploaded(
+            &base,
+            &ana.token,
+            "notes.bin",
+            "application/octet-stream",
+            &bytes,
+        )
+        .await,
+    );
+    let reply = ana
+        .client
+        .send_files(
+            serde_json::json!({"groupId": group_id}),
+            "notes",
+            "g-1",
+            &[&file],
+        )
+        .await;
+    assert_status(&reply, "MESSAGE_SENT");
+    let event = ben.client.expect_event("NEW_MESSAGE", EVENT_TIMEOUT).await;
+    let url = event["attachments"][0]["url"].as_str().expect("a url");
+    let got = download(&base, url, None, None).await;
+    assert!(got.body == bytes);
+    assert!(got.header("content-disposition").starts_with("attachment"));
+}
