@@ -5,7 +5,9 @@
 //! sequence number is the conversation's last plus one, claimed by inserting
 //! under a unique (conversation, seq) index, so numbers have no gaps even with
 //! several replicas; its primary key is (sender, clientMsgId), so a resent
-//! message returns the first one instead of creating another.
+//! message returns the first one instead of creating another. Its files are
+//! attached under that same key before it is stored ([`crate::attachments`]),
+//! so a handling that dies in between is finished by the next one.
 
 use shared_proto::action::chat::{Recipient, SendMessage};
 use shared_proto::action::{GroupId, MessageId, UserId};
