@@ -65,7 +65,12 @@ EGRESS_ALLOWED = {
 REDIS_STATEFULSET = "redis"
 INGRESS_FROM_PODS = {"redis": (REDIS, {c for c, needed in EGRESS_NEEDED.items() if REDIS in needed})}
 # The namespaces each component may be reached from (the rest: Prometheus only).
-INGRESS_FROM_NAMESPACES = {"gateway": {"ingress-nginx", "monitoring"}, "redis": set()}
+INGRESS_FROM_NAMESPACES = {
+    "gateway": {"ingress-nginx", "monitoring"},
+    # Its file port takes uploads and downloads from the ingress controller.
+    "chat-service": {"ingress-nginx", "monitoring"},
+    "redis": set(),
+}
 # Labels of Pods that are none of the components (any other Pod of the namespace, a stray Pod of
 # Switchyard's): a policy whose selector matches them admits strangers.
 STRANGERS = [{}, dict(PART_OF)]
@@ -333,25 +338,37 @@ def check_k8s(name: str, docs: list[dict], external_secrets: set[str], problems:
 
     # Ingress: / and /ws to the gateway, long timeouts, no stickiness.
     ingresses = list(by_kind.get("Ingress", {}).values())
+    files_routed = False
     if problems.check(ingresses, name, "no Ingress"):
         for ingress in ingresses:
             where = f"{name}: Ingress {ingress['metadata']['name']}"
             annotations = ingress["metadata"].get("annotations") or {}
-            for key in ("proxy-read-timeout", "proxy-send-timeout"):
-                value = annotations.get(f"nginx.ingress.kubernetes.io/{key}")
-                problems.check(value is not None and int(value) >= 3600, where, f"{key} is not at least 3600 s")
             sticky = [k for k in annotations if "affinity" in k or "session-cookie" in k or "upstream-hash-by" in k]
             problems.check(not sticky, where, f"sticky sessions configured: {sticky}")
             routed = {}
             for rule in ingress["spec"].get("rules") or []:
                 for path in (rule.get("http") or {}).get("paths") or []:
                     routed[path["path"]] = path["backend"]["service"]
+            if "/files" in routed:
+                # Attachments: streamed to chat-service's file port, which sets the limits.
+                backend = routed["/files"]
+                problems.check(backend["name"] == "chat-service" and backend["port"].get("name") == "files", where, "/files does not go to chat-service's files port")
+                problems.check(any(p.get("name") == "files" for p in services["chat-service"]["spec"]["ports"]), where, "the chat-service Service has no files port")
+                for key, expected in (("proxy-request-buffering", "off"), ("proxy-body-size", "0")):
+                    problems.check(annotations.get(f"nginx.ingress.kubernetes.io/{key}") == expected, where, f"{key} is not {expected!r}: uploads must stream to chat-service")
+                files_routed = True
+                continue
+            for key in ("proxy-read-timeout", "proxy-send-timeout"):
+                value = annotations.get(f"nginx.ingress.kubernetes.io/{key}")
+                problems.check(value is not None and int(value) >= 3600, where, f"{key} is not at least 3600 s")
             for path in ("/", "/ws"):
                 backend = routed.get(path)
                 if problems.check(backend and backend["name"] == "gateway", where, f"{path} does not go to the gateway Service"):
                     port = backend["port"].get("name") or backend["port"].get("number")
                     service_ports = services["gateway"]["spec"]["ports"]
                     problems.check(any(port in (p.get("name"), p.get("port")) for p in service_ports), where, f"{path} names port {port!r}, which the gateway Service lacks")
+
+    problems.check(files_routed, name, "no Ingress routes /files to chat-service")
 
     # NetworkPolicies, evaluated for each component's Pods (an in-cluster Redis's too).
     deny_all = [
@@ -394,6 +411,8 @@ def check_k8s(name: str, docs: list[dict], external_secrets: set[str], problems:
             problems.check(opened is not None, where, f"ingress from {namespace} on every port")
         if component == "gateway":
             problems.check(any(ns == "ingress-nginx" and opened and ("TCP", 8000) in opened for ns, opened in sources), where, "the ingress controller cannot reach the gateway")
+        if component == "chat-service":
+            problems.check(any(ns == "ingress-nginx" and opened and ("TCP", 8090) in opened for ns, opened in sources), where, "the ingress controller cannot reach chat-service's file port")
         allowed_sources = INGRESS_FROM_NAMESPACES.get(component, {"monitoring"})
         strangers = {ns for ns, _ in sources} - allowed_sources
         problems.check(not strangers, where, f"accepts connections from {sorted(strangers)}")
@@ -488,6 +507,8 @@ def check_compose(path: Path, schema_path: Path | None, problems: Problems) -> N
     command = " ".join(nginx.get("command") or []) if isinstance(nginx.get("command"), list) else str(nginx.get("command", ""))
     for gateway in gateways:
         problems.check(f"{gateway}:8000" in command, where, f"nginx's rendered configuration leaves out {gateway}")
+    problems.check("--files chat-service:8090" in command, where, "nginx's rendered configuration does not route /files to chat-service")
+    problems.check("chat-service" in depends_on(nginx), where, "nginx does not depend on chat-service")
 
 
 def main() -> int:

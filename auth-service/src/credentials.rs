@@ -221,9 +221,10 @@ pub fn new_session_token() -> (String, String) {
     (token, hash)
 }
 
-/// The stored form of a session token; also its session id on the bus.
+/// The stored form of a session token; also its session id on the bus, and
+/// what HTTP verifiers compute from a Bearer token (`bus::sessions`).
 pub fn hash_token(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    shared_proto::bus::sessions::session_id_of(token)
 }
 
 #[cfg(test)]

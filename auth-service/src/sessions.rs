@@ -98,15 +98,33 @@ pub async fn login(
         .insert_session(&session)
         .await
         .map_err(unavailable)?;
+    let session = CachedSession::from(&session);
+    publish(service, &session).await?;
     // Copies for resuming it: made now, they spare the database the resume
     // storm after a gateway drains.
-    let session = CachedSession::from(&session);
     if let Err(err) = resume_cache::keep_session(&service.bus, &session).await {
         warn!(error = %err, "could not cache a session");
     }
     let card = UserCard::from(&user);
     cache_card(service, &card).await;
     Ok(logged_in(&card, &token, &session))
+}
+
+/// Tells the HTTP side (attachments) whose session this is, for what is left
+/// of it (see `shared_proto::bus::sessions`). Before the login is answered,
+/// so a client that has its token can use it at once; if Redis cannot be
+/// written the login is refused as unavailable, and nothing half-done stays
+/// but a spare session that expires.
+async fn publish(service: &AuthService, session: &CachedSession) -> Result<(), ActionError> {
+    let remaining = u64::try_from(session.expires_at_ms.saturating_sub(now_ms())).unwrap_or(0);
+    shared_proto::bus::sessions::publish_session(
+        &service.bus,
+        &session.token_hash,
+        &session.user_id,
+        Duration::from_millis(remaining),
+    )
+    .await
+    .map_err(bus_unavailable)
 }
 
 /// The account (if any) and whether `password` is its password.
@@ -168,6 +186,7 @@ pub async fn fast_login(
     if card.profile.ban {
         return Err(answer(ReplyStatus::NotLogged, "This account is banned."));
     }
+    publish(service, &session).await?;
     Ok(logged_in(&card, &token, &session))
 }
 

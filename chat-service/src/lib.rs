@@ -18,9 +18,13 @@
 //! - [`views`]: what clients see of users, messages, conversations, groups.
 //! - [`store`]: the collections, their documents and indexes.
 //! - [`input`]: payload fields parsed into checked values.
+//! - [`files`]: attachments over HTTP (upload, download, thumbnails, signed
+//!   URLs), on their own port; [`attachments`]: files in messages.
 
+pub mod attachments;
 pub mod conversations;
 pub mod events;
+pub mod files;
 pub mod friends;
 pub mod group_rules;
 pub mod groups;

@@ -5,7 +5,9 @@
 //! sequence number is the conversation's last plus one, claimed by inserting
 //! under a unique (conversation, seq) index, so numbers have no gaps even with
 //! several replicas; its primary key is (sender, clientMsgId), so a resent
-//! message returns the first one instead of creating another.
+//! message returns the first one instead of creating another. Its files are
+//! attached under that same key before it is stored ([`crate::attachments`]),
+//! so a handling that dies in between is finished by the next one.
 
 use shared_proto::action::chat::{Recipient, SendMessage};
 use shared_proto::action::{GroupId, MessageId, UserId};
@@ -15,6 +17,7 @@ use shared_proto::now_ms;
 use shared_proto::status::ErrorCode;
 use shared_proto::status::ReplyStatus;
 
+use crate::attachments::{self, AttachRules, Reader};
 use crate::conversations::{direct_conversation_id, group_conversation, group_conversation_id};
 use crate::input::{bad_request, client_msg_id, id, message_text};
 use crate::replies;
@@ -53,7 +56,11 @@ async fn store_and_push(
     call: &Call<'_>,
     input: SendMessage,
 ) -> Result<Outcome, ActionError> {
-    let text = message_text(&input.text, service.settings.max_text_chars)?;
+    let text = if input.attachments.is_empty() || !input.text.trim().is_empty() {
+        message_text(&input.text, service.settings.max_text_chars)?
+    } else {
+        String::new()
+    };
     let client_msg_id = client_msg_id(&input.client_msg_id)?;
     let me = &call.me.user_id;
 
@@ -75,19 +82,30 @@ async fn store_and_push(
         Err(err) => return Err(err),
     };
     let conversation = open_conversation(service, me, &destination).await?;
+    let key = Message::key(me, client_msg_id);
+    let attachments = if input.attachments.is_empty() {
+        Vec::new()
+    } else {
+        let rules = AttachRules {
+            to_group: matches!(destination, Destination::Group { .. }),
+            files_in_groups: service.files.files_in_groups,
+        };
+        let files = &service.store.files;
+        attachments::attach(files, me, &input.attachments, &rules, &key, &conversation).await?
+    };
 
     // Resends are found by the insert itself (the message's key is taken)
     // rather than by a lookup first: the messages collection only grows,
     // and the common case should not read it.
     let mut message = Message {
-        key: Message::key(me, client_msg_id),
+        key,
         id: MessageId::new(uuid::Uuid::now_v7().to_string()),
         conversation_id: conversation.id.clone(),
         seq: conversation.last_seq + 1,
         sender_id: me.clone(),
         client_msg_id: client_msg_id.to_owned(),
         text,
-        attachments: Vec::new(),
+        attachments,
         sent_at_ms: now_ms(),
         stored_by_action: Some(call.request.action_id.clone()),
     };
@@ -119,12 +137,30 @@ async fn store_and_push(
             }
             MessageInsert::Duplicate(existing) => {
                 // A resend, or this very action handled again after its
-                // first handling stored the message.
+                // first handling stored the message. Files this resend named
+                // that the stored message does not carry are let go again.
+                if !input.attachments.is_empty() {
+                    let kept: Vec<String> =
+                        existing.attachments.iter().map(|a| a.id.clone()).collect();
+                    service
+                        .store
+                        .files
+                        .detach_except(&existing.key, &kept)
+                        .await
+                        .map_err(unavailable)?;
+                }
                 return resent(service, call, *existing).await;
             }
         }
     }
     if !stored {
+        // The files wait for the same message to be sent again.
+        service
+            .store
+            .files
+            .detach(&message.key)
+            .await
+            .map_err(unavailable)?;
         return Err(ActionError::refused(
             ErrorCode::Conflict,
             "The conversation is too busy right now; send again with the same clientMsgId.",
@@ -361,31 +397,39 @@ fn sent_outcome(
             client_msg_id: &message.client_msg_id,
             sent_at: message.sent_at_ms,
             temporary,
+            attachments: attachments::views(
+                &message.attachments,
+                &service.signer,
+                Reader::User(&call.me.user_id),
+            ),
         },
     );
     let mut outcome = Outcome::reply(reply);
     let Some(conversation) = conversation.filter(|_| push) else {
         return outcome;
     };
-    let event = ServerFrame::new(ReplyStatus::NewMessage, "New message.").with_fields(
-        replies::NewMessage {
-            message: MessageView::of(message),
+    // One event reaches every member of a group, so its URLs are signed
+    // for the conversation; each user of a direct conversation gets their own.
+    let event = |reader: Reader<'_>| {
+        ServerFrame::new(ReplyStatus::NewMessage, "New message.").with_fields(replies::NewMessage {
+            message: MessageView::of(message, &service.signer, reader),
             conversation: ConversationRef {
                 conversation_id: &conversation.id,
                 kind: &conversation.kind,
                 group_id: conversation.group_id.as_ref(),
                 temporary,
             },
-        },
-    );
+        })
+    };
     let origin = Some(&call.request.origin);
     if let Some(group_id) = &conversation.group_id {
+        let event = event(Reader::Conversation(&conversation.id));
         outcome = outcome.with_event(service.events.to_group(group_id, event, origin));
     } else {
         for participant in &conversation.participants {
             outcome = outcome.with_event(service.events.to_user_except(
                 participant,
-                event.clone(),
+                event(Reader::User(participant)),
                 origin,
             ));
         }
@@ -498,7 +542,12 @@ mod tests {
     fn a_message_as_clients_see_it_has_empty_attachments_and_no_storage_key() {
         let message = message(None);
         assert_eq!(
-            serde_json::to_value(MessageView::of(&message)).expect("json"),
+            serde_json::to_value(MessageView::of(
+                &message,
+                &crate::files::signing::UrlSigner::new(b"k", std::time::Duration::from_secs(60)),
+                Reader::User(&user(BEN)),
+            ))
+            .expect("json"),
             serde_json::json!({
                 "messageId": "m-1",
                 "conversationId": format!("d:{ANA}|{BEN}"),

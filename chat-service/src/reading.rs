@@ -10,6 +10,7 @@ use shared_proto::client::ServerFrame;
 use shared_proto::status::ErrorCode;
 use shared_proto::status::ReplyStatus;
 
+use crate::attachments::Reader;
 use crate::conversations::group_conversation_id;
 use crate::input::id;
 use crate::replies;
@@ -68,7 +69,11 @@ pub async fn history(
         .map_err(unavailable)?;
     page.reverse();
     let has_more = page.first().is_some_and(|m| m.seq > 1);
-    let messages: Vec<MessageView> = page.iter().map(MessageView::of).collect();
+    let reader = Reader::User(&call.me.user_id);
+    let messages: Vec<MessageView> = page
+        .iter()
+        .map(|m| MessageView::of(m, &service.signer, reader))
+        .collect();
     Ok(Outcome::reply(
         ServerFrame::new(
             ReplyStatus::History,

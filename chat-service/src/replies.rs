@@ -81,6 +81,10 @@ pub struct MessageSent<'a> {
     pub client_msg_id: &'a str,
     pub sent_at: i64,
     pub temporary: bool,
+    /// Only when the message has attachments: a message without any is
+    /// answered exactly as before attachments existed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::attachments::AttachmentView<'a>>,
 }
 
 /// `NEW_MESSAGE`: the message's own fields, then the conversation it is in.

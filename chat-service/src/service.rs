@@ -7,7 +7,8 @@ use shared_proto::bus::worker::Delivery;
 use shared_proto::envelope::{ActionRequest, Identity};
 
 use crate::events::Events;
-use crate::settings::ChatSettings;
+use crate::files::signing::UrlSigner;
+use crate::settings::{ChatSettings, FilesSettings};
 use crate::store::{Store, StoreError};
 
 /// Everything a chat action needs.
@@ -17,6 +18,10 @@ pub struct ChatService {
     pub bus: Bus,
     pub events: Events,
     pub settings: ChatSettings,
+    /// What attachments may be, and where they may go.
+    pub files: FilesSettings,
+    /// Signs the URLs of attachments in messages.
+    pub signer: UrlSigner,
 }
 
 /// One action, with who sent it and how it arrived.

@@ -1,6 +1,7 @@
 //! Builds chat-service from its settings and runs it until asked to stop.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use shared_proto::bus::Bus;
 use shared_proto::routing::Service;
@@ -8,8 +9,9 @@ use shared_proto::service::run_action_service;
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Events;
+use crate::files::{self, FileService, signing::UrlSigner};
 use crate::service::ChatService;
-use crate::settings::Settings;
+use crate::settings::{FilesSettings, Settings};
 use crate::store::Store;
 
 pub async fn run_until_stopped(
@@ -32,11 +34,27 @@ pub async fn run_until_stopped(
             async move { store.ping().await }
         })
     };
+    let signer = url_signer(&bus, &settings.files, &shutdown).await?;
+    let files = Arc::new(FileService::new(
+        store.clone(),
+        bus.clone(),
+        settings.files.clone(),
+        signer.clone(),
+    ));
+    files::serve(&settings.files.listen, files, shutdown.clone()).await?;
+    tokio::spawn(files::sweep::run(
+        store.files.clone(),
+        Duration::from_secs(settings.files.unattached_ttl_secs),
+        Duration::from_secs(settings.files.sweep_interval_secs),
+        shutdown.clone(),
+    ));
     let service = Arc::new(ChatService {
         store,
         bus: bus.clone(),
         events: Events::new(names),
         settings: settings.chat.clone(),
+        files: settings.files.clone(),
+        signer,
     });
     run_action_service(
         Service::Chat,
@@ -48,4 +66,29 @@ pub async fn run_until_stopped(
         shutdown,
     )
     .await
+}
+
+/// The signer of attachment URLs: the configured key, or else one the
+/// replicas agree on through Redis (the first replica's random key).
+async fn url_signer(
+    bus: &Bus,
+    settings: &FilesSettings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<UrlSigner> {
+    let ttl = Duration::from_secs(settings.url_ttl_secs.max(1));
+    let configured = settings.url_secret.expose();
+    if !configured.is_empty() {
+        return Ok(UrlSigner::new(configured.as_bytes(), ttl));
+    }
+    let candidate = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let key = bus.names().file_url_key();
+    let shared = shared_proto::shutdown::retry_until_ok(shutdown, "agree on a URL key", || {
+        bus.shared_value(&key, &candidate)
+    })
+    .await?;
+    Ok(UrlSigner::new(shared.as_bytes(), ttl))
 }

@@ -5,6 +5,8 @@
 use serde::Serialize;
 use shared_proto::action::{ConversationId, GroupId, MessageId, UserId};
 
+use crate::attachments::{self, AttachmentView, Reader};
+use crate::files::signing::UrlSigner;
 use crate::store::{Conversation, Group, Message, MessagePreview, UserCard};
 
 /// A user as others see them. A user this service has no profile of is
@@ -82,12 +84,14 @@ pub struct MessageView<'a> {
     pub sender_id: &'a UserId,
     pub client_msg_id: &'a str,
     pub text: &'a str,
-    pub attachments: &'a [crate::store::Attachment],
+    pub attachments: Vec<AttachmentView<'a>>,
     pub sent_at: i64,
 }
 
 impl<'a> MessageView<'a> {
-    pub fn of(message: &'a Message) -> Self {
+    /// The message as `reader` sees it: its attachments' URLs are signed
+    /// for them.
+    pub fn of(message: &'a Message, signer: &UrlSigner, reader: Reader<'_>) -> Self {
         MessageView {
             message_id: &message.id,
             conversation_id: &message.conversation_id,
@@ -95,7 +99,7 @@ impl<'a> MessageView<'a> {
             sender_id: &message.sender_id,
             client_msg_id: &message.client_msg_id,
             text: &message.text,
-            attachments: &message.attachments,
+            attachments: attachments::views(&message.attachments, signer, reader),
             sent_at: message.sent_at_ms,
         }
     }

@@ -46,9 +46,10 @@ pub fn program(kind: FrontDoorKind) -> Result<PathBuf, String> {
     })
 }
 
-/// Renders the configuration for `port` and `gateways` into `dir` and returns
-/// the file the proxy is started with. `root` is the repository, where
-/// `deploy/` is.
+/// Renders the configuration for `port`, `gateways` and the chat-services'
+/// file ports `files` (none: the checked-in address stays) into `dir` and
+/// returns the file the proxy is started with. `root` is the repository,
+/// where `deploy/` is.
 ///
 /// # Errors
 /// If the renderer fails or a file cannot be written.
@@ -58,9 +59,14 @@ pub fn write_config(
     dir: &Path,
     port: u16,
     gateways: &[SocketAddr],
+    files: &[SocketAddr],
 ) -> Result<PathBuf, String> {
     let mut args = vec![kind.name().to_owned(), loopback(port).to_string()];
     args.extend(gateways.iter().map(ToString::to_string));
+    if !files.is_empty() {
+        args.push("--files".to_owned());
+        args.extend(files.iter().map(ToString::to_string));
+    }
     let rendered = render(root, &args)?;
     match kind {
         FrontDoorKind::Nginx => {

@@ -84,8 +84,34 @@ pub fn gateway(
     }
 }
 
-/// A service without a port of its own (`auth-service`, `chat-service`,
-/// `mailer`), named `name` in logs and pid files.
+/// A `chat-service` replica named `name`, serving attachments (`/files`) on
+/// `127.0.0.1:files_port`: the port the front door routes `/files` to.
+/// Ready when it has stayed alive a moment and its file port accepts
+/// connections.
+pub fn chat(
+    at: &Placement,
+    bin_dir: &Path,
+    wiring: &Wiring,
+    name: &str,
+    files_port: u16,
+) -> Launch {
+    let mut env = service_env(wiring);
+    env.push((
+        "SWITCHYARD__FILES__LISTEN".into(),
+        loopback(files_port).to_string(),
+    ));
+    Launch {
+        spec: spec(at, bin_dir, CHAT, name, env),
+        probe: Probe::All(vec![
+            Probe::Alive(SETTLE_TIME),
+            Probe::Tcp(loopback(files_port)),
+        ]),
+    }
+}
+
+/// A service without a port of its own (`auth-service`, `mailer`; a
+/// `chat-service` started this way serves its files on a free port nobody
+/// routes to, see [`chat`]), named `name` in logs and pid files.
 pub fn backend(
     at: &Placement,
     bin_dir: &Path,

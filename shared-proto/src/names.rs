@@ -60,6 +60,25 @@ impl Names {
         format!("{}:revoked:{session_id}", self.prefix)
     }
 
+    /// The user a session acts as, written by auth-service at LOGIN and
+    /// FASTLOGIN for as long as the session lasts: how a service that serves
+    /// HTTP (attachments) learns who a Bearer token belongs to without
+    /// reading auth-service's `sessions` (see `bus::sessions`).
+    pub fn session(&self, session_id: &str) -> String {
+        format!("{}:session:{session_id}", self.prefix)
+    }
+
+    /// Uploads of one user within the current window (see `bus::Bus::count_within`).
+    pub fn uploads(&self, user_id: &str) -> String {
+        format!("{}:uploads:{user_id}", self.prefix)
+    }
+
+    /// The key that signs attachment URLs when none is configured, shared by
+    /// every replica of the service that serves them.
+    pub fn file_url_key(&self) -> String {
+        format!("{}:files:url-key", self.prefix)
+    }
+
     /// A per-user token bucket for one kind of action (see
     /// [`crate::routing::ActionClass`]).
     pub fn user_bucket(&self, user_id: &str, class: &str) -> String {

@@ -36,6 +36,11 @@ pub enum ErrorCode {
     Timeout,
     /// A bug on our side; the details are in the server log, not here.
     Internal,
+    /// An uploaded file is larger than its kind may be (HTTP `413`).
+    TooLarge,
+    /// An uploaded file's bytes are not what it claims to be, or a picture
+    /// that would decode into too many pixels (HTTP `415`).
+    UnsupportedMediaType,
 }
 
 impl ErrorCode {
@@ -54,13 +59,15 @@ impl ErrorCode {
             ErrorCode::ServiceUnavailable => "SERVICE_UNAVAILABLE",
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::Internal => "INTERNAL",
+            ErrorCode::TooLarge => "TOO_LARGE",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
         }
     }
 }
 
 impl ErrorCode {
     /// Every code, for tables and checks.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::BadRequest,
         ErrorCode::UnknownAction,
         ErrorCode::Unauthorized,
@@ -73,6 +80,8 @@ impl ErrorCode {
         ErrorCode::ServiceUnavailable,
         ErrorCode::Timeout,
         ErrorCode::Internal,
+        ErrorCode::TooLarge,
+        ErrorCode::UnsupportedMediaType,
     ];
 
     /// The code a `rocketStatus` names, if it names one.

@@ -234,8 +234,9 @@ start_product_backend() {
 	pick_port && SY_MONGO_PORT=$PORT
 	pick_port && SY_SMTP_PORT=$PORT
 	pick_port && SY_MAILDEV_PORT=$PORT
+	pick_port && SY_FILES_PORT=$PORT
 	PRODUCT=("$WORK/product" --redis-port "$SY_REDIS_PORT" --ferretdb-port "$SY_MONGO_PORT"
-		--smtp-port "$SY_SMTP_PORT" --maildev-web-port "$SY_MAILDEV_PORT"
+		--smtp-port "$SY_SMTP_PORT" --maildev-web-port "$SY_MAILDEV_PORT" --files-port "$SY_FILES_PORT"
 		--auth-replicas 2 --chat-replicas 1 --mailer-replicas 1)
 	launch "${PRODUCT[@]}" up --only redis,ferretdb,maildev,backends --redis-max-clients 100000 \
 		--bin-dir "$BIN" --root "$ROOT" --port-timeout 60 "${SY_ENV[@]}" ||

@@ -121,6 +121,11 @@ impl FrontDoor {
         format!("ws://127.0.0.1:{}/", self.port)
     }
 
+    /// The front door's HTTP base, e.g. `http://127.0.0.1:41234`, for `/files`.
+    pub fn http(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
     /// The loopback port clients connect to.
     pub fn port(&self) -> u16 {
         self.port
@@ -255,8 +260,8 @@ impl Drop for FrontDoor {
     }
 }
 
-/// Renders the configuration for `gateways` into `dir` and returns the file
-/// the proxy is started with.
+/// Renders the configuration for `gateways` (and the stack's chat-services,
+/// for `/files`) into `dir` and returns the file the proxy is started with.
 fn write_config(
     kind: FrontDoorKind,
     dir: &Path,
@@ -265,7 +270,8 @@ fn write_config(
     gateways: &[usize],
 ) -> PathBuf {
     let addresses: Vec<_> = gateways.iter().map(|&i| stack.gateway_addr(i)).collect();
-    door::write_config(&repository_root(), kind, dir, port, &addresses)
+    let files = stack.files_addrs();
+    door::write_config(&repository_root(), kind, dir, port, &addresses, &files)
         .unwrap_or_else(|e| panic!("{e}"))
 }
 

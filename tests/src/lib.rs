@@ -29,9 +29,11 @@
 //! - [`mail`]: what MailDev caught, and the confirmation code in it.
 //! - [`stored`]: what the services wrote to the database.
 //! - [`received`]: the kept events a client had, live and through `SYNC`.
+//! - [`files`]: attachments over HTTP, and the pictures tests send.
 
 pub mod chat;
 pub mod client;
+pub mod files;
 pub mod flows;
 pub mod front_door;
 pub mod mail;

@@ -84,6 +84,25 @@ pub fn local_allowed_origins() -> Vec<String> {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// `chat-service` replica `replica`, serving `/files` on `files_port`.
+pub(crate) fn chat(
+    at: &Placement,
+    endpoints: &Endpoints,
+    overrides: &Overrides,
+    replica: usize,
+    files_port: u16,
+) -> Launch {
+    let mut launch = launch::chat(
+        at,
+        &switchyard_launcher::locate::service_bin_dir(),
+        &endpoints.wiring(),
+        &replica_name(CHAT, replica),
+        files_port,
+    );
+    test_settings(&mut launch, overrides, CHAT);
+    launch
+}
+
 /// Replica `replica` of a service that has no port of its own
 /// (`auth-service`, `chat-service`, `mailer`).
 pub(crate) fn backend(

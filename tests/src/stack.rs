@@ -188,17 +188,19 @@ impl StackBuilder {
         let mongo = mongo_client(&wiring.mongo_uri).await;
 
         let first_service = components.len();
+        let mut files_ports = Vec::with_capacity(self.chat);
         for (binary, replicas) in [(AUTH, self.auth), (CHAT, self.chat), (MAILER, self.mailer)] {
             for replica in 0..replicas {
                 let name = services::replica_name(binary, replica);
                 let at = dir.placement(&name, &logs);
-                components.push(start(services::backend(
-                    &at,
-                    &wiring,
-                    &self.overrides,
-                    binary,
-                    replica,
-                )));
+                let launch = if binary == CHAT {
+                    let port = free_port();
+                    files_ports.push(port);
+                    services::chat(&at, &wiring, &self.overrides, replica, port)
+                } else {
+                    services::backend(&at, &wiring, &self.overrides, binary, replica)
+                };
+                components.push(start(launch));
             }
         }
         let mut gateway_ports = Vec::with_capacity(self.gateways);
@@ -228,6 +230,7 @@ impl StackBuilder {
             wiring,
             overrides: self.overrides,
             gateway_ports,
+            files_ports,
             logs,
             dir,
         }
@@ -244,6 +247,8 @@ pub struct Stack {
     /// Kept for replicas started later ([`Stack::add_gateway`]).
     overrides: Overrides,
     gateway_ports: Vec<u16>,
+    /// Where each `chat-service` replica serves `/files`.
+    files_ports: Vec<u16>,
     logs: PathBuf,
     dir: WorkDir,
 }
@@ -267,6 +272,26 @@ impl Stack {
     /// `/healthz` and `/readyz`.
     pub fn gateway_http(&self, i: usize) -> String {
         format!("http://127.0.0.1:{}", self.gateway_port(i))
+    }
+
+    /// Where `chat-service` replica `i` serves `/files`, e.g.
+    /// `http://127.0.0.1:41235` (the front door routes `/files` to these).
+    pub fn files_http(&self, i: usize) -> String {
+        let port = self.files_ports.get(i).unwrap_or_else(|| {
+            panic!(
+                "chat-service {i} does not exist; this stack has {} chat-service(s)",
+                self.files_ports.len()
+            )
+        });
+        format!("http://127.0.0.1:{port}")
+    }
+
+    /// The loopback addresses every `chat-service` serves `/files` on.
+    pub fn files_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.files_ports
+            .iter()
+            .map(|&p| infra::loopback(p))
+            .collect()
     }
 
     /// `redis://127.0.0.1:<port>`.

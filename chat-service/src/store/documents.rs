@@ -158,13 +158,22 @@ pub struct Conversation {
     pub updated_at_ms: i64,
 }
 
-/// Room for pictures and files, which a later version attaches to messages.
+/// A file attached to a message, as the message keeps it: enough to show
+/// it without reading `attachments.files` (see `store::files`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Attachment {
+    /// The file's id in the `attachments` bucket.
     pub id: String,
+    /// `picture` or `file`.
     pub kind: String,
     pub name: String,
     pub size: i64,
+    #[serde(default)]
+    pub content_type: String,
+    #[serde(default)]
+    pub width: Option<u32>,
+    #[serde(default)]
+    pub height: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

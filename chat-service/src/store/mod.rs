@@ -11,6 +11,8 @@
 //! - `messages`: keyed by (sender, clientMsgId) and unique by (conversation,
 //!   seq), which is what makes retries harmless and sequence numbers gapless.
 //! - `reads`: how far each user has read each conversation.
+//! - `attachments.files` and `attachments.chunks`: the files of messages,
+//!   a GridFS bucket (see [`files`]).
 //! - `memberships`: the groups of each user, one document per user, kept
 //!   beside `groups` so that a login reads one document by `_id` instead of
 //!   every group (see [`Memberships`]).
@@ -34,6 +36,7 @@ use shared_proto::store::ClientSettings;
 pub use shared_proto::store::{StoreError, is_duplicate_key};
 
 mod documents;
+pub mod files;
 pub use documents::*;
 
 #[derive(Clone)]
@@ -45,6 +48,8 @@ pub struct Store {
     pub messages: Collection<Message>,
     pub reads: Collection<ReadMark>,
     pub memberships: Collection<Memberships>,
+    /// The attachments' bucket (see [`files`]).
+    pub files: files::FileStore,
     people_written: Collection<Person>,
     database: mongodb::Database,
 }
@@ -62,6 +67,7 @@ impl Store {
             messages: db.collection("messages"),
             reads: db.collection("reads"),
             memberships: db.collection("memberships"),
+            files: files::FileStore::new(&db),
             people_written: db.collection("people"),
             database: db.clone(),
         })

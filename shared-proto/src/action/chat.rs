@@ -41,13 +41,17 @@ pub struct FriendRespond {
     pub accept: bool,
 }
 
-/// `{"to": {"userId"} | {"groupId"}, "text", "clientMsgId"}`
+/// `{"to": {"userId"} | {"groupId"}, "text", "clientMsgId", "attachments"?}`:
+/// `attachments` are the ids of files the sender uploaded; with any, `text`
+/// may be `""`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SendMessage {
     pub to: Recipient,
     pub text: String,
     pub client_msg_id: String,
+    #[serde(default)]
+    pub attachments: Vec<String>,
 }
 
 /// Exactly one of the two is expected; the handler says so if not.

@@ -15,6 +15,7 @@ pub mod dead_letters;
 pub mod history;
 mod key_slots;
 pub mod presence;
+pub mod sessions;
 pub mod versioned_map;
 pub mod worker;
 
@@ -200,6 +201,41 @@ impl Bus {
         let mut connection = self.connection.clone();
         let set: Option<String> = bounded(command.query_async(&mut connection)).await?;
         Ok(set.is_some())
+    }
+
+    /// Counts one more event under `key` and returns the count within the
+    /// window that started with the first one (a fixed window shared by every
+    /// replica): one round trip.
+    pub async fn count_within(&self, key: &str, window: Duration) -> Result<u64, BusError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(key)
+            .arg(0)
+            .arg("NX")
+            .arg("PX")
+            .arg(u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1))
+            .ignore()
+            .incr(key, 1);
+        let mut connection = self.connection.clone();
+        let (count,): (u64,) = bounded(pipe.query_async(&mut connection)).await?;
+        Ok(count)
+    }
+
+    /// The value shared under `key` by every replica: `candidate` if nobody
+    /// set one yet, else the one already there.
+    pub async fn shared_value(&self, key: &str, candidate: &str) -> Result<String, BusError> {
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(key)
+            .arg(candidate)
+            .arg("NX")
+            .ignore()
+            .get(key);
+        let mut connection = self.connection.clone();
+        let (value,): (String,) = bounded(pipe.query_async(&mut connection)).await?;
+        Ok(value)
     }
 
     /// True if [`Bus::append_once`] appended the job with this id (within the

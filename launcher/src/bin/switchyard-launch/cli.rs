@@ -63,6 +63,10 @@ pub struct Layout {
     pub chat_replicas: usize,
     #[arg(long, global = true, default_value_t = 1)]
     pub mailer_replicas: usize,
+    /// Where the first chat-service serves `/files`; further replicas take the
+    /// ports after it.
+    #[arg(long, global = true, default_value_t = 8090)]
+    pub files_port: u16,
     /// Where NGINX, in front of the gateways, listens.
     #[arg(long, global = true, default_value_t = 8080)]
     pub front_door_port: u16,

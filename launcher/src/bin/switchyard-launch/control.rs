@@ -95,7 +95,13 @@ pub fn status(plan: &Plan<'_>) {
                 .and_then(|p| p.parse::<u16>().ok())
             {
                 Some(port) => (Some(port), format!("ws://127.0.0.1:{port}/")),
-                None => (None, "- (Redis stream consumer)".to_owned()),
+                None => match plan.files_port_of(other) {
+                    Some(port) => (
+                        Some(port),
+                        format!("http://127.0.0.1:{port}/files (and a Redis stream consumer)"),
+                    ),
+                    None => (None, "- (Redis stream consumer)".to_owned()),
+                },
             },
         };
         let state = if let Some(pid) = pids.running(&name) {

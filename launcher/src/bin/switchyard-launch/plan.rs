@@ -97,6 +97,26 @@ impl<'a> Plan<'a> {
         format!("gateway-{port}")
     }
 
+    /// The file port of each chat-service replica, in order.
+    pub fn files_ports(&self) -> Vec<u16> {
+        let l = self.layout;
+        (0..l.chat_replicas)
+            .filter_map(|i| u16::try_from(i).ok())
+            .map(|i| l.files_port.saturating_add(i))
+            .collect()
+    }
+
+    /// The file port of the chat-service replica named `name`, if it is one.
+    pub fn files_port_of(&self, name: &str) -> Option<u16> {
+        self.backends()
+            .into_iter()
+            .filter(|(binary, _)| *binary == CHAT)
+            .map(|(_, replica)| replica)
+            .zip(self.files_ports())
+            .find(|(replica, _)| replica == name)
+            .map(|(_, port)| port)
+    }
+
     /// Each back-end replica as (binary, name): one replica goes by the
     /// binary's name, several by `<binary>-1`, `<binary>-2`, ...
     pub fn backends(&self) -> Vec<(&'static str, String)> {
@@ -189,6 +209,16 @@ mod tests {
         assert_eq!(plan.infra_port(REDIS), 6379);
         assert_eq!(plan.infra_port(FERRETDB), 27017);
         assert_eq!(plan.infra_port(MAILDEV), 1025);
+        assert_eq!(plan.files_ports(), [8090]);
+    }
+
+    #[test]
+    fn each_chat_service_serves_files_on_its_own_port() {
+        let layout = layout(&["--chat-replicas", "3", "--files-port", "9100"]);
+        let plan = Plan::new(&layout);
+        assert_eq!(plan.files_ports(), [9100, 9101, 9102]);
+        assert_eq!(plan.files_port_of("chat-service-2"), Some(9101));
+        assert_eq!(plan.files_port_of("auth-service-1"), None);
     }
 
     #[test]

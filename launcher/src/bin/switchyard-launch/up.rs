@@ -111,9 +111,16 @@ pub async fn up(plan: &Plan<'_>, opts: &Up) -> anyhow::Result<()> {
         }
     }
     if wanted(Part::Backends) {
+        let mut files_ports = plan.files_ports().into_iter();
         for (binary, name) in plan.backends() {
             let at = plan.placement(&name)?;
-            let launch = services::backend(&at, &bin_dir, &wiring, binary, &name);
+            let files_port = (binary == services::CHAT)
+                .then(|| files_ports.next())
+                .flatten();
+            let launch = match files_port {
+                Some(port) => services::chat(&at, &bin_dir, &wiring, &name, port),
+                None => services::backend(&at, &bin_dir, &wiring, binary, &name),
+            };
             starting.extend(start_service(plan, launch, opts)?);
         }
     }
@@ -168,7 +175,8 @@ async fn start_front_door(
     let program = front_door::program(kind).map_err(anyhow::Error::msg)?;
     let at = plan.placement(FRONT_DOOR)?;
     let gateways: Vec<_> = layout.gateway_ports.iter().map(|&p| loopback(p)).collect();
-    let config = front_door::write_config(root, kind, &at.dir, port, &gateways)
+    let files: Vec<_> = plan.files_ports().into_iter().map(loopback).collect();
+    let config = front_door::write_config(root, kind, &at.dir, port, &gateways, &files)
         .map_err(anyhow::Error::msg)?;
     front_door::check_config(kind, &program, &at.dir, &config).map_err(anyhow::Error::msg)?;
     let list: Vec<String> = gateways.iter().map(ToString::to_string).collect();
