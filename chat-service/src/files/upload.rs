@@ -296,20 +296,7 @@ async fn stream_file(
         conversation_id: None,
         thumbnail_of: None,
     };
-    let metadata = mongodb::bson::to_document(&meta).map_err(HttpError::unavailable)?;
-    service
-        .files
-        .begin_upload(&id, me)
-        .await
-        .map_err(HttpError::unavailable)?;
-    let mut stream = service
-        .files
-        .bucket
-        .open_upload_stream(name)
-        .id(Bson::String(id.clone()))
-        .metadata(metadata)
-        .await
-        .map_err(HttpError::unavailable)?;
+    let mut stream = open_upload(service, &id, name, &meta).await?;
     let mut size = head.len();
     let mut written = stream.write_all(&head).await;
     let outcome = loop {
@@ -422,20 +409,7 @@ async fn write_whole(
     meta: &FileMeta,
     bytes: &[u8],
 ) -> Result<(), HttpError> {
-    let metadata = mongodb::bson::to_document(meta).map_err(HttpError::unavailable)?;
-    service
-        .files
-        .begin_upload(id, &meta.uploader)
-        .await
-        .map_err(HttpError::unavailable)?;
-    let mut stream = service
-        .files
-        .bucket
-        .open_upload_stream(name)
-        .id(Bson::String(id.to_owned()))
-        .metadata(metadata)
-        .await
-        .map_err(HttpError::unavailable)?;
+    let mut stream = open_upload(service, id, name, meta).await?;
     if let Err(err) = stream.write_all(bytes).await {
         if stream.abort().await.is_ok() {
             let _ = service.files.end_upload(id).await;
@@ -445,6 +419,30 @@ async fn write_whole(
     stream.close().await.map_err(HttpError::unavailable)?;
     let _ = service.files.end_upload(id).await;
     Ok(())
+}
+
+/// Records an upload as in progress (so that a replica dying with it leaves
+/// its chunks findable) and opens its GridFS stream.
+async fn open_upload(
+    service: &FileService,
+    id: &str,
+    name: &str,
+    meta: &FileMeta,
+) -> Result<mongodb::gridfs::GridFsUploadStream, HttpError> {
+    let metadata = mongodb::bson::to_document(meta).map_err(HttpError::unavailable)?;
+    service
+        .files
+        .begin_upload(id, &meta.uploader)
+        .await
+        .map_err(HttpError::unavailable)?;
+    service
+        .files
+        .bucket
+        .open_upload_stream(name)
+        .id(Bson::String(id.to_owned()))
+        .metadata(metadata)
+        .await
+        .map_err(HttpError::unavailable)
 }
 
 #[cfg(test)]
