@@ -32,6 +32,7 @@ pub mod handler;
 pub mod input;
 pub mod messages;
 pub mod moderation;
+pub mod one_at_a_time;
 pub mod people;
 pub mod presence;
 pub mod reading;

@@ -8,6 +8,7 @@ use shared_proto::envelope::{ActionRequest, Identity};
 
 use crate::events::Events;
 use crate::files::signing::UrlSigner;
+use crate::one_at_a_time::OneAtATime;
 use crate::settings::{ChatSettings, FilesSettings};
 use crate::store::{Store, StoreError};
 
@@ -22,6 +23,8 @@ pub struct ChatService {
     pub files: FilesSettings,
     /// Signs the URLs of attachments in messages.
     pub signer: UrlSigner,
+    /// Turns at updating a conversation's summary.
+    pub summaries: OneAtATime,
 }
 
 /// One action, with who sent it and how it arrived.

@@ -55,6 +55,7 @@ pub async fn run_until_stopped(
         settings: settings.chat.clone(),
         files: settings.files.clone(),
         signer,
+        summaries: Default::default(),
     });
     run_action_service(
         Service::Chat,
