@@ -287,7 +287,10 @@ async fn finish_stored(
         text: message.text.clone(),
         sent_at_ms: message.sent_at_ms,
     };
-    let _turn = service.summaries.turn(message.conversation_id.as_str()).await;
+    let _turn = service
+        .summaries
+        .turn(message.conversation_id.as_str())
+        .await;
     // Two documents, independent of each other: written at the same time.
     let (recorded, marked) = tokio::join!(
         service
