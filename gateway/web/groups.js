@@ -162,20 +162,24 @@ function drawPanel(groups, group) {
         el('span', {class: 'name'}, card.nickname ?? card.userId),
         button('Unban', act('UNBAN_MEMBER', card.userId, 'Unbanning'),
           {'aria-label': `Unban ${card.nickname}`})))));
-    const addForm = el('form', {class: 'inline-form'},
-      el('label', {for: 'add-member-friend'}, 'Add a friend to the group'),
-      el('div', {class: 'row'},
-        el('select', {id: 'add-member-friend', name: 'userId'},
-          [...state.friends.values()]
-            .filter((friend) => !(group.members ?? []).some((m) => m.userId === friend.userId))
-            .map((friend) => el('option', {value: friend.userId}, friend.nickname ?? friend.userId))),
-        el('button', {type: 'submit'}, 'Add')));
-    addForm.addEventListener('submit', (event) => {
-      event.preventDefault();
-      const userId = formValues(addForm).userId;
-      if (userId) act('ADD_MEMBER', userId, 'Adding the member')();
-    });
-    sections.push(addForm);
+    const addable = [...state.friends.values()]
+      .filter((friend) => !(group.members ?? []).some((m) => m.userId === friend.userId));
+    if (addable.length === 0) {
+      sections.push(el('p', {class: 'hint'}, 'Your friends who are not members can be added here.'));
+    } else {
+      const addForm = el('form', {class: 'inline-form'},
+        el('label', {for: 'add-member-friend'}, 'Add a friend to the group'),
+        el('div', {class: 'row'},
+          el('select', {id: 'add-member-friend', name: 'userId'},
+            addable.map((friend) => el('option', {value: friend.userId}, friend.nickname ?? friend.userId))),
+          el('button', {type: 'submit'}, 'Add')));
+      addForm.addEventListener('submit', (event) => {
+        event.preventDefault();
+        const userId = formValues(addForm).userId;
+        if (userId) act('ADD_MEMBER', userId, 'Adding the member')();
+      });
+      sections.push(addForm);
+    }
   }
   sections.push(button('Leave the group', async () => {
     const reply = await groups.conn.request('LEAVE_GROUP', {groupId: group.groupId});

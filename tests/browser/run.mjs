@@ -160,6 +160,13 @@ try {
     return last && last.complete && last.naturalWidth > 0;
   });
 
+  step('Ana makes Ben an admin and takes it back');
+  const panel = a.locator('#group-panel');
+  await panel.getByRole('button', {name: 'Make admin: ben'}).click();
+  await b.locator('#notices p', {hasText: 'You became an admin'}).waitFor();
+  await panel.getByRole('button', {name: 'Demote ben'}).click();
+  await panel.getByRole('button', {name: 'Make admin: ben'}).waitFor();
+
   step('no serious accessibility problem; screenshots');
   await checkAccessibility(a, 'the chat with the group panel');
   await shot(a, 'web-client-group-admin.png');
