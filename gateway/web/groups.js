@@ -190,20 +190,21 @@ function drawPanel(groups, group) {
   replaceChildren(byId('group-panel'), sections);
 }
 
-/** The sentence for a group event, naming the group and the person. */
+/** The sentence for a group event, naming the group and the person ("you" when it is the reader). */
 export function groupEventWords(frame) {
-  const who = frame.userId ? nameOf(frame.from?.userId ?? frame.userId) : '';
+  const me = frame.userId === state.me?.userId;
+  const who = me ? 'You' : nameOf(frame.from?.userId ?? frame.userId);
   const group = frame.groupName ? `“${frame.groupName}”` : 'a group';
   switch (frame.rocketStatus) {
     case 'JOIN_REQUEST_RECEIVED': return `${frame.from?.nickname ?? who} asks to join ${group}.`;
     case 'JOIN_REJECTED': return `Your request to join ${group} was declined.`;
-    case 'GROUP_JOINED': return `${frame.member?.nickname ?? who} joined ${group}.`;
+    case 'GROUP_JOINED': return `${me ? 'You' : (frame.member?.nickname ?? who)} joined ${group}.`;
     case 'GROUP_LEFT': return `${who} left ${group}.`;
-    case 'MEMBER_REMOVED': return `${who} was removed from ${group}.`;
-    case 'MEMBER_BANNED': return `${who} was banned from ${group}.`;
+    case 'MEMBER_REMOVED': return `${who} ${me ? 'were' : 'was'} removed from ${group}.`;
+    case 'MEMBER_BANNED': return `${who} ${me ? 'were' : 'was'} banned from ${group}.`;
     case 'MEMBER_UNBANNED': return `You may join ${group} again.`;
     case 'ADMIN_PROMOTED': return `${who} became an admin of ${group}.`;
-    case 'ADMIN_DEMOTED': return `${who} is no longer an admin of ${group}.`;
+    case 'ADMIN_DEMOTED': return `${who} ${me ? 'are' : 'is'} no longer an admin of ${group}.`;
     default: return frame.message ?? '';
   }
 }

@@ -131,6 +131,27 @@ try {
   await link.waitFor();
   if ((await link.getAttribute('download')) !== 'route.txt') fail('the file is not a download link');
 
+  step('a long conversation: history loads further back as Ana scrolls up');
+  for (let n = 1; n <= 60; n++) {
+    await b.locator('#composer-text').fill(`count ${n}`);
+    await b.locator('#composer-text').press('Enter');
+  }
+  await b.locator('#message-list .message.mine', {hasText: 'count 60'}).locator('.receipt', {hasText: /Sent|Read/}).waitFor();
+  await b.waitForFunction(() => !document.querySelector('#message-list .receipt')?.closest('ol')
+    ?.textContent.includes('Sending'));
+  await a.reload();
+  await waitOnline(a);
+  await a.locator('#conversation-list .conversation', {hasText: 'ben'}).click();
+  await a.locator('#message-list .text', {hasText: /^count 60$/}).waitFor();
+  if (await a.locator('#message-list .text', {hasText: /^count 1$/}).count() > 0) {
+    fail('the first page already holds the whole conversation; paging is not exercised');
+  }
+  await a.locator('#message-scroll').evaluate((scroller) => {
+    scroller.scrollTop = 0;
+  });
+  await a.locator('#message-list .text', {hasText: /^count 1$/}).waitFor();
+  await a.locator('#message-list .text', {hasText: XSS_TEXT}).waitFor();
+
   step('a reload resumes the session without the password');
   await b.reload();
   await waitOnline(b);
@@ -179,6 +200,10 @@ try {
   process.stdout.write('the browser scenario passed\n');
 } catch (error) {
   process.stdout.write(`FAILED: ${error.message}\n`);
+  for (const page of browser.contexts().flatMap((c) => c.pages())) {
+    const shown = await page.locator('#errors, #conn-state, #history-state').allTextContents().catch(() => []);
+    process.stdout.write(`  page ${page.url()} shows: ${JSON.stringify(shown)}\n`);
+  }
   for (const problem of problems) process.stdout.write(`  also: ${problem}\n`);
   process.exitCode = 1;
 } finally {
@@ -187,7 +212,10 @@ try {
 }
 
 async function shot(page, name) {
-  if (screenshots) await page.screenshot({path: join(screenshots, name)});
+  if (!screenshots) return;
+  // Notices come and go; the pictures show the page under them.
+  await page.evaluate(() => document.getElementById('notices').replaceChildren());
+  await page.screenshot({path: join(screenshots, name)});
 }
 
 /** axe-core on the page as it is; serious or critical violations fail the scenario. */
