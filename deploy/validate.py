@@ -336,7 +336,8 @@ def check_k8s(name: str, docs: list[dict], external_secrets: set[str], problems:
         matching = [p for p in pdbs.values() if target in pod_labels and selector_matches(p["spec"].get("selector"), pod_labels[target])]
         problems.check(matching, name, f"no PodDisruptionBudget selects the Pods of {target}")
 
-    # Ingress: / and /ws to the gateway, long timeouts, no stickiness.
+    # Ingress: / and /ws (and /client, the web client's files) to the gateway, long timeouts, no
+    # stickiness.
     ingresses = list(by_kind.get("Ingress", {}).values())
     files_routed = False
     if problems.check(ingresses, name, "no Ingress"):
@@ -361,7 +362,7 @@ def check_k8s(name: str, docs: list[dict], external_secrets: set[str], problems:
             for key in ("proxy-read-timeout", "proxy-send-timeout"):
                 value = annotations.get(f"nginx.ingress.kubernetes.io/{key}")
                 problems.check(value is not None and int(value) >= 3600, where, f"{key} is not at least 3600 s")
-            for path in ("/", "/ws"):
+            for path in ("/", "/ws", "/client"):
                 backend = routed.get(path)
                 if problems.check(backend and backend["name"] == "gateway", where, f"{path} does not go to the gateway Service"):
                     port = backend["port"].get("name") or backend["port"].get("number")

@@ -1,5 +1,6 @@
 //! The HTTP routes: the WebSocket upgrade at `/` (where the existing clients
-//! connect) and `/ws`, the probes `/healthz` and `/readyz`, and `/metrics`.
+//! connect) and `/ws`, the web client (a plain `GET /`, and its files under
+//! `/client/`), the probes `/healthz` and `/readyz`, and `/metrics`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -13,7 +14,8 @@ use tokio_util::task::TaskTracker;
 use tracing::info;
 
 use crate::connection::{self, Context};
-use crate::upgrade::WebSocketHandshake;
+use crate::upgrade::{NotAnUpgrade, WebSocketHandshake};
+use crate::web;
 
 /// What the routes need.
 #[derive(Clone)]
@@ -26,8 +28,9 @@ pub struct AppState {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(upgrade))
+        .route("/", get(root))
         .route("/ws", get(upgrade))
+        .route("/client/{*path}", get(web::asset))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route(
@@ -35,6 +38,25 @@ pub fn router(state: AppState) -> Router {
             get(|State(state): State<AppState>| async move { state.metrics.render() }),
         )
         .with_state(state)
+}
+
+/// `/`: the web client for a plain request, the WebSocket for an upgrade.
+///
+/// A request that asks for any upgrade (it has an `Upgrade` header) is
+/// handled exactly as at `/ws`, refusals included; only a request that asks
+/// for none gets the page, so existing clients see no difference.
+async fn root(
+    state: State<AppState>,
+    headers: HeaderMap,
+    handshake: Result<WebSocketHandshake, NotAnUpgrade>,
+) -> Response {
+    if !headers.contains_key(header::UPGRADE) {
+        return web::page();
+    }
+    match handshake {
+        Ok(handshake) => upgrade(state, headers, handshake).await,
+        Err(refusal) => refusal.into_response(),
+    }
 }
 
 async fn upgrade(

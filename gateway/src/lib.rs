@@ -15,8 +15,9 @@
 //!   listening to Redis.
 //! - [`socket_writer`]: writes a connection's [`frame`]s to its socket,
 //!   straight away while the socket has room.
-//! - [`http`]: the routes: the WebSocket upgrade ([`upgrade`]), `/healthz`,
-//!   `/readyz`, `/metrics`; [`server`] serves them.
+//! - [`http`]: the routes: the WebSocket upgrade ([`upgrade`]), the web
+//!   client ([`web`]), `/healthz`, `/readyz`, `/metrics`; [`server`] serves
+//!   them.
 //! - [`startup`]: builds all of it from settings and runs it until stopped.
 
 pub mod catch_up;
@@ -37,6 +38,7 @@ pub mod socket_writer;
 pub mod startup;
 pub mod sync;
 pub mod upgrade;
+pub mod web;
 
 pub use settings::Settings;
 pub use startup::Application;

@@ -86,17 +86,40 @@ impl FrontDoor {
     /// If the proxy is not installed (`./stack install` installs both), its
     /// configuration is refused, or it does not come up in time.
     pub async fn start(kind: FrontDoorKind, stack: &Stack, gateways: &[usize]) -> Self {
+        Self::launch(kind, stack, gateways, free_port(), kind.name().to_owned()).await
+    }
+
+    /// [`FrontDoor::start`] on a port chosen beforehand, for a test whose
+    /// gateways must know the door's address (a browser's `Origin`) before
+    /// it runs. Each such door has its own directory and log, named after
+    /// its port, so several can front one stack.
+    ///
+    /// # Panics
+    /// As [`FrontDoor::start`].
+    pub async fn start_at(
+        kind: FrontDoorKind,
+        stack: &Stack,
+        gateways: &[usize],
+        port: u16,
+    ) -> Self {
+        let label = format!("{}-{port}", kind.name());
+        Self::launch(kind, stack, gateways, port, label).await
+    }
+
+    async fn launch(
+        kind: FrontDoorKind,
+        stack: &Stack,
+        gateways: &[usize],
+        port: u16,
+        label: String,
+    ) -> Self {
         let program = door::program(kind).unwrap_or_else(|e| panic!("{e} (this test needs it)"));
-        let dir = stack.dir().join(format!("front-door-{}", kind.name()));
+        let dir = stack.dir().join(format!("front-door-{label}"));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-        let port = free_port();
         let config = write_config(kind, &dir, port, stack, gateways);
         check_config(kind, &program, &dir, &config);
-        let name = format!("front-door-{}", kind.name());
-        let log_path = stack
-            .dir()
-            .join("logs")
-            .join(format!("{}.log", kind.name()));
+        let name = format!("front-door-{label}");
+        let log_path = stack.dir().join("logs").join(format!("{label}.log"));
         let launch = front_door(kind, program.clone(), &name, &dir, &config, log_path, port);
         let process = ManagedProcess::spawn(launch.spec);
         let mut door = Self {
