@@ -174,7 +174,7 @@ pub async fn fast_login(
         )
     };
     let token_hash = hash_token(&token);
-    let Some(session) = resumed_session(service, &token_hash).await? else {
+    let Some((session, from_copy)) = resumed_session(service, &token_hash).await? else {
         return Err(not_logged());
     };
     if session.expires_at_ms <= now_ms() || session.email != email.as_str() {
@@ -186,18 +186,24 @@ pub async fn fast_login(
     if card.profile.ban {
         return Err(answer(ReplyStatus::NotLogged, "This account is banned."));
     }
-    publish(service, &session).await?;
+    // A copy is made with the session's publication (at LOGIN, or below
+    // when it was missing) and lives shorter: found, the session is
+    // published already.
+    if !from_copy {
+        publish(service, &session).await?;
+    }
     Ok(logged_in(&card, &token, &session))
 }
 
-/// The open session with this token hash: from the cache, or else from the
-/// database, then cached. A cache that cannot be read is passed over.
+/// The open session with this token hash, and whether it came from the
+/// copy: from the copy, or else from the database, then copied. A copy that
+/// cannot be read is passed over.
 async fn resumed_session(
     service: &AuthService,
     token_hash: &str,
-) -> Result<Option<CachedSession>, ActionError> {
+) -> Result<Option<(CachedSession, bool)>, ActionError> {
     match resume_cache::session(&service.bus, token_hash).await {
-        Ok(Lookup::Found(session)) => return Ok(Some(session)),
+        Ok(Lookup::Found(session)) => return Ok(Some((session, true))),
         Ok(Lookup::Revoked) => return Ok(None),
         Ok(Lookup::Missing) => {}
         Err(err) => warn!(error = %err, "could not read the session cache"),
@@ -213,7 +219,7 @@ async fn resumed_session(
     if let Err(err) = resume_cache::keep_session(&service.bus, &session).await {
         warn!(error = %err, "could not cache a session");
     }
-    Ok(Some(session))
+    Ok(Some((session, false)))
 }
 
 /// What a login shows of the user: from the cache, or else from the
