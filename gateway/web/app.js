@@ -4,8 +4,8 @@
 
 import {initAuth} from './auth.js';
 import {
-  drawMessages, initChat, loadNewest, onNewMessage, onReadReceipt, onTyping, openDirect,
-  openGroup, refreshConversations, resendOutbox,
+  drawConversations, drawHeader, drawMessages, initChat, loadNewest, onNewMessage, onReadReceipt,
+  onTyping, openDirect, openGroup, refreshConversations, resendOutbox,
 } from './chat.js';
 import {Connection, serverUrl} from './connection.js';
 import {byId, replaceChildren} from './dom.js';
@@ -13,33 +13,42 @@ import {isFailure, notice, showConnectionState, showError, succeeded} from './fe
 import {activeChanged, groupEventWords, initGroups, refreshGroupInfo, refreshGroups} from './groups.js';
 import {applyProfile, drawFriends, initPeople, refreshFriends, setPresence} from './people.js';
 import {resetState, session, state} from './store.js';
+import {forgetMembers, noteGroupEvent, reviewTemporary} from './temporary.js';
 
 const conn = new Connection(serverUrl());
 let loggedIn = false;
 let lastConnectionState = {state: 'connecting'};
 
-const chat = initChat(conn, {activeChanged: () => {
-  activeChanged(groups);
-  document.body.dataset.pane = state.active ? 'chat' : 'list';
-}});
+const chat = initChat(conn, {
+  activeChanged: () => {
+    activeChanged(groups);
+    document.body.dataset.pane = state.active ? 'chat' : 'list';
+  },
+  sendRefused: () => review(),
+});
 const people = initPeople(conn, (userId) => {
   openDirect(chat, userId);
 });
-const groups = initGroups(conn, (group) => openGroup(chat, group));
+const groups = initGroups(conn, (group) => openGroup(chat, group), (userId) => openDirect(chat, userId));
 groups.left = async () => {
   closeConversation();
   await Promise.all([refreshGroups(groups), refreshConversations(chat)]);
+  await review();
 };
 // Members' names arrive with GROUP_INFO: the messages are drawn again with them.
 groups.changed = () => drawMessages(chat);
+// Removing someone may close a temporary conversation with them; approving may open it again.
+groups.acted = async (reply) => {
+  noteGroupEvent(reply);
+  await review();
+};
 
 initAuth(conn, (reply, email) => startSession(reply, email));
 
 function closeConversation() {
   state.active = null;
-  byId('composer').hidden = true;
   replaceChildren(byId('chat-title'), 'Choose a conversation');
-  byId('chat-temporary').hidden = true;
+  drawHeader();
   drawMessages(chat);
   activeChanged(groups);
   document.body.dataset.pane = 'list';
@@ -108,8 +117,11 @@ async function startSession(reply, email) {
   applyProfile(profile);
   showView();
   showConnectionState(lastConnectionState, loggedIn);
+  // Group events may have been missed while away: members are read again if needed.
+  forgetMembers();
   await sync();
   await Promise.all([refreshFriends(people), refreshGroups(groups), refreshConversations(chat)]);
+  await review();
   if (state.active) {
     await loadNewest(chat);
     if (state.active.kind === 'group') refreshGroupInfo(groups, {quiet: true});
@@ -182,7 +194,8 @@ function handleEvent(frame, {replayed = false} = {}) {
     case 'FRIEND_REQUEST_DECLINED':
     case 'FRIEND_REMOVED':
       if (!replayed) notice(friendEventWords(frame));
-      refreshFriends(people);
+      // A friend's conversation is never closed; one no longer a friend's may be.
+      refreshFriends(people).then(review);
       break;
     case 'PROFILE_UPDATED':
       applyProfile(frame.profile);
@@ -218,6 +231,7 @@ function friendEventWords(frame) {
 }
 
 async function onGroupEvent(frame, replayed) {
+  noteGroupEvent(frame);
   if (!replayed) notice(groupEventWords(frame));
   const out = frame.userId === state.me?.userId
     && ['MEMBER_REMOVED', 'MEMBER_BANNED', 'GROUP_LEFT'].includes(frame.rocketStatus);
@@ -227,6 +241,16 @@ async function onGroupEvent(frame, replayed) {
   }
   await Promise.all([refreshGroups(groups), refreshConversations(chat)]);
   if (state.active?.groupId === frame.groupId) refreshGroupInfo(groups, {quiet: true});
+  await review();
+}
+
+/** Redraws what shows temporary conversations when one closed or opened again. */
+async function review() {
+  if (!loggedIn) return;
+  if (await reviewTemporary(conn)) {
+    drawConversations(chat);
+    drawHeader();
+  }
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 import {byId, el, humanSize, replaceChildren, timeElement} from './dom.js';
 import {showError, succeeded} from './feedback.js';
 import {directConversationId, nameOf, rememberUser, session, state} from './store.js';
+import {isClosed} from './temporary.js';
 
 const PAGE = 50;
 const TYPING_EVERY_MS = 3000;
@@ -12,7 +13,8 @@ const TYPING_SHOWN_MS = 5000;
 
 /**
  * `hooks.activeChanged()` is called when another conversation is opened, for the group panel
- * and the narrow layout.
+ * and the narrow layout; `hooks.sendRefused()` when the server refused a message, which may mean
+ * a temporary conversation closed.
  */
 export function initChat(conn, hooks) {
   const chat = {conn, hooks, loading: false, lastTypingSent: 0};
@@ -75,7 +77,8 @@ export function drawConversations(chat) {
       'data-conversation': conversation.conversationId,
     },
     el('span', {class: 'title'}, titleOf(conversation),
-      conversation.temporary ? el('span', {class: 'tag'}, 'temporary') : null),
+      conversation.temporary ? el('span', {class: 'tag'}, 'temporary') : null,
+      isClosed(conversation.conversationId) ? el('span', {class: 'tag closed'}, 'closed') : null),
     unread > 0
       ? el('span', {class: 'badge'}, String(unread), el('span', {class: 'visually-hidden'}, ' unread'))
       : null,
@@ -91,12 +94,16 @@ export function drawConversations(chat) {
 // ------------------------------------------------------------------------------------------------
 // One conversation
 
-/** Opens a direct conversation with a user, whether or not it has messages yet. */
+/**
+ * Opens a direct conversation with a user, whether or not it has messages yet: with a friend a
+ * permanent one, with anyone else (a member of a shared group) a temporary one.
+ */
 export function openDirect(chat, userId) {
   const conversationId = directConversationId(state.me.userId, userId);
   const known = state.conversations.get(conversationId);
   openConversation(chat, known ?? {
-    conversationId, kind: 'direct', with: state.users.get(userId) ?? {userId}, temporary: false,
+    conversationId, kind: 'direct', with: state.users.get(userId) ?? {userId},
+    temporary: !state.friends.has(userId),
   });
 }
 
@@ -117,14 +124,34 @@ export async function openConversation(chat, conversation) {
     temporary: Boolean(conversation.temporary),
   };
   replaceChildren(byId('chat-title'), titleOf(conversation));
-  byId('chat-temporary').hidden = !conversation.temporary;
-  byId('composer').hidden = false;
+  drawHeader();
   drawConversations(chat);
   drawMessages(chat);
   chat.hooks.activeChanged();
   if (!state.messages.has(conversation.conversationId)) await loadNewest(chat);
   markRead(chat);
   byId('composer-text').focus();
+}
+
+/**
+ * What the open conversation is: the "temporary" tag, and for a closed temporary conversation
+ * why nothing can be written in it (the composer goes; the messages stay to read).
+ */
+export function drawHeader() {
+  const active = state.active;
+  const temporary = Boolean(active
+    && (state.conversations.get(active.conversationId)?.temporary ?? active.temporary));
+  const closed = Boolean(active) && isClosed(active.conversationId);
+  const tag = byId('chat-temporary');
+  tag.hidden = !temporary;
+  replaceChildren(tag, closed ? 'temporary, closed' : 'temporary');
+  const note = byId('chat-closed');
+  note.hidden = !closed;
+  replaceChildren(note, closed
+    ? `This conversation is closed: you and ${nameOf(active.userId)} no longer share a group. `
+      + 'Become friends or join a group together to write again.'
+    : '');
+  byId('composer').hidden = !active || closed;
 }
 
 /** Fetches the newest page of the active conversation and merges it (after a reconnect too). */
@@ -368,7 +395,7 @@ export function onTyping(frame) {
 
 async function send(chat) {
   const active = state.active;
-  if (!active) return;
+  if (!active || isClosed(active.conversationId)) return;
   const textarea = byId('composer-text');
   const fileInput = byId('composer-file');
   const text = textarea.value.trim();
@@ -410,6 +437,7 @@ async function deliver(chat, clientMsgId) {
   state.outbox.delete(clientMsgId);
   if (!succeeded(reply, 'Sending the message')) {
     drawMessages(chat);
+    if (reply.rocketStatus === 'FORBIDDEN') chat.hooks.sendRefused?.();
     return;
   }
   const message = {
@@ -432,7 +460,8 @@ async function deliver(chat, clientMsgId) {
     conversation.temporary = Boolean(reply.temporary);
   }
   if (state.active?.conversationId === reply.conversationId) {
-    byId('chat-temporary').hidden = !reply.temporary;
+    state.active.temporary = Boolean(reply.temporary);
+    drawHeader();
   }
   drawConversations(chat);
   drawMessages(chat);

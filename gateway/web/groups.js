@@ -5,10 +5,14 @@
 import {button, byId, el, formValues, replaceChildren} from './dom.js';
 import {notice, succeeded} from './feedback.js';
 import {nameOf, rememberUser, state} from './store.js';
+import {rememberMembers} from './temporary.js';
 
-/** `openGroup(group)` opens a group's conversation. */
-export function initGroups(conn, openGroup) {
-  const groups = {conn, openGroup, info: null};
+/**
+ * `openGroup(group)` opens a group's conversation; `openDirect(userId)` the conversation with a
+ * member (a temporary one unless they are friends).
+ */
+export function initGroups(conn, openGroup, openDirect) {
+  const groups = {conn, openGroup, openDirect, info: null};
 
   const create = byId('group-create');
   create.addEventListener('submit', async (event) => {
@@ -106,6 +110,7 @@ export async function refreshGroupInfo(groups, {quiet = false} = {}) {
   if (reply.rocketStatus !== 'GROUP_INFO' || state.active?.groupId !== groupId) return;
   const group = reply.group;
   for (const list of [group.members, group.joinRequests, group.banned]) (list ?? []).forEach(rememberUser);
+  rememberMembers(group);
   groups.info = group;
   drawPanel(groups, group);
   groups.changed?.();
@@ -119,6 +124,8 @@ function drawPanel(groups, group) {
     if (!succeeded(reply, words)) return;
     notice(reply.message);
     await refreshGroupInfo(groups);
+    // The connection that acted gets the reply, not the event the others get.
+    await groups.acted?.(reply);
   };
   const members = (group.members ?? []).map((member) => {
     const name = member.nickname ?? member.userId;
@@ -128,6 +135,8 @@ function drawPanel(groups, group) {
       el('span', {class: `presence ${member.online ? 'on' : 'off'}`}, member.online ? 'online' : 'offline'),
       el('span', {class: 'name'}, isMe ? `${name} (you)` : name),
       admin ? el('span', {class: 'tag'}, 'admin') : null,
+      isMe ? null : button('Message', () => groups.openDirect(member.userId),
+        {class: 'secondary', 'aria-label': `Message ${name}`}),
       isAdmin && !isMe && !admin ? [
         button('Remove', act('REMOVE_MEMBER', member.userId, 'Removing the member'),
           {class: 'secondary', 'aria-label': `Remove ${name}`}),

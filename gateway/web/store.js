@@ -53,6 +53,8 @@ export const state = {
   readMarks: new Map(),
   /** conversationId -> Map(userId -> timer) of people typing there. */
   typing: new Map(),
+  /** conversationIds of temporary conversations whose two people no longer share a group. */
+  closed: new Set(),
   /** The conversation on screen: {conversationId, kind, userId?, groupId?}, or null. */
   active: null,
   /** clientMsgId -> {to, text, attachments, conversationId}: sent, not yet acknowledged. */
@@ -81,7 +83,7 @@ export function directConversationId(a, b) {
 export function resetState() {
   state.me = null;
   for (const value of Object.values(state)) {
-    if (value instanceof Map) value.clear();
+    if (value instanceof Map || value instanceof Set) value.clear();
   }
   state.active = null;
 }
