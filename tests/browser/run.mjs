@@ -3,7 +3,8 @@
 // passes its addresses:
 //
 //   SWITCHYARD_WEB_A, SWITCHYARD_WEB_B   the page, through two front doors, each in front of one
-//                                        gateway (so the two people are on different gateways)
+//                                        gateway (so Ana and Cleo are on one gateway, Ben on the
+//                                        other)
 //   SWITCHYARD_MAILDEV                   MailDev's HTTP API, for the confirmation codes
 //   SWITCHYARD_CHROMIUM                  the browser (default /usr/bin/chromium)
 //   SWITCHYARD_SCREENSHOTS               a directory for screenshots (optional)
@@ -13,6 +14,7 @@
 // It exits 0 when every step passed; otherwise it prints what failed and exits 1.
 
 import {readFileSync} from 'node:fs';
+import {readFile} from 'node:fs/promises';
 import {createRequire} from 'node:module';
 import {join} from 'node:path';
 import {createInterface} from 'node:readline';
@@ -31,6 +33,9 @@ const screenshots = process.env.SWITCHYARD_SCREENSHOTS;
 const XSS_TEXT = '<img src=x onerror=alert(1)>';
 const XSS_NICKNAME = '<script>alert(1)</script>';
 const PNG = landscapePng();
+// A file that is not a picture, with every byte value in it, so any change on the way (a text
+// conversion, a truncation) shows in the comparison.
+const ROUTE = Buffer.from(Array.from({length: 150000}, (_, n) => (n * 7919 + (n >>> 8)) & 0xff));
 
 const stdinLines = createInterface({input: process.stdin})[Symbol.asyncIterator]();
 async function control(command) {
@@ -48,17 +53,21 @@ let outage = false;
 const run = Date.now().toString(36);
 const ana = {email: `ana-${run}@example.com`, password: 'correct-horse-battery', nickname: XSS_NICKNAME};
 const ben = {email: `ben-${run}@example.com`, password: 'battery-staple-horse', nickname: 'ben'};
+const cleo = {email: `cleo-${run}@example.com`, password: 'staple-horse-battery', nickname: 'cleo'};
+const group = `Hikers ${run}`;
 
 const browser = await chromium.launch({executablePath, args: ['--no-sandbox']});
 try {
   const contextA = await browser.newContext({viewport: {width: 1280, height: 800}});
   const contextB = await browser.newContext({viewport: {width: 1280, height: 800}});
+  const contextC = await browser.newContext({viewport: {width: 1280, height: 800}});
   const a = await contextA.newPage();
   const b = await contextB.newPage();
-  a.setDefaultTimeout(STEP_TIMEOUT_MS);
-  b.setDefaultTimeout(STEP_TIMEOUT_MS);
+  const c = await contextC.newPage();
+  for (const page of [a, b, c]) page.setDefaultTimeout(STEP_TIMEOUT_MS);
   guard(a, 'Ana', problems, () => outage);
   guard(b, 'Ben', problems, () => outage);
+  guard(c, 'Cleo', problems, () => outage);
 
   step('the page is served with a policy that forbids inline scripts');
   const response = await a.goto(webA);
@@ -122,14 +131,22 @@ try {
   await a.locator('#composer-text').press('Enter');
   await b.locator('#message-list .message.theirs .text', {hasText: 'Back again.'}).waitFor();
 
-  step('Ben sends Ana a file; she gets a download link');
+  step('Ben sends Ana a file; she downloads it and has the same bytes');
   await b.locator('#composer-file').setInputFiles({
-    name: 'route.txt', mimeType: 'text/plain', buffer: Buffer.from('North shore, then the ridge.\n'),
+    name: 'route.bin', mimeType: 'application/octet-stream', buffer: ROUTE,
   });
   await b.getByRole('button', {name: 'Send'}).click();
-  const link = a.locator('#message-list .message.theirs a.file', {hasText: 'route.txt'});
+  const link = a.locator('#message-list .message.theirs a.file', {hasText: 'route.bin'});
   await link.waitFor();
-  if ((await link.getAttribute('download')) !== 'route.txt') fail('the file is not a download link');
+  if (!(await link.textContent()).includes('146.5 KiB')) fail(`the link shows ${await link.textContent()}`);
+  const [download] = await Promise.all([a.waitForEvent('download'), link.click()]);
+  const failure = await download.failure();
+  if (failure) fail(`the download failed: ${failure}`);
+  if (download.suggestedFilename() !== 'route.bin') fail(`the download is named ${download.suggestedFilename()}`);
+  const downloaded = await readFile(await download.path());
+  if (!downloaded.equals(ROUTE)) {
+    fail(`the downloaded file differs from the one sent: ${downloaded.length} bytes, not ${ROUTE.length}`);
+  }
 
   step('a long conversation: history loads further back as Ana scrolls up');
   for (let n = 1; n <= 60; n++) {
@@ -157,19 +174,32 @@ try {
   await waitOnline(b);
   await b.locator('#conversation-list .conversation', {hasText: XSS_NICKNAME}).waitFor();
 
-  step('Ana creates a group, Ben asks to join, Ana approves, Ana sends a picture');
+  step('Cleo registers; Ana creates a group, lets Cleo in and makes her an admin');
+  await registerAndLogIn(c, webA, maildev, cleo);
   await a.getByRole('tab', {name: 'Groups'}).click();
-  await a.locator('#group-name').fill(`Hikers ${run}`);
+  await a.locator('#group-name').fill(group);
   await a.getByRole('button', {name: 'Create group'}).click();
-  await a.locator('#chat-title', {hasText: `Hikers ${run}`}).waitFor();
-  await b.getByRole('tab', {name: 'Groups'}).click();
-  await b.getByLabel('Find groups by name').fill(`Hikers ${run}`);
-  await b.locator('#group-search').getByRole('button', {name: 'Search'}).click();
-  await b.locator('#group-results').getByRole('button', {name: /Ask to join/}).click();
+  await a.locator('#chat-title', {hasText: group}).waitFor();
+  await askToJoin(c, group);
   await a.locator('#group-info-toggle').click();
-  await a.locator('#group-panel').getByRole('button', {name: 'Approve ben'}).click();
-  await b.locator('#group-list .item', {hasText: `Hikers ${run}`}).getByRole('button', {name: /Open/}).click();
-  await b.locator('#chat-title', {hasText: `Hikers ${run}`}).waitFor();
+  const panel = a.locator('#group-panel');
+  await panel.getByRole('button', {name: 'Approve cleo'}).click();
+  await c.locator('#notices p', {hasText: `You joined “${group}”`}).waitFor();
+  await panel.getByRole('button', {name: 'Make admin: cleo'}).click();
+  await c.locator('#notices p', {hasText: `You became an admin of “${group}”`}).waitFor();
+
+  step('Ben asks to join; Cleo, the second admin, approves him from her admin panel');
+  await askToJoin(b, group);
+  await openGroup(c, group);
+  await c.locator('#group-info-toggle').click();
+  const cleoPanel = c.locator('#group-panel');
+  await cleoPanel.getByRole('button', {name: 'Approve ben'}).click();
+  await b.locator('#notices p', {hasText: `You joined “${group}”`}).waitFor();
+  // Ben is a member now: Cleo's panel lists him with what an admin may do.
+  await cleoPanel.getByRole('button', {name: 'Make admin: ben'}).waitFor();
+  await openGroup(b, group);
+
+  step('Ana sends a picture to the group');
   await a.locator('#composer-file').setInputFiles({name: 'lake.png', mimeType: 'image/png', buffer: PNG});
   await a.locator('#composer-text').fill('The lake this morning');
   await a.getByRole('button', {name: 'Send'}).click();
@@ -182,7 +212,6 @@ try {
   });
 
   step('Ana makes Ben an admin and takes it back');
-  const panel = a.locator('#group-panel');
   await panel.getByRole('button', {name: 'Make admin: ben'}).click();
   await b.locator('#notices p', {hasText: 'You became an admin'}).waitFor();
   await panel.getByRole('button', {name: 'Demote ben'}).click();
@@ -195,6 +224,44 @@ try {
   await shot(a, 'web-client-desktop.png');
   await b.setViewportSize({width: 390, height: 844});
   await shot(b, 'web-client-phone.png');
+  await b.setViewportSize({width: 1280, height: 800});
+
+  step('Ben writes to Cleo, who is in his group but not his friend: a temporary conversation');
+  await b.locator('#group-info-toggle').click();
+  await b.locator('#group-panel').getByRole('button', {name: 'Message cleo'}).click();
+  await b.locator('#chat-title', {hasText: 'cleo'}).waitFor();
+  await b.locator('#chat-temporary', {hasText: /^temporary$/}).waitFor();
+  await b.locator('#composer-text').fill('Shall we share a car on Saturday?');
+  await b.locator('#composer-text').press('Enter');
+  await b.locator('#message-list .message.mine .receipt', {hasText: /Sent|Read/}).waitFor();
+  await c.getByRole('tab', {name: /Chats/}).click();
+  const withBen = c.locator('#conversation-list .conversation').filter({has: c.locator('.title', {hasText: /^ben/})});
+  await withBen.locator('.tag', {hasText: 'temporary'}).waitFor();
+  await withBen.click();
+  await c.locator('#message-list .message.theirs .text', {hasText: 'share a car'}).waitFor();
+  await c.locator('#chat-temporary', {hasText: /^temporary$/}).waitFor();
+  await c.locator('#composer').waitFor();
+
+  step('Cleo removes Ben from the group: for both of them the conversation is closed');
+  await openGroup(c, group);
+  await c.locator('#group-info-toggle').click();
+  await cleoPanel.getByRole('button', {name: 'Remove ben'}).click();
+  await b.locator('#notices p', {hasText: `You were removed from “${group}”`}).waitFor();
+  await c.getByRole('tab', {name: /Chats/}).click();
+  await withBen.locator('.tag', {hasText: 'closed'}).waitFor();
+  await withBen.click();
+  for (const [page, other] of [[b, 'cleo'], [c, 'ben']]) {
+    await page.locator('#chat-temporary', {hasText: 'temporary, closed'}).waitFor();
+    await page.locator('#chat-closed', {hasText: `you and ${other} no longer share a group`}).waitFor();
+    await page.locator('#composer').waitFor({state: 'hidden'});
+    // What was written stays to read.
+    await page.locator('#message-list .text', {hasText: 'share a car'}).waitFor();
+  }
+  await b.getByRole('tab', {name: /Chats/}).click();
+  await b.locator('#conversation-list .conversation').filter({has: b.locator('.title', {hasText: /^cleo/})})
+    .locator('.tag', {hasText: 'closed'}).waitFor();
+  await checkAccessibility(b, 'a closed temporary conversation');
+  await shot(b, 'web-client-closed-conversation.png');
 
   if (problems.length > 0) fail(problems.join('\n'));
   process.stdout.write('the browser scenario passed\n');
@@ -209,6 +276,22 @@ try {
 } finally {
   await browser.close();
   process.stdin.destroy();
+}
+
+/** Finds a group by name and asks to join it. */
+async function askToJoin(page, name) {
+  await page.getByRole('tab', {name: 'Groups'}).click();
+  await page.getByLabel('Find groups by name').fill(name);
+  await page.locator('#group-search').getByRole('button', {name: 'Search'}).click();
+  await page.locator('#group-results').getByRole('button', {name: `Ask to join ${name}`}).click();
+  await page.locator('#group-results .item', {hasText: 'request sent'}).waitFor();
+}
+
+/** Opens one of the person's groups from the Groups tab. */
+async function openGroup(page, name) {
+  await page.getByRole('tab', {name: 'Groups'}).click();
+  await page.locator('#group-list').getByRole('button', {name: `Open ${name}`}).click();
+  await page.locator('#chat-title', {hasText: name}).waitFor();
 }
 
 async function shot(page, name) {

@@ -1,6 +1,6 @@
 //! The web client in a real browser: `tests/browser/run.mjs` drives headless
-//! Chromium (Debian's `chromium` package) with playwright-core through two
-//! people, each on their own gateway behind their own front door. This test
+//! Chromium (Debian's `chromium` package) with playwright-core through three
+//! people on two gateways, each gateway behind its own front door. This test
 //! runs the stack, starts the script, and stops and starts a gateway when the
 //! script asks (`CONTROL stop-gateway` / `CONTROL start-gateway` on its
 //! output, answered with a line on its input).
@@ -40,7 +40,7 @@ fn chromium() -> PathBuf {
 }
 
 #[tokio::test]
-async fn two_people_use_the_web_client_through_a_gateway_restart() {
+async fn three_people_use_the_web_client_through_a_gateway_restart() {
     let chromium = chromium();
     let dir = browser_dir();
     assert!(
