@@ -3,6 +3,7 @@
 //! One document per pair of users holds the request and, once accepted, the
 //! friendship; every change is a single conditional write.
 
+use crate::known::Change;
 use mongodb::bson::doc;
 use shared_proto::bus::actions::{ActionError, Outcome};
 use shared_proto::client::ServerFrame;
@@ -152,6 +153,13 @@ pub async fn remove(
         .delete_one(doc! {"_id": &pair})
         .await
         .map_err(|e| unavailable(e.into()))?;
+    service
+        .known
+        .changed(Change::Friendship {
+            a: me.clone(),
+            b: other_id.clone(),
+        })
+        .await;
     let frame = |who: &UserId| {
         ServerFrame::new(ReplyStatus::FriendRemoved, "A friendship ended.")
             .with_fields(FriendRef { user_id: who })
@@ -236,6 +244,13 @@ async fn accept(
         )
         .await
         .map_err(|e| unavailable(e.into()))?;
+    service
+        .known
+        .changed(Change::Friendship {
+            a: me.clone(),
+            b: other.id.clone(),
+        })
+        .await;
     let me_card = service.store.user(me).await.map_err(unavailable)?;
     let me_view = UserView::of_or_id(me_card.as_ref(), me);
     let added = |user_id: &UserId, user: UserView| {

@@ -7,6 +7,7 @@
 //! admins acting at once cannot undo each other. The ids of recent actions are
 //! kept in the group, so an action delivered twice is applied once.
 
+use crate::known::Change;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -264,6 +265,12 @@ pub(crate) async fn apply(
             .await
             .map_err(unavailable)?
         {
+            service
+                .known
+                .changed(Change::Group {
+                    group_id: group_id.clone(),
+                })
+                .await;
             return Ok(next);
         }
     }

@@ -8,7 +8,10 @@
 //! - [`groups`]: creating and finding groups, and changing one safely.
 //! - [`moderation`]: the actions of members and admins on a group; the rules
 //!   themselves are in [`group_rules`], free of I/O.
-//! - [`messages`]: SEND_MESSAGE, and a message as clients see it.
+//! - [`messages`]: SEND_MESSAGE, and a message as clients see it;
+//!   [`message_log`] stores messages in batches.
+//! - [`known`]: what SEND_MESSAGE needs to know (friends, members,
+//!   conversations), remembered between actions and forgotten on change.
 //! - [`reading`]: HISTORY, LIST_CONVERSATIONS, MARK_READ (and its receipts).
 //! - [`typing`]: TYPING, forwarded live and never stored.
 //! - [`presence`]: PRESENCE_CHANGED, told to the user's friends.
@@ -30,6 +33,8 @@ pub mod group_rules;
 pub mod groups;
 pub mod handler;
 pub mod input;
+pub mod known;
+pub mod message_log;
 pub mod messages;
 pub mod moderation;
 pub mod one_at_a_time;

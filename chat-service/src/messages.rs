@@ -20,13 +20,12 @@ use shared_proto::status::ReplyStatus;
 use crate::attachments::{self, AttachRules, Reader};
 use crate::conversations::{direct_conversation_id, group_conversation, group_conversation_id};
 use crate::input::{bad_request, client_msg_id, id, message_text};
+use crate::known::Change;
+use crate::message_log::{self, Written};
 use crate::replies;
 use crate::service::{Call, ChatService, unavailable};
-use crate::store::{Conversation, Message, MessageInsert, MessagePreview};
+use crate::store::{Conversation, Message};
 use crate::views::{ConversationRef, MessageView};
-
-/// Attempts at claiming a sequence number before giving up under contention.
-const SEQ_ATTEMPTS: usize = 50;
 
 /// Where a message goes, once the sender's right to send it is checked.
 enum Destination {
@@ -97,11 +96,12 @@ async fn store_and_push(
     // Resends are found by the insert itself (the message's key is taken)
     // rather than by a lookup first: the messages collection only grows,
     // and the common case should not read it.
-    let mut message = Message {
+    let message = Message {
         key,
         id: MessageId::new(uuid::Uuid::now_v7().to_string()),
         conversation_id: conversation.id.clone(),
-        seq: conversation.last_seq + 1,
+        // Numbered by the log, after the conversation's last.
+        seq: 0,
         sender_id: me.clone(),
         client_msg_id: client_msg_id.to_owned(),
         text,
@@ -109,68 +109,52 @@ async fn store_and_push(
         sent_at_ms: now_ms(),
         stored_by_action: Some(call.request.action_id.clone()),
     };
-    let mut stored = false;
-    for _ in 0..SEQ_ATTEMPTS {
-        match service
-            .store
-            .insert_message(&message)
-            .await
-            .map_err(unavailable)?
-        {
-            MessageInsert::Inserted => {
-                stored = true;
-                break;
-            }
-            MessageInsert::SeqTaken => {
-                // Another sender got there first, or the conversation's
-                // last_seq lags behind a message whose handling died before
-                // finishing. Either way this number is taken, so the next
-                // free one is above it: stepping one at a time from a taken
-                // number is what keeps the sequence gapless.
-                let latest = service
-                    .store
-                    .conversation(&conversation.id)
-                    .await
-                    .map_err(unavailable)?
-                    .map_or(0, |c| c.last_seq);
-                message.seq = (message.seq + 1).max(latest + 1);
-            }
-            MessageInsert::Duplicate(existing) => {
-                // A resend, or this very action handled again after its
-                // first handling stored the message. Files this resend named
-                // that the stored message does not carry are let go again.
-                if !input.attachments.is_empty() {
-                    let kept: Vec<String> =
-                        existing.attachments.iter().map(|a| a.id.clone()).collect();
-                    service
-                        .store
-                        .files
-                        .detach_except(&existing.key, &kept)
-                        .await
-                        .map_err(unavailable)?;
-                }
-                return resent(service, call, *existing).await;
-            }
-        }
-    }
-    if !stored {
-        // The files wait for the same message to be sent again.
-        service
-            .store
-            .files
-            .detach(&message.key)
-            .await
-            .map_err(unavailable)?;
-        return Err(ActionError::refused(
-            ErrorCode::Conflict,
-            "The conversation is too busy right now; send again with the same clientMsgId.",
-        ));
-    }
-    // The message is stored: from here on a failure means "finish later"
-    // (the entry is handled again and takes the resend path).
-    finish_stored(service, &message)
+    let message = match service
+        .messages
+        .write(&call.delivery.entry_id, message, conversation.last_seq)
         .await
-        .map_err(|err| ActionError::Retry(err.into()))?;
+    {
+        Written::Stored(message) => message,
+        Written::StoredUnfinished(_, err) => {
+            // Stored: from here on a failure means "finish later" (the entry
+            // is handled again and takes the resend path).
+            return Err(ActionError::Retry(err.into()));
+        }
+        Written::Duplicate(existing) => {
+            // A resend, or this very action handled again after its first
+            // handling stored the message. Files this resend named that the
+            // stored message does not carry are let go again.
+            if !input.attachments.is_empty() {
+                let kept: Vec<String> = existing.attachments.iter().map(|a| a.id.clone()).collect();
+                service
+                    .store
+                    .files
+                    .detach_except(&existing.key, &kept)
+                    .await
+                    .map_err(unavailable)?;
+            }
+            return resent(service, call, *existing).await;
+        }
+        Written::Contended => {
+            // The files wait for the same message to be sent again.
+            service
+                .store
+                .files
+                .detach(&Message::key(me, client_msg_id))
+                .await
+                .map_err(unavailable)?;
+            return Err(ActionError::refused(
+                ErrorCode::Conflict,
+                "The conversation is too busy right now; send again with the same clientMsgId.",
+            ));
+        }
+        Written::Failed(err) => return Err(ActionError::Unavailable(err)),
+        // Answering "unavailable" would end the action, and if the message
+        // was stored after all, no resend would push it (see
+        // `owes_events`): the action is handled again instead, and then
+        // finds out.
+        Written::Uncertain(err) => return Err(ActionError::Retry(err)),
+    };
     Ok(sent_outcome(
         service,
         call,
@@ -233,7 +217,11 @@ async fn open_conversation(
         Destination::Group { group_id } => (group_conversation_id(group_id), false),
     };
     let store = &service.store;
-    let mut conversation = store.conversation(&id).await.map_err(unavailable)?;
+    let mut conversation = service
+        .known
+        .conversation(store, &id)
+        .await
+        .map_err(unavailable)?;
     if conversation.is_none() {
         let fresh = match destination {
             Destination::User { user_id, temporary } => {
@@ -258,7 +246,11 @@ async fn open_conversation(
             .ensure_conversation(&fresh)
             .await
             .map_err(unavailable)?;
-        conversation = store.conversation(&id).await.map_err(unavailable)?;
+        conversation = service
+            .known
+            .conversation(store, &id)
+            .await
+            .map_err(unavailable)?;
     }
     let mut conversation = conversation
         .ok_or_else(|| ActionError::Unavailable(anyhow::anyhow!("conversation {id} vanished")))?;
@@ -269,6 +261,12 @@ async fn open_conversation(
             .set_temporary(&id, temporary)
             .await
             .map_err(unavailable)?;
+        service
+            .known
+            .changed(Change::Conversation {
+                conversation_id: id.clone(),
+            })
+            .await;
         conversation.temporary = temporary;
     }
     Ok(conversation)
@@ -280,13 +278,7 @@ async fn finish_stored(
     service: &ChatService,
     message: &Message,
 ) -> Result<(), crate::store::StoreError> {
-    let preview = MessagePreview {
-        seq: message.seq,
-        message_id: message.id.clone(),
-        sender_id: message.sender_id.clone(),
-        text: message.text.clone(),
-        sent_at_ms: message.sent_at_ms,
-    };
+    let preview = message_log::preview(message);
     let _turn = service
         .summaries
         .turn(message.conversation_id.as_str())
@@ -318,8 +310,8 @@ async fn authorize_send(
             // Friends exist (the usual case, settled in one read); anyone
             // else is looked up before the slower shared-group check.
             if service
-                .store
-                .are_friends(me, user_id)
+                .known
+                .are_friends(&service.store, me, user_id)
                 .await
                 .map_err(unavailable)?
             {
@@ -341,8 +333,8 @@ async fn authorize_send(
                 ));
             }
             if service
-                .store
-                .share_a_group(me, user_id)
+                .known
+                .share_a_group(&service.store, me, user_id)
                 .await
                 .map_err(unavailable)?
             {
@@ -359,8 +351,8 @@ async fn authorize_send(
         (None, Some(group_id)) => {
             let group_id = id("to.groupId", group_id)?;
             let group = service
-                .store
-                .group(group_id)
+                .known
+                .group(&service.store, group_id)
                 .await
                 .map_err(unavailable)?
                 .ok_or_else(|| {

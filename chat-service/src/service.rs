@@ -8,6 +8,8 @@ use shared_proto::envelope::{ActionRequest, Identity};
 
 use crate::events::Events;
 use crate::files::signing::UrlSigner;
+use crate::known::Known;
+use crate::message_log::MessageLog;
 use crate::one_at_a_time::OneAtATime;
 use crate::settings::{ChatSettings, FilesSettings};
 use crate::store::{Store, StoreError};
@@ -25,6 +27,10 @@ pub struct ChatService {
     pub signer: UrlSigner,
     /// Turns at updating a conversation's summary.
     pub summaries: OneAtATime,
+    /// The writer of messages.
+    pub messages: MessageLog,
+    /// Friends, members and conversations, remembered for SEND_MESSAGE.
+    pub known: Known,
 }
 
 /// One action, with who sent it and how it arrived.

@@ -10,6 +10,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::Events;
 use crate::files::{self, FileService, signing::UrlSigner};
+use crate::known::Known;
+use crate::message_log::MessageLog;
 use crate::service::ChatService;
 use crate::settings::{FilesSettings, Settings};
 use crate::store::Store;
@@ -48,7 +50,11 @@ pub async fn run_until_stopped(
         Duration::from_secs(settings.files.sweep_interval_secs),
         shutdown.clone(),
     ));
+    let known = Known::new(bus.clone());
+    tokio::spawn(known.clone().hear_changes(shutdown.clone()));
     let service = Arc::new(ChatService {
+        messages: MessageLog::start(store.clone()),
+        known,
         store,
         bus: bus.clone(),
         events: Events::new(names),

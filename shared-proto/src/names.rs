@@ -160,6 +160,12 @@ impl Names {
         format!("{}:gw:{gateway_id}", self.prefix)
     }
 
+    /// The channel on which chat-service's replicas tell each other what
+    /// changed, so each forgets what it remembered of it.
+    pub fn chat_changes(&self) -> String {
+        format!("{}:chat:changes", self.prefix)
+    }
+
     /// The channel for events to every connection of one user, on any gateway.
     pub fn user_channel(&self, user_id: &str) -> String {
         format!("{}:user:{user_id}", self.prefix)

@@ -219,15 +219,6 @@ impl Message {
     }
 }
 
-/// What inserting a message did.
-pub enum MessageInsert {
-    Inserted,
-    /// Another message took this sequence number first.
-    SeqTaken,
-    /// This sender already sent a message with this client id: that one.
-    Duplicate(Box<Message>),
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

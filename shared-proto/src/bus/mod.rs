@@ -273,6 +273,13 @@ impl Bus {
         Ok(())
     }
 
+    /// Publishes a notice between services' replicas, kept nowhere.
+    pub async fn publish_notice(&self, channel: &str, notice: &str) -> Result<(), BusError> {
+        let mut connection = self.connection.clone();
+        bounded(connection.publish::<_, _, ()>(channel, notice)).await?;
+        Ok(())
+    }
+
     /// Entries of a stream not yet acknowledged, read or not. Workers delete
     /// what they acknowledge, so this is simply the stream's length.
     pub async fn backlog(&self, stream: &str) -> Result<u64, BusError> {
