@@ -4,15 +4,16 @@
 use shared_proto::action::{ConversationId, GroupId, UserId};
 use shared_proto::now_ms;
 
-use crate::store::{Conversation, Friendship};
+use crate::store::Conversation;
 
 /// The conversation of two users, the same whichever of them asks.
+/// (Named in `shared-proto`, where the gateway finds a message's partition.)
 pub fn direct_conversation_id(a: &UserId, b: &UserId) -> ConversationId {
-    ConversationId::new(format!("d:{}", Friendship::pair_id(a, b)))
+    ConversationId::direct(a, b)
 }
 
 pub fn group_conversation_id(group_id: &GroupId) -> ConversationId {
-    ConversationId::new(format!("g:{group_id}"))
+    ConversationId::of_group(group_id)
 }
 
 /// A new group's conversation document.

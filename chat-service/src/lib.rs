@@ -9,7 +9,8 @@
 //! - [`moderation`]: the actions of members and admins on a group; the rules
 //!   themselves are in [`group_rules`], free of I/O.
 //! - [`messages`]: SEND_MESSAGE, and a message as clients see it;
-//!   [`message_log`] stores messages in batches.
+//!   [`message_log`] stores messages in batches; [`partitions`]: which
+//!   conversations' messages this replica handles.
 //! - [`known`]: what SEND_MESSAGE needs to know (friends, members,
 //!   conversations), remembered between actions and forgotten on change.
 //! - [`reading`]: HISTORY, LIST_CONVERSATIONS, MARK_READ (and its receipts).
@@ -38,6 +39,7 @@ pub mod message_log;
 pub mod messages;
 pub mod moderation;
 pub mod one_at_a_time;
+pub mod partitions;
 pub mod people;
 pub mod presence;
 pub mod reading;

@@ -4,14 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shared_proto::bus::Bus;
+use shared_proto::bus::actions::ActionHandler;
 use shared_proto::routing::Service;
-use shared_proto::service::run_action_service;
+use shared_proto::service::{StreamSpec, run_action_service};
 use tokio_util::sync::CancellationToken;
 
 use crate::events::Events;
 use crate::files::{self, FileService, signing::UrlSigner};
 use crate::known::Known;
 use crate::message_log::MessageLog;
+use crate::partitions;
 use crate::service::ChatService;
 use crate::settings::{FilesSettings, Settings};
 use crate::store::Store;
@@ -63,7 +65,37 @@ pub async fn run_until_stopped(
         signer,
         summaries: Default::default(),
     });
-    run_action_service(
+    let count =
+        shared_proto::shutdown::retry_until_ok(&shutdown, "agree on the partitions", || {
+            shared_proto::partitions::agree_on_count(
+                &bus,
+                Service::Chat,
+                settings.bus.chat_partitions,
+            )
+        })
+        .await?;
+    let base =
+        StreamSpec::actions(Service::Chat, &settings.bus.names()).worker_config(&settings.bus);
+    let plan = partitions::Plan {
+        count,
+        lease: Duration::from_millis(settings.bus.partition_lease_ms).max(MIN_LEASE),
+        replica: base.consumer.clone(),
+        base,
+    };
+    let handler = Arc::new(ActionHandler::new(
+        service.clone(),
+        settings.bus.names(),
+        settings.bus.stale_after(),
+    ));
+    let sharing = tokio::spawn(partitions::run(
+        bus.clone(),
+        plan,
+        handler,
+        shutdown.clone(),
+    ));
+    // Every other action, and messages from gateways that put them on the
+    // service's own stream.
+    let served = run_action_service(
         Service::Chat,
         service,
         bus,
@@ -72,8 +104,13 @@ pub async fn run_until_stopped(
         ready,
         shutdown,
     )
-    .await
+    .await;
+    let _ = sharing.await;
+    served
 }
+
+/// The shortest partition lease accepted: it is renewed at a third of it.
+const MIN_LEASE: Duration = Duration::from_millis(300);
 
 /// The signer of attachment URLs: the configured key, or else one the
 /// replicas agree on through Redis (the first replica's random key).

@@ -9,7 +9,8 @@ use shared_proto::bus::Bus;
 use shared_proto::bus::admission::{Admitted, Limits};
 use shared_proto::client::{ClientRequest, ServerFrame, parse_client_frame};
 use shared_proto::envelope::{ActionRequest, Origin};
-use shared_proto::routing::{SYNC, route};
+use shared_proto::partitions;
+use shared_proto::routing::{SYNC, Service, route};
 use shared_proto::status::ErrorCode;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
@@ -40,6 +41,9 @@ pub struct Context {
     /// True while the subscription that brings replies is up. Without it an
     /// action's answer would be lost, so none is taken.
     pub listening: Arc<std::sync::atomic::AtomicBool>,
+    /// How many partitions chat-service's messages are split into, as agreed
+    /// by every process (`shared_proto::partitions`).
+    pub chat_partitions: u32,
 }
 
 /// How long a connection this gateway closed waits for the client's own close
@@ -329,9 +333,10 @@ async fn accept_frame(
         max_backlog: settings.max_backlog,
         busy_retry_after: settings.busy_retry(),
     };
+    let stream = stream_for(context, route.service, &envelope);
     let admitted = context
         .bus
-        .admit(route.service, route.class, &envelope, limits)
+        .admit(&stream, route.class, &envelope, limits)
         .await;
     if !matches!(admitted, Ok(Admitted::Accepted)) {
         context.hub.untrack(&action_id);
@@ -389,5 +394,23 @@ async fn accept_frame(
             );
             Verdict::Taken
         }
+    }
+}
+
+/// The stream an action goes on: a message on its conversation's
+/// partition, anything else on its service's stream.
+fn stream_for(context: &Context, service: Service, envelope: &ActionRequest) -> String {
+    let names = context.hub.names();
+    let partition = envelope
+        .identity
+        .as_ref()
+        .filter(|_| service == Service::Chat)
+        .and_then(|identity| {
+            partitions::conversation_of(&envelope.action, &envelope.payload, &identity.user_id)
+        })
+        .map(|conversation| partitions::partition_of(&conversation, context.chat_partitions));
+    match partition {
+        Some(partition) => names.partition_stream(service, partition),
+        None => names.action_stream(service),
     }
 }

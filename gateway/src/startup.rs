@@ -10,6 +10,8 @@ use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
 use shared_proto::bus::Bus;
+use shared_proto::partitions;
+use shared_proto::routing::Service;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +47,11 @@ impl Application {
         let bus = Bus::connect(&settings.redis.url, names.clone(), &shutdown)
             .await?
             .with_history_limits(settings.bus.history());
+        let chat_partitions =
+            shared_proto::shutdown::retry_until_ok(&shutdown, "agree on the partitions", || {
+                partitions::agree_on_count(&bus, Service::Chat, settings.bus.chat_partitions)
+            })
+            .await?;
         let listener = TcpListener::bind(&settings.gateway.listen).await?;
         let (changes_tx, subscription_changes) = mpsc::unbounded_channel();
         let hub = Arc::new(Hub::new(gateway_id, names, changes_tx));
@@ -55,6 +62,7 @@ impl Application {
             // Stopping starts with draining.
             draining: shutdown.child_token(),
             listening: Arc::new(AtomicBool::new(false)),
+            chat_partitions,
         });
         Ok(Application {
             listener,

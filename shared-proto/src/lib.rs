@@ -15,7 +15,7 @@
 //! bus client and stream worker ([`bus`]), layered settings ([`settings`]),
 //! logging ([`telemetry`]), metrics and probes ([`observability`]) and
 //! graceful shutdown ([`shutdown`]), and the one way a stream-consuming
-//! service starts ([`service`]). With the `store` feature, the MongoDB
+//! service starts ([`service`]); how chat-service's messages are split ([`partitions`]). With the `store` feature, the MongoDB
 //! connection and error type every service's store module uses ([`store`]).
 
 pub mod action;
@@ -23,6 +23,7 @@ pub mod client;
 pub mod envelope;
 pub mod mail;
 pub mod names;
+pub mod partitions;
 pub mod position;
 pub mod profiles;
 pub mod routing;

@@ -160,6 +160,29 @@ impl Names {
         format!("{}:gw:{gateway_id}", self.prefix)
     }
 
+    /// The stream of one partition of a service's work (see
+    /// [`crate::partitions`]).
+    pub fn partition_stream(&self, service: Service, partition: u32) -> String {
+        format!("{}:actions:{}:p{partition}", self.prefix, service.name())
+    }
+
+    /// Who reads a partition's stream now: one replica's lease.
+    pub fn partition_lease(&self, service: Service, partition: u32) -> String {
+        format!("{}:lease:{}:p{partition}", self.prefix, service.name())
+    }
+
+    /// The replicas sharing a service's partitions, each scored by when it
+    /// last said it was alive.
+    pub fn partition_replicas(&self, service: Service) -> String {
+        format!("{}:replicas:{}", self.prefix, service.name())
+    }
+
+    /// How many partitions a service's work is split into, as agreed by the
+    /// first process to start.
+    pub fn partition_count(&self, service: Service) -> String {
+        format!("{}:partitions:{}", self.prefix, service.name())
+    }
+
     /// The channel on which chat-service's replicas tell each other what
     /// changed, so each forgets what it remembered of it.
     pub fn chat_changes(&self) -> String {

@@ -79,6 +79,7 @@ impl StreamSpec {
             drain_timeout: self.drain_timeout,
             max_deliveries: bus.max_deliveries.max(1),
             dead_letters: self.dead_letters.clone(),
+            adopt_at_start: false,
         }
     }
 }

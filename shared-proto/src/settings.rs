@@ -147,6 +147,13 @@ pub struct BusSettings {
     /// The most events one `SYNC` replays; each history keeps at least this
     /// many (docs/protocol.md, "SYNC", for the memory this costs).
     pub history_max_events: usize,
+    /// Partitions of chat-service's messages (see `partitions`): at most
+    /// this many replicas share them. The first process to start fixes the
+    /// number in Redis; the others follow it.
+    pub chat_partitions: u32,
+    /// How long a replica's hold on a partition lasts unless renewed: how
+    /// soon the others take over the partitions of a replica that died.
+    pub partition_lease_ms: u64,
 }
 
 impl Default for BusSettings {
@@ -161,6 +168,8 @@ impl Default for BusSettings {
             max_deliveries: 5,
             history_window_secs: 3600,
             history_max_events: 1000,
+            chat_partitions: 16,
+            partition_lease_ms: 5000,
         }
     }
 }

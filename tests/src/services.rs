@@ -136,6 +136,7 @@ fn test_settings(launch: &mut Launch, overrides: &Overrides, binary: &str) {
             ("SWITCHYARD__MONGODB__DATABASE", DATABASE),
             // Short, so that a killed replica's work is taken over quickly.
             ("SWITCHYARD__BUS__CLAIM_IDLE_MS", "1500"),
+            ("SWITCHYARD__BUS__PARTITION_LEASE_MS", "1500"),
             ("SWITCHYARD__LOG__FILTER", "info"),
             ("RUST_BACKTRACE", "1"),
         ]

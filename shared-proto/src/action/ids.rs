@@ -72,6 +72,19 @@ id_type!(
     MessageId
 );
 
+impl ConversationId {
+    /// The conversation of two users, the same whichever of them asks.
+    pub fn direct(a: &UserId, b: &UserId) -> ConversationId {
+        let (first, second) = if a <= b { (a, b) } else { (b, a) };
+        ConversationId::new(format!("d:{first}|{second}"))
+    }
+
+    /// A group's conversation.
+    pub fn of_group(group_id: &GroupId) -> ConversationId {
+        ConversationId::new(format!("g:{group_id}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,7 +9,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use crate::envelope::ActionRequest;
-use crate::routing::{ActionClass, Service};
+use crate::routing::ActionClass;
 
 use super::{Bus, BusError, ENTRY_FIELD, bounded};
 
@@ -101,18 +101,19 @@ return {'ok', 0}
 });
 
 impl Bus {
-    /// Puts a client action on its service's stream if the session is live,
-    /// the user has budget left for `class` and the stream has room.
+    /// Puts a client action on `stream` (its service's, or one of its
+    /// partitions) if the session is live, the user has budget left for
+    /// `class` and the stream has room.
     pub async fn admit(
         &self,
-        service: Service,
+        stream: &str,
         class: ActionClass,
         request: &ActionRequest,
         limits: Limits,
     ) -> Result<Admitted, BusError> {
         let body = serde_json::to_string(request)?;
         let mut invocation = SCRIPT.prepare_invoke();
-        invocation.key(self.names.action_stream(service));
+        invocation.key(stream);
         if let Some(identity) = &request.identity {
             invocation
                 .key(

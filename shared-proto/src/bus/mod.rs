@@ -51,7 +51,7 @@ pub enum BusError {
 
 /// Bounds a Redis command: while the connection manager reconnects, commands
 /// wait for it, and a client must hear "unavailable" sooner than that.
-async fn bounded<T>(
+pub async fn bounded<T>(
     command: impl std::future::Future<Output = redis::RedisResult<T>>,
 ) -> Result<T, BusError> {
     match tokio::time::timeout(COMMAND_TIMEOUT, command).await {

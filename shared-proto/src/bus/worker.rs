@@ -68,6 +68,11 @@ pub struct WorkerConfig {
     pub max_deliveries: u64,
     /// Where entries given up on go.
     pub dead_letters: String,
+    /// Claims every entry left pending by other consumers at once on
+    /// starting, however recently delivered: for a stream that only this
+    /// replica may read now (a partition it took over, see
+    /// `crate::partitions`), whose earlier reader stopped or died.
+    pub adopt_at_start: bool,
 }
 
 /// What a handler decided about an entry.
@@ -259,6 +264,12 @@ where
 
     /// Claims entries abandoned by dead replicas, and keeps our own fresh.
     async fn keep_claiming(self: Arc<Self>, shutdown: CancellationToken) {
+        if self.config.adopt_at_start
+            && let Err(err) = self.claim_abandoned(&shutdown, Duration::ZERO).await
+        {
+            // Claimed after `claim_idle` instead.
+            debug!(error = %err, "adopting the entries left pending failed");
+        }
         let mut claim_tick = tokio::time::interval(self.config.claim_idle / 2);
         let mut refresh_tick = tokio::time::interval(self.config.claim_idle / 3);
         loop {
@@ -270,7 +281,7 @@ where
                     }
                 }
                 _ = claim_tick.tick() => {
-                    if let Err(err) = self.claim_abandoned(&shutdown).await {
+                    if let Err(err) = self.claim_abandoned(&shutdown, self.config.claim_idle).await {
                         debug!(error = %err, "claiming abandoned entries failed");
                     }
                     if let Err(err) = self.report_lag().await {
@@ -284,6 +295,7 @@ where
     async fn claim_abandoned(
         self: &Arc<Self>,
         shutdown: &CancellationToken,
+        min_idle: Duration,
     ) -> Result<(), super::BusError> {
         let mut connection = self.bus.connection();
         let mut cursor = "0-0".to_owned();
@@ -297,7 +309,7 @@ where
                 .arg(&self.config.stream)
                 .arg(&self.config.group)
                 .arg(&self.config.consumer)
-                .arg(u64::try_from(self.config.claim_idle.as_millis()).unwrap_or(u64::MAX))
+                .arg(u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX))
                 .arg(&cursor)
                 .arg("COUNT")
                 .arg(count.min(32))
