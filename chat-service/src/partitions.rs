@@ -14,7 +14,10 @@
 //!
 //! A replica that cannot renew a lease in time (Redis away, or the process
 //! stalled) stops reading that partition, since another may have it by
-//! then; the unique (conversation, seq) index keeps the numbers right even
+//! then, and from a little before the lease lapses finishes nothing it
+//! read from it (neither its answer nor its events go out, see
+//! `worker::Fence`): the next holder claims those entries and finishes them
+//! once. The unique (conversation, seq) index keeps the numbers right even
 //! in that moment.
 
 use std::collections::BTreeMap;
@@ -23,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use redis::AsyncCommands;
 use shared_proto::bus::actions::ActionHandler;
-use shared_proto::bus::worker::{self, WorkerConfig};
+use shared_proto::bus::worker::{self, Fence, WorkerConfig};
 use shared_proto::bus::{Bus, BusError};
 use shared_proto::envelope::ActionRequest;
 use shared_proto::routing::Service;
@@ -72,6 +75,8 @@ struct Held {
     worker: JoinHandle<()>,
     /// When the last renewal that succeeded was sent.
     renewed_at: Instant,
+    /// What the partition's worker may finish until.
+    fence: Fence,
 }
 
 /// Holds this replica's share of the partitions until `shutdown`, then
@@ -147,9 +152,17 @@ impl Plan {
         u64::try_from(self.lease.as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// When a hold renewed (or taken) at `sent` stops being trusted here: a
+    /// fifth of the lease before it lapses in Redis, for the time a command
+    /// takes and clocks that run apart.
+    fn fenced_from(&self, sent: Instant) -> Instant {
+        sent + self.lease - self.lease / 5
+    }
+
     /// The worker settings of one partition: an equal part of the replica's
-    /// handling slots and read-ahead, taking over what is left pending.
-    fn worker_config(&self, bus: &Bus, partition: u32) -> WorkerConfig {
+    /// handling slots and read-ahead, taking over what is left pending, and
+    /// finishing nothing once its hold lapsed.
+    fn worker_config(&self, bus: &Bus, partition: u32, fence: Fence) -> WorkerConfig {
         let parts = self.count.max(1) as usize;
         WorkerConfig {
             stream: bus.names().partition_stream(Service::Chat, partition),
@@ -158,6 +171,7 @@ impl Plan {
             per_key_in_flight: self.base.per_key_in_flight,
             max_held: (self.base.max_held / parts).max(16),
             adopt_at_start: true,
+            fence: Some(fence),
             ..self.base.clone()
         }
     }
@@ -175,7 +189,10 @@ async fn renew(bus: &Bus, plan: &Plan, held: &mut BTreeMap<u32, Held>, now: Inst
             .arg(&plan.replica)
             .arg(plan.lease_ms());
         match shared_proto::bus::bounded(invocation.invoke_async::<i64>(&mut connection)).await {
-            Ok(1) => hold.renewed_at = now,
+            Ok(1) => {
+                hold.renewed_at = now;
+                hold.fence.extend_to(plan.fenced_from(now));
+            }
             Ok(_) => lost.push(partition),
             // Still ours until the lease would lapse; no longer after.
             Err(_) if hold.renewed_at.elapsed() < plan.lease => {}
@@ -253,9 +270,10 @@ async fn take_free(
             Ok(Some(_)) => {
                 info!(partition, "took a partition");
                 let stop = CancellationToken::new();
+                let fence = Fence::until(plan.fenced_from(now));
                 let worker = tokio::spawn(worker::run::<ActionRequest, _>(
                     bus.clone(),
-                    plan.worker_config(bus, partition),
+                    plan.worker_config(bus, partition, fence.clone()),
                     handler.clone(),
                     stop.clone(),
                 ));
@@ -265,6 +283,7 @@ async fn take_free(
                         stop,
                         worker,
                         renewed_at: now,
+                        fence,
                     },
                 );
             }

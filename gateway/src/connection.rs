@@ -328,12 +328,12 @@ async fn accept_frame(
         },
     );
     let settings = &context.settings;
+    let (stream, share) = stream_for(context, route.service, &envelope);
     let limits = Limits {
         budget: settings.user_limits.budget(route.class),
-        max_backlog: settings.max_backlog,
+        max_backlog: (settings.max_backlog / share).max(MIN_PARTITION_BACKLOG),
         busy_retry_after: settings.busy_retry(),
     };
-    let stream = stream_for(context, route.service, &envelope);
     let admitted = context
         .bus
         .admit(&stream, route.class, &envelope, limits)
@@ -397,9 +397,14 @@ async fn accept_frame(
     }
 }
 
-/// The stream an action goes on: a message on its conversation's
-/// partition, anything else on its service's stream.
-fn stream_for(context: &Context, service: Service, envelope: &ActionRequest) -> String {
+/// The least backlog a partition's stream may hold before `BUSY`.
+const MIN_PARTITION_BACKLOG: u64 = 32;
+
+/// The stream an action goes on, and the part of the service's backlog
+/// bound it may fill: a message on its conversation's partition, whose
+/// replicas drain it at a part of the service's rate, anything else on its
+/// service's stream.
+fn stream_for(context: &Context, service: Service, envelope: &ActionRequest) -> (String, u64) {
     let names = context.hub.names();
     let partition = envelope
         .identity
@@ -410,7 +415,10 @@ fn stream_for(context: &Context, service: Service, envelope: &ActionRequest) -> 
         })
         .map(|conversation| partitions::partition_of(&conversation, context.chat_partitions));
     match partition {
-        Some(partition) => names.partition_stream(service, partition),
-        None => names.action_stream(service),
+        Some(partition) => (
+            names.partition_stream(service, partition),
+            u64::from(context.chat_partitions.max(1)),
+        ),
+        None => (names.action_stream(service), 1),
     }
 }

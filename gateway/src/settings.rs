@@ -43,7 +43,8 @@ pub struct GatewaySettings {
     pub max_connections_per_user: usize,
     /// Entries a service's stream may hold before new actions for it are
     /// answered `BUSY`; about what its replicas finish within the action
-    /// timeout.
+    /// timeout. Each partition of the messages (`bus.chat_partitions`) may
+    /// hold its part of it.
     pub max_backlog: u64,
     /// The wait a `BUSY` answer suggests.
     pub busy_retry_ms: u64,

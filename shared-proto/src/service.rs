@@ -80,6 +80,7 @@ impl StreamSpec {
             max_deliveries: bus.max_deliveries.max(1),
             dead_letters: self.dead_letters.clone(),
             adopt_at_start: false,
+            fence: None,
         }
     }
 }

@@ -30,7 +30,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
@@ -73,6 +73,42 @@ pub struct WorkerConfig {
     /// replica may read now (a partition it took over, see
     /// `crate::partitions`), whose earlier reader stopped or died.
     pub adopt_at_start: bool,
+    /// For such a stream: until when this replica may finish what it
+    /// handles. After it, a handled entry is neither published nor
+    /// acknowledged: the stream may be another replica's by then, which
+    /// claims the entry and finishes it.
+    pub fence: Option<Fence>,
+}
+
+/// Until when a replica holds a lease, by its own clock: a little less
+/// than the lease's life from when its last renewal was sent, so that it
+/// stops before anyone else can take it.
+#[derive(Debug, Clone)]
+pub struct Fence(Arc<Mutex<Instant>>);
+
+impl Fence {
+    /// A fence holding until `until`.
+    pub fn until(until: Instant) -> Fence {
+        Fence(Arc::new(Mutex::new(until)))
+    }
+
+    /// Moves the end to `until`, if later.
+    pub fn extend_to(&self, until: Instant) {
+        let mut end = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        *end = (*end).max(until);
+    }
+
+    /// True while the lease holds.
+    pub fn holds(&self) -> bool {
+        let end = *self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Instant::now() < end
+    }
 }
 
 /// What a handler decided about an entry.
@@ -543,6 +579,20 @@ where
     }
 
     async fn conclude(&self, id: &str, disposition: Disposition) {
+        if self
+            .config
+            .fence
+            .as_ref()
+            .is_some_and(|fence| !fence.holds())
+        {
+            // Possibly another replica's now: it claims the entry and, its
+            // handling being idempotent, finishes it once.
+            warn!(entry = %id, stream = %self.config.stream, "lease lapsed; leaving the entry to the stream's next holder");
+            metrics::counter!("switchyard_bus_entries_fenced_total", "stream" => self.config.stream.clone())
+                .increment(1);
+            self.lock_in_flight().remove(id);
+            return;
+        }
         if let Disposition::Done(publications) = disposition {
             if let Err(err) = self.finish(id, &publications).await {
                 warn!(error = %err, "could not publish or acknowledge; the entry will be retried");
