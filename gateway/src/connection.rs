@@ -331,7 +331,10 @@ async fn accept_frame(
     let (stream, share) = stream_for(context, route.service, &envelope);
     let limits = Limits {
         budget: settings.user_limits.budget(route.class),
-        max_backlog: (settings.max_backlog / share).max(MIN_PARTITION_BACKLOG),
+        max_backlog: match share {
+            1 => settings.max_backlog,
+            parts => (settings.max_backlog / parts).max(MIN_PARTITION_BACKLOG),
+        },
         busy_retry_after: settings.busy_retry(),
     };
     let admitted = context
