@@ -46,6 +46,12 @@ const SETTLE_POLL: Duration = Duration::from_millis(50);
 /// overload step: past the gateway's action timeout (10 s), so its queues are
 /// empty again and the overload step starts from an idle server.
 const AFTER_FAILURE: Duration = Duration::from_secs(15);
+/// After the recovery step, the longest wait for the answers and receipts
+/// of the overload and recovery messages. The gateway answers `TIMEOUT`
+/// after 10 s and still passes a late acknowledgement on for 60 s more, so
+/// "acknowledged and lost" is only known once every message has settled;
+/// the wait ends as soon as they have.
+const OVERLOAD_DRAIN: Duration = Duration::from_secs(75);
 /// The recovery step is measured in slices of this length.
 const SLICE: Duration = Duration::from_secs(1);
 
@@ -398,7 +404,7 @@ pub async fn run<P: Protocol>(
             fleet_done,
             first,
             sender.next,
-            ctx.bounded(ctx.options.drain),
+            ctx.bounded(OVERLOAD_DRAIN.max(ctx.options.drain)),
         )
         .await;
         overload = Some(step(
