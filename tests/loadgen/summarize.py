@@ -236,7 +236,7 @@ def capacity_section(results, w):
             held = median([r["held"] for r in rows])
             w(f"| {LABEL[s]} | {', '.join(fmt(r['held'], 1) for r in rows)} | {fmt(held, 1)} | "
               f"{fmt(median([r['held_deliveries'] for r in rows]))} | {fmt(median([r['held_p99'] for r in rows]), 1)} | "
-              f"{rows[0]['stopped'] or 'none: every step held'} |")
+              f"{rows[0]['stopped'] or 'none: every step up to --max-rate held'} |")
         w("")
         w("At 3× the rate held, then the recovery step (medians of the runs):")
         w("")

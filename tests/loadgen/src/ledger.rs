@@ -266,7 +266,10 @@ mod tests {
         assert_eq!(t.unanswered, 0);
         // Histograms keep three significant digits.
         let refusal = t.refusal.expect("one refusal").max;
-        assert!((4_990..=5_010).contains(&refusal), "refused after {refusal} µs");
+        assert!(
+            (4_990..=5_010).contains(&refusal),
+            "refused after {refusal} µs"
+        );
         assert!(!ledger.settled(0, 4));
     }
 
