@@ -40,10 +40,24 @@ FANOUT_RATE="${BENCH_FANOUT_RATE:-10}"
 DIRECT_CONNECTIONS="${BENCH_DIRECT_CONNECTIONS:-200}"
 DIRECT_RATE="${BENCH_DIRECT_RATE:-10}"
 TRAFFIC_SECS="${BENCH_TRAFFIC_SECS:-30}"
+# Capacity (`loadgen direct|fanout --capacity`): the rate rises by CAPACITY_FACTOR per step of
+# CAPACITY_STEP_SECS from CAPACITY_START until p99 passes CAPACITY_P99_MS or anything is refused or
+# lost; then one step at 3x the rate held and a recovery step at half of it.
+CAPACITY_DIRECT_CONNECTIONS="${BENCH_CAPACITY_DIRECT_CONNECTIONS:-200}"
+CAPACITY_FANOUT_CONNECTIONS="${BENCH_CAPACITY_FANOUT_CONNECTIONS:-500}"
+CAPACITY_GROUP="${BENCH_CAPACITY_GROUP:-50}"
+CAPACITY_START="${BENCH_CAPACITY_START:-20}"
+CAPACITY_FACTOR="${BENCH_CAPACITY_FACTOR:-1.5}"
+CAPACITY_MAX="${BENCH_CAPACITY_MAX:-10000}"
+CAPACITY_STEP_SECS="${BENCH_CAPACITY_STEP_SECS:-5}"
+CAPACITY_RECOVERY_SECS="${BENCH_CAPACITY_RECOVERY_SECS:-10}"
+CAPACITY_P99_MS="${BENCH_CAPACITY_P99_MS:-100}"
 ACCOUNTS="${BENCH_ACCOUNTS:-100}"              # sign-up storm (this product only)
 SOURCE_IPS="${BENCH_SOURCE_IPS:-127.0.0.1-127.0.0.20}"
-SYSTEMS="${BENCH_SYSTEMS:-switchyard centrifugo bare}"   # a subset re-measures some systems only
-SCENARIOS="${BENCH_SCENARIOS:-idle fanout direct accounts}"
+# centrifugo-history is Centrifugo keeping each channel's messages (history_size, history_ttl), as
+# Switchyard stores every message; it runs the capacity scenario only.
+SYSTEMS="${BENCH_SYSTEMS:-switchyard centrifugo centrifugo-history bare}"   # a subset re-measures some systems only
+SCENARIOS="${BENCH_SCENARIOS:-idle fanout direct accounts capacity}"
 OUT_DOC="${BENCH_DOC:-$ROOT/docs/benchmarks.md}"
 
 CENTRIFUGO_VERSION=5.4.9
@@ -259,9 +273,9 @@ start_servers() {
 			SERVER_PIDS+=("$(launch "${PRODUCT[@]}" pid "gateway-$PORT")")
 			continue
 			;;
-		centrifugo)
-			centrifugo_config "$PORT" >"$WORK/centrifugo-$i.json"
-			start "$name" "$CENTRIFUGO_BIN" --config "$WORK/centrifugo-$i.json"
+		centrifugo | centrifugo-history)
+			centrifugo_config "$PORT" "$system" >"$WORK/$name.json"
+			start "$name" "$CENTRIFUGO_BIN" --config "$WORK/$name.json"
 			wait_until "$name" "health" http_ok "http://127.0.0.1:$PORT/health"
 			;;
 		bare)
@@ -290,8 +304,15 @@ start_centrifugo_redis() {
 		--port-timeout 60 || die "Centrifugo's Redis did not start (logs in $WORK/centrifugo/logs)"
 }
 
-# Centrifugo with its Redis engine, HMAC tokens, and a namespace clients may publish to.
+# centrifugo_config PORT SYSTEM: Centrifugo with its Redis engine, HMAC tokens, and a namespace
+# clients may publish to; for centrifugo-history that namespace also keeps the last messages of each
+# channel in Redis (a stream per channel), so that each publication is stored as Switchyard stores
+# each message. The size and lifetime are large enough that no message of a run is dropped early.
 centrifugo_config() {
+	local history=""
+	if [[ $2 == centrifugo-history ]]; then
+		history=', "history_size": 10000, "history_ttl": "600s"'
+	fi
 	cat <<EOF
 {
   "address": "127.0.0.1",
@@ -303,7 +324,7 @@ centrifugo_config() {
   "health": true,
   "log_level": "error",
   "namespaces": [
-    {"name": "lg", "allow_subscribe_for_client": true, "allow_publish_for_client": true}
+    {"name": "lg", "allow_subscribe_for_client": true, "allow_publish_for_client": true$history}
   ]
 }
 EOF
@@ -331,7 +352,7 @@ loadgen() {
 protocol_args() {
 	case $1 in
 	switchyard) echo "--protocol switchyard --maildev http://127.0.0.1:$SY_MAILDEV_PORT --accounts-file $WORK/accounts.json" ;;
-	centrifugo) echo "--protocol centrifugo --centrifugo-secret $CENTRIFUGO_SECRET" ;;
+	centrifugo | centrifugo-history) echo "--protocol centrifugo --centrifugo-secret $CENTRIFUGO_SECRET" ;;
 	bare) echo "--protocol bare" ;;
 	esac
 }
@@ -345,7 +366,7 @@ watch_args() {
 		for i in "${!names[@]}"; do watch+="${watch:+,}${names[i]}=${pids[i]}"; done
 		echo "--watch $watch"
 		;;
-	centrifugo) echo "--watch redis=$(launch "$WORK/centrifugo" pid redis)" ;;
+	centrifugo | centrifugo-history) echo "--watch redis=$(launch "$WORK/centrifugo" pid redis)" ;;
 	bare) echo "" ;;
 	esac
 }
@@ -386,6 +407,27 @@ traffic_run() {
 	stop_servers "$system"
 }
 
+# capacity_run SYSTEM SHAPE RUN: the highest rate of one-to-one (direct) or group (fanout)
+# messages held, then the overload and recovery steps, on one fresh server.
+capacity_run() {
+	local system=$1 shape=$2 run=$3 out
+	start_servers "$system" 1
+	out="$RESULTS/$system/capacity-$shape/run$run"
+	local -a args
+	if [[ $shape == fanout ]]; then
+		args=(fanout --connections "$CAPACITY_FANOUT_CONNECTIONS" --group-size "$CAPACITY_GROUP")
+	else
+		args=(direct --connections "$CAPACITY_DIRECT_CONNECTIONS")
+	fi
+	# shellcheck disable=SC2046
+	loadgen "$out" "${args[@]}" --capacity --rate "$CAPACITY_START" --step-factor "$CAPACITY_FACTOR" \
+		--max-rate "$CAPACITY_MAX" --step-secs "$CAPACITY_STEP_SECS" --recovery-secs "$CAPACITY_RECOVERY_SECS" \
+		--p99-limit-ms "$CAPACITY_P99_MS" --target "ws://127.0.0.1:${SERVER_PORTS[0]}" \
+		--gateway-pids "${SERVER_PIDS[0]}" --max-runtime 1200 --run-id "capacity-$shape-$run" \
+		$(protocol_args "$system") $(watch_args "$system")
+	stop_servers "$system"
+}
+
 # wanted WORD LIST: WORD is one of the words of LIST.
 wanted() { [[ " $2 " == *" $1 "* ]]; }
 
@@ -394,7 +436,8 @@ run_system() {
 	wanted "$system" "$SYSTEMS" || return 0
 	log "== $system"
 	for ((run = 1; run <= RUNS; run++)); do
-		if wanted idle "$SCENARIOS"; then
+		# Centrifugo with history differs from Centrifugo only where messages are kept.
+		if [[ $system != centrifugo-history ]] && wanted idle "$SCENARIOS"; then
 			log "$system: idle $IDLE_SMALL, run $run"
 			idle_run "$system" "$IDLE_SMALL" 1 "$run"
 			if ((IDLE_LARGE > 0)); then
@@ -402,13 +445,18 @@ run_system() {
 				idle_run "$system" "$IDLE_LARGE" "$NODES_LARGE" "$run"
 			fi
 		fi
-		if wanted fanout "$SCENARIOS"; then
+		if [[ $system != centrifugo-history ]] && wanted fanout "$SCENARIOS"; then
 			log "$system: fanout, run $run"
 			traffic_run "$system" fanout "$run"
 		fi
-		if wanted direct "$SCENARIOS"; then
+		if [[ $system != centrifugo-history ]] && wanted direct "$SCENARIOS"; then
 			log "$system: direct, run $run"
 			traffic_run "$system" direct "$run"
+		fi
+		if wanted capacity "$SCENARIOS"; then
+			log "$system: capacity, one-to-one and groups, run $run"
+			capacity_run "$system" direct "$run"
+			capacity_run "$system" fanout "$run"
 		fi
 	done
 }
@@ -431,10 +479,11 @@ main() {
 		prepare_product
 	fi
 	run_system switchyard
-	if wanted centrifugo "$SYSTEMS"; then
+	if wanted centrifugo "$SYSTEMS" || wanted centrifugo-history "$SYSTEMS"; then
 		start_centrifugo_redis
 	fi
 	run_system centrifugo
+	run_system centrifugo-history
 	run_system bare
 	summarize "$started_at" "$soft"
 }
@@ -445,6 +494,8 @@ prepare_product() {
 	local users=$IDLE_USERS
 	if wanted fanout "$SCENARIOS" && ((FANOUT_CONNECTIONS > users)); then users=$FANOUT_CONNECTIONS; fi
 	if wanted direct "$SCENARIOS" && ((DIRECT_CONNECTIONS > users)); then users=$DIRECT_CONNECTIONS; fi
+	if wanted capacity "$SCENARIOS" && ((CAPACITY_DIRECT_CONNECTIONS > users)); then users=$CAPACITY_DIRECT_CONNECTIONS; fi
+	if wanted capacity "$SCENARIOS" && ((CAPACITY_FANOUT_CONNECTIONS > users)); then users=$CAPACITY_FANOUT_CONNECTIONS; fi
 	start_servers switchyard 1
 	log "switchyard: signing up $users users (Argon2id; takes a while)"
 	# shellcheck disable=SC2046

@@ -17,7 +17,11 @@ import sys
 from pathlib import Path
 
 SYSTEMS = ["switchyard", "centrifugo", "bare"]
-LABEL = {"switchyard": "Switchyard (this product)", "centrifugo": "Centrifugo", "bare": "bare ceiling"}
+# Centrifugo keeping each channel's messages runs the capacity scenario only.
+CAPACITY_SYSTEMS = ["switchyard", "centrifugo", "centrifugo-history", "bare"]
+LABEL = {"switchyard": "Switchyard (this product)", "centrifugo": "Centrifugo",
+         "centrifugo-history": "Centrifugo with history", "bare": "bare ceiling"}
+CAPACITY_SHAPES = [("direct", "one-to-one"), ("fanout", "groups")]
 
 
 def load(path):
@@ -112,7 +116,7 @@ def commands(results):
     """The loadgen command of the first run of each system and scenario: from the command.txt
     bench.sh writes beside a report, or else rebuilt from the report's parameters."""
     out = []
-    for system in SYSTEMS:
+    for system in CAPACITY_SYSTEMS:
         for scenario_dir in sorted((results / system).glob("*")):
             first = sorted(scenario_dir.glob("run1/part0")) or sorted(scenario_dir.glob("run1")) or [scenario_dir]
             where = first[0]
@@ -139,6 +143,128 @@ def commands(results):
             line += f" --concurrency {p['concurrency']}" if report["scenario"] != "accounts" else ""
             out.append(line + suffix)
     return out
+
+
+def capacity_runs(results, system, shape):
+    """The capacity section of each run's report; a run without one failed (see FAILED)."""
+    out = []
+    for run_dir in sorted((results / system / f"capacity-{shape}").glob("run*")):
+        report = load(run_dir / "report.json")
+        if report and report.get("capacity"):
+            out.append(report)
+        else:
+            FAILED.setdefault((system, f"capacity-{shape}"), set()).add(run_dir.name)
+    return out
+
+
+def capacity_figures(report):
+    c = report["capacity"]
+    o = c.get("overload") or {}
+    refusal = o.get("refusal_us") or {}
+    delivery = o.get("delivery_us") or {}
+    held_steps = [s for s in c["steps"] if s["held"]]
+    last = held_steps[-1] if held_steps else None
+    cpu = None
+    if last:
+        cpu = {"server": last["server_cpu_secs"] / last["secs"],
+               **{k: v / last["secs"] for k, v in last["watched_cpu_secs"].items()},
+               "loadgen": last["loadgen_cpu_secs"] / last["secs"]}
+    return {
+        "held": c["held_rate"] or 0.0,
+        "held_deliveries": c["held_deliveries_per_sec"] or 0.0,
+        "held_p99": (last["delivery_us"]["p99"] / 1000) if last and last.get("delivery_us") else None,
+        "stopped": c.get("stopped_because"),
+        "overload_rate": o.get("rate"),
+        "overload_sent": o.get("sent"),
+        "overload_acked": o.get("acked"),
+        "overload_busy": o.get("busy"),
+        "overload_timeouts": o.get("timeouts"),
+        "overload_lost": o.get("lost_acked"),
+        "overload_refused": o.get("refused"),
+        "overload_unanswered": o.get("unanswered"),
+        "refusal_p99": refusal.get("p99", 0) / 1000 if refusal else None,
+        "overload_p99": delivery.get("p99", 0) / 1000 if delivery else None,
+        "recovered": c.get("recovered_after_secs"),
+        "recovery_secs": len(c.get("recovery", [])),
+        "cpu": cpu,
+        "limit": c["p99_limit_ms"],
+        "receivers": c["receivers_per_message"],
+        "connections": report["params"]["connections"],
+        "group": report["params"]["group_size"],
+        "errors": {k: v["count"] for k, v in report["errors"].items()},
+    }
+
+
+def capacity_section(results, w):
+    """Capacity: the rate held at p99 within the limit, and the overload and recovery steps."""
+    table = {(s, shape): [capacity_figures(r) for r in capacity_runs(results, s, shape)]
+             for s in CAPACITY_SYSTEMS for shape, _ in CAPACITY_SHAPES}
+    if not any(table.values()):
+        return
+    any_run = next(rows[0] for rows in table.values() if rows)
+    w("## Capacity")
+    w("")
+    w(f"`loadgen direct|fanout --capacity`: the offered rate starts low and rises in steps (each step a fixed "
+      f"number of seconds, the next rate a fixed multiple of the last) until a step fails: p99 delivery latency "
+      f"above {any_run['limit']:.0f} ms, or any message refused (`BUSY` included), unanswered or undelivered, or "
+      "any other error. The highest rate of a step that held is the capacity. Each step starts once the one "
+      "before it has settled. Then, on the same connections, one step at 3× the rate held (the overload step), "
+      "followed at once by a recovery step at half the rate held, measured in one-second slices by send time. "
+      "Latency is from the time a message was due (open loop) to its receipt; a `BUSY` refusal's latency from "
+      "the write of the message to the reply. An acknowledged message is lost when its sender got "
+      "`MESSAGE_SENT` (Centrifugo: the publish reply) but some recipient never got it, however late. "
+      "Centrifugo with history keeps each channel's publications in Redis (`history_size`, `history_ttl` on the "
+      "namespace), so it stores every message, as Switchyard does; the bare server has no acknowledgements, so "
+      "its overload figures are deliveries only.")
+    w("")
+    for shape, name in CAPACITY_SHAPES:
+        rows_any = [r for s in CAPACITY_SYSTEMS for r in table[(s, shape)]]
+        if not rows_any:
+            continue
+        r0 = rows_any[0]
+        if shape == "fanout":
+            w(f"### Groups: {r0['connections']:,} connections in rooms of {r0['group']}")
+        else:
+            w(f"### One-to-one: {r0['connections']:,} connections in pairs of friends")
+        w("")
+        w("| system | messages/s held (runs) | median | deliveries/s | p99 at that rate (ms) | first step that failed (first run) |")
+        w("|---|---|---|---|---|---|")
+        for s in CAPACITY_SYSTEMS:
+            rows = table[(s, shape)]
+            if not rows:
+                continue
+            held = median([r["held"] for r in rows])
+            w(f"| {LABEL[s]} | {', '.join(fmt(r['held'], 1) for r in rows)} | {fmt(held, 1)} | "
+              f"{fmt(median([r['held_deliveries'] for r in rows]))} | {fmt(median([r['held_p99'] for r in rows]), 1)} | "
+              f"{rows[0]['stopped'] or 'none: every step up to --max-rate held'} |")
+        w("")
+        w("At 3× the rate held, then the recovery step (medians of the runs):")
+        w("")
+        w("| system | msg/s offered | sent | acknowledged | `BUSY` | `TIMEOUT` | other refusals | unanswered | acknowledged and lost | `BUSY` reply p99 (ms) | delivery p99 (ms) | back to normal after |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for s in CAPACITY_SYSTEMS:
+            rows = [r for r in table[(s, shape)] if r["overload_rate"] is not None]
+            if not rows:
+                continue
+            m = lambda k: median([r[k] for r in rows])  # noqa: E731
+            recovered = [r["recovered"] for r in rows]
+            back = ", ".join("not within the step" if v is None else f"{v:.0f} s" for v in recovered)
+            w(f"| {LABEL[s]} | {fmt(m('overload_rate'), 1)} | {fmt(m('overload_sent'))} | {fmt(m('overload_acked'))} | "
+              f"{fmt(m('overload_busy'))} | {fmt(m('overload_timeouts'))} | {fmt(m('overload_refused'))} | "
+              f"{fmt(m('overload_unanswered'))} | {fmt(m('overload_lost'))} | {fmt(m('refusal_p99'), 1)} | "
+              f"{fmt(m('overload_p99'), 1)} | {back} |")
+        w("")
+        w("CPU used at the highest step held (CPU-seconds per second, median run), so the limiting process can be "
+          "seen:")
+        w("")
+        for s in CAPACITY_SYSTEMS:
+            rows = sorted((r for r in table[(s, shape)] if r["cpu"]), key=lambda r: r["held"])
+            if not rows:
+                continue
+            mid = rows[(len(rows) - 1) // 2]
+            w(f"- {LABEL[s]} at {mid['held']:,.1f} msg/s: " +
+              ", ".join(f"{k} {v:.2f}" for k, v in mid["cpu"].items()))
+        w("")
 
 
 def fmt(value, digits=0, unit=""):
@@ -335,6 +461,8 @@ def main():
             if key in lat:
                 w(f"- {key}: p50 {lat[key]['p50'] / 1000:.1f} ms, p99 {lat[key]['p99'] / 1000:.1f} ms")
         w("")
+
+    capacity_section(results, w)
 
     # ---- reference figures
     w("## Published reference figures (not measured here)")

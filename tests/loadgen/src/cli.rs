@@ -124,6 +124,48 @@ pub struct Cli {
     #[arg(long, default_value_t = 16)]
     pub signup_concurrency: usize,
 
+    /// direct, fanout: find the capacity instead of sending at one rate. The
+    /// rate starts at --rate and rises step by step (times --step-factor,
+    /// plus --step-increment) up to --max-rate, each step lasting --step-secs,
+    /// until a step fails: p99 delivery latency over --p99-limit-ms, any
+    /// message refused (BUSY included), unanswered or undelivered, or any
+    /// error. Then one step at --overload-factor times the highest rate held,
+    /// followed at once by --recovery-secs at --recovery-factor times it.
+    #[arg(long)]
+    pub capacity: bool,
+
+    /// capacity: each step's rate is the previous one's times this...
+    #[arg(long, default_value_t = 1.5)]
+    pub step_factor: f64,
+
+    /// capacity: ...plus this (msg/s).
+    #[arg(long, default_value_t = 0.0)]
+    pub step_increment: f64,
+
+    /// capacity: seconds per step.
+    #[arg(long, default_value_t = 10.0)]
+    pub step_secs: f64,
+
+    /// capacity: the highest rate tried (msg/s).
+    #[arg(long, default_value_t = 5000.0)]
+    pub max_rate: f64,
+
+    /// capacity: the p99 delivery latency a step may reach and still hold.
+    #[arg(long, default_value_t = 100.0)]
+    pub p99_limit_ms: f64,
+
+    /// capacity: the overload step's rate, as a multiple of the rate held.
+    #[arg(long, default_value_t = 3.0)]
+    pub overload_factor: f64,
+
+    /// capacity: the recovery step's rate, as a fraction of the rate held.
+    #[arg(long, default_value_t = 0.5)]
+    pub recovery_factor: f64,
+
+    /// capacity: seconds of the recovery step after the overload step.
+    #[arg(long, default_value_t = 10.0)]
+    pub recovery_secs: f64,
+
     /// centrifugo: the HMAC secret its tokens are signed with
     /// (token_hmac_secret_key in its configuration).
     #[arg(long, default_value = "loadgen-secret")]
@@ -155,7 +197,7 @@ impl Scenario {
         }
     }
 
-    /// The rate used when --rate is not given.
+    /// The rate used when --rate is not given (the first step's, with --capacity).
     pub fn default_rate(self) -> f64 {
         match self {
             Scenario::Direct | Scenario::Fanout => 100.0,
@@ -190,5 +232,25 @@ mod tests {
         assert_eq!(cli.target.len(), 2);
         assert_eq!(cli.source_ips.0.len(), 4);
         assert_eq!(cli.protocol, Kind::Centrifugo);
+    }
+
+    #[test]
+    fn a_capacity_run_parses() {
+        let cli = Cli::try_parse_from([
+            "loadgen",
+            "direct",
+            "--capacity",
+            "--rate",
+            "5",
+            "--step-increment",
+            "5",
+            "--step-factor",
+            "1",
+            "--max-rate",
+            "20",
+        ])
+        .expect("valid");
+        assert!(cli.capacity);
+        assert_eq!(cli.max_rate, 20.0);
     }
 }

@@ -5,7 +5,8 @@
 //! - [`cli`]: the command line; [`target`]: endpoints and source addresses.
 //! - [`dial`]: opening client sockets; [`protocol`]: one module per server protocol.
 //! - [`scenario`]: one module per scenario, plus the shared connection fleet.
-//! - [`metrics`]: histograms, counters, errors; [`report`] and [`plot`]: the output.
+//! - [`metrics`]: histograms, counters, errors; [`ledger`]: what became of each
+//!   message (capacity runs); [`report`] and [`plot`]: the output.
 //! - [`procfs`]: server memory and CPU; [`maildev`]: confirmation codes.
 //! - [`clock`]: the run's time base; [`progress`]: the progress bar.
 
@@ -18,6 +19,7 @@ use anyhow::{Context, bail};
 pub mod cli;
 pub mod clock;
 pub mod dial;
+pub mod ledger;
 pub mod maildev;
 pub mod metrics;
 pub mod plot;
@@ -60,7 +62,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
     });
     let rate = cli.rate.unwrap_or(cli.scenario.default_rate());
     // --rate paces messages in direct and fanout, and openings or sign-ups otherwise.
-    let sends_messages = matches!(cli.scenario, Scenario::Direct | Scenario::Fanout);
+    let sends_messages = sends_messages(cli.scenario);
     let options = Options {
         connections: cli.connections,
         rate: if sends_messages { rate } else { 0.0 },
@@ -70,6 +72,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
         users: cli.users,
         concurrency: cli.concurrency,
         drain: Duration::from_secs_f64(cli.drain),
+        capacity: cli.capacity.then(|| scenario::capacity::Plan {
+            start: rate,
+            factor: cli.step_factor,
+            increment: cli.step_increment,
+            max: cli.max_rate,
+            step: Duration::from_secs_f64(cli.step_secs),
+            p99_limit: Duration::from_secs_f64(cli.p99_limit_ms / 1000.0),
+            overload_factor: cli.overload_factor,
+            recovery_factor: cli.recovery_factor,
+            recovery: Duration::from_secs_f64(cli.recovery_secs),
+        }),
     };
     let dialer = dial::Dialer {
         targets: cli.target.clone(),
@@ -79,7 +92,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<Report> {
     };
     let servers = server_pids(&cli)?;
     let watched = watched(&cli.watch)?;
-    let timeline_secs = (cli.duration + cli.drain) as usize + 120;
+    // A capacity run lasts as long as its steps do; its hard cap bounds it.
+    let timeline_secs = if cli.capacity {
+        hard_cap.as_secs() as usize + 120
+    } else {
+        (cli.duration + cli.drain) as usize + 120
+    };
     let ctx = Ctx {
         options,
         dialer,
@@ -135,6 +153,10 @@ async fn run_scenario<P: Protocol>(
     }
 }
 
+fn sends_messages(scenario: Scenario) -> bool {
+    matches!(scenario, Scenario::Direct | Scenario::Fanout)
+}
+
 fn check(cli: &Cli) -> anyhow::Result<()> {
     if cli.connections == 0 {
         bail!("--connections must be at least 1");
@@ -144,6 +166,35 @@ fn check(cli: &Cli) -> anyhow::Result<()> {
     }
     if cli.rate.is_some_and(|r| !(r >= 0.0 && r.is_finite())) {
         bail!("--rate must be a non-negative number");
+    }
+    if cli.capacity {
+        if !sends_messages(cli.scenario) {
+            bail!("--capacity is for the direct and fanout scenarios");
+        }
+        let positive = |v: f64| v > 0.0 && v.is_finite();
+        if !(positive(cli.rate.unwrap_or(cli.scenario.default_rate()))
+            && positive(cli.step_secs)
+            && positive(cli.p99_limit_ms)
+            && positive(cli.overload_factor)
+            && positive(cli.recovery_factor)
+            && cli.recovery_secs >= 0.0
+            && cli.max_rate >= cli.rate.unwrap_or(cli.scenario.default_rate()))
+        {
+            bail!(
+                "--capacity needs a positive --rate, --step-secs, --p99-limit-ms, --overload-factor \
+                 and --recovery-factor, and --max-rate at least --rate"
+            );
+        }
+        if !(cli.step_factor >= 1.0 && cli.step_increment >= 0.0)
+            || (cli.step_factor == 1.0 && cli.step_increment == 0.0)
+        {
+            bail!(
+                "--step-factor must be at least 1 and --step-increment at least 0, and one must raise the rate"
+            );
+        }
+        if cli.max_runtime.is_none() {
+            bail!("--capacity needs --max-runtime: its length depends on where it stops");
+        }
     }
     let maildev_host = cli
         .maildev
@@ -261,6 +312,7 @@ fn assemble(cli: &Cli, ctx: &Ctx, findings: Findings, rate: f64) -> Report {
         cpu: findings.cpu,
         timeline: recorder.timeline(findings.timeline_secs),
         notes,
+        capacity: findings.capacity,
     }
 }
 

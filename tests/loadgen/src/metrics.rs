@@ -8,11 +8,13 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
+
+use crate::ledger::Ledger;
 
 /// Highest latency a histogram holds: one hour, in microseconds.
 const MAX_US: u64 = 3_600_000_000;
@@ -164,6 +166,9 @@ pub struct Recorder {
     timeline_start: Mutex<Option<Instant>>,
     timeline_sent: Vec<AtomicU64>,
     timeline_delivered: Vec<AtomicU64>,
+    /// Per-message records, for runs that need them (capacity); set before
+    /// the connection tasks start.
+    pub ledger: OnceLock<Arc<Ledger>>,
 }
 
 impl Recorder {
@@ -185,6 +190,7 @@ impl Recorder {
             timeline_start: Mutex::new(None),
             timeline_sent: (0..=seconds).map(|_| AtomicU64::new(0)).collect(),
             timeline_delivered: (0..=seconds).map(|_| AtomicU64::new(0)).collect(),
+            ledger: OnceLock::new(),
         }
     }
 

@@ -26,6 +26,70 @@ pub struct Report {
     pub cpu: Option<Cpu>,
     pub timeline: Vec<Second>,
     pub notes: Vec<String>,
+    /// The steps of a capacity run (`--capacity`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<Capacity>,
+}
+
+/// A capacity run: steps of rising rate until one failed, then one step past
+/// the rate held and a recovery step after it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Capacity {
+    pub p99_limit_ms: f64,
+    pub step_secs: f64,
+    /// Receipts per message: 1 one-to-one, the group's other members in groups.
+    pub receivers_per_message: f64,
+    /// The highest rate, in messages/s, of a step that held.
+    pub held_rate: Option<f64>,
+    pub held_deliveries_per_sec: Option<f64>,
+    /// The step that failed and why; none if every step up to the maximum held.
+    pub stopped_because: Option<String>,
+    pub overload_factor: f64,
+    pub steps: Vec<Step>,
+    /// The step at `overload_factor` times the rate held.
+    pub overload: Option<Step>,
+    /// The recovery step straight after it, in one-second slices by send time.
+    pub recovery: Vec<Step>,
+    /// From the end of the overload step to the first slice from which every
+    /// slice is within the latency limit with every receipt there; none if
+    /// the last slice was not.
+    pub recovered_after_secs: Option<f64>,
+}
+
+/// One step (or slice) of a capacity run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// Messages/s offered.
+    pub rate: f64,
+    pub secs: f64,
+    /// Messages due in the step, and those written to their sockets.
+    pub scheduled: u64,
+    pub sent: u64,
+    pub acked: u64,
+    /// Refused with `BUSY` and never acknowledged.
+    pub busy: u64,
+    /// Answered `TIMEOUT` (some may have been acknowledged later).
+    pub timeouts: u64,
+    /// Refused otherwise.
+    pub refused: u64,
+    /// Without any answer after the drain.
+    pub unanswered: u64,
+    /// Receipts due (messages not refused, times their recipients), and received.
+    pub expected: u64,
+    pub delivered: u64,
+    /// Acknowledged messages some recipient never received.
+    pub lost_acked: u64,
+    pub delivery_us: Option<Percentiles>,
+    /// From writing a message to its `BUSY` reply.
+    pub refusal_us: Option<Percentiles>,
+    /// Errors the run recorded while the step lasted (BUSY is not one).
+    pub errors: u64,
+    pub server_cpu_secs: f64,
+    pub watched_cpu_secs: BTreeMap<String, f64>,
+    pub loadgen_cpu_secs: f64,
+    /// Ramp steps: whether the step held; recovery slices: whether latency was
+    /// back to normal.
+    pub held: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -210,6 +274,9 @@ impl Report {
                 stat.samples.join(" | ")
             );
         }
+        if let Some(capacity) = &self.capacity {
+            capacity.markdown(&mut out);
+        }
         if !self.notes.is_empty() {
             let _ = writeln!(out, "\n## Notes\n");
             for note in &self.notes {
@@ -217,6 +284,84 @@ impl Report {
             }
         }
         out
+    }
+}
+
+impl Capacity {
+    fn markdown(&self, out: &mut String) {
+        let ms = |p: &Option<Percentiles>, f: fn(&Percentiles) -> u64| {
+            p.as_ref()
+                .map_or("-".to_owned(), |p| format!("{:.1}", f(p) as f64 / 1000.0))
+        };
+        let _ = writeln!(
+            out,
+            "\n## Capacity (p99 ≤ {:.0} ms, steps of {} s)\n",
+            self.p99_limit_ms, self.step_secs
+        );
+        let _ = writeln!(
+            out,
+            "Highest rate held: {}  ",
+            self.held_rate.map_or("none".to_owned(), |r| format!(
+                "{r:.1} messages/s ({:.0} deliveries/s)",
+                r * self.receivers_per_message
+            ))
+        );
+        if let Some(why) = &self.stopped_because {
+            let _ = writeln!(out, "Stopped at {why}");
+        }
+        let _ = writeln!(
+            out,
+            "\n| step | msg/s | sent | acked | BUSY | TIMEOUT | other refused | unanswered | delivered / due | lost acked | p50 ms | p99 ms | max ms | BUSY p99 ms | errors | server CPU-s | held |"
+        );
+        let _ = writeln!(
+            out,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
+        let rows = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("{}", i + 1), s))
+            .chain(self.overload.iter().map(|s| ("overload".to_owned(), s)))
+            .chain(
+                self.recovery
+                    .iter()
+                    .enumerate()
+                    .map(|(i, s)| (format!("recovery {i}–{} s", i + 1), s)),
+            );
+        for (name, s) in rows {
+            let _ = writeln!(
+                out,
+                "| {name} | {:.1} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
+                s.rate,
+                s.sent,
+                s.acked,
+                s.busy,
+                s.timeouts,
+                s.refused,
+                s.unanswered,
+                s.delivered,
+                s.expected,
+                s.lost_acked,
+                ms(&s.delivery_us, |p| p.p50),
+                ms(&s.delivery_us, |p| p.p99),
+                ms(&s.delivery_us, |p| p.max),
+                ms(&s.refusal_us, |p| p.p99),
+                s.errors,
+                s.server_cpu_secs,
+                if s.held { "yes" } else { "no" }
+            );
+        }
+        if !self.recovery.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nBack to normal after the overload step: {}",
+                self.recovered_after_secs
+                    .map_or("not within the recovery step".to_owned(), |s| format!(
+                        "{s:.0} s"
+                    ))
+            );
+        }
     }
 }
 

@@ -134,6 +134,70 @@ fn every_scenario_runs_against_the_product() {
         "the gateway's CPU is found by its port"
     );
 
+    // Capacity, briefly: three small steps, the overload step and a recovery.
+    // The latency limit is generous on purpose: this proves the steps, the
+    // replies and the receipts are counted, not how fast a CI machine is.
+    let capacity = run(
+        "capacity",
+        &[
+            "direct",
+            "--connections",
+            "20",
+            "--capacity",
+            "--rate",
+            "5",
+            "--step-factor",
+            "2",
+            "--max-rate",
+            "20",
+            "--step-secs",
+            "2",
+            "--recovery-secs",
+            "2",
+            "--p99-limit-ms",
+            "5000",
+            "--drain",
+            "3",
+        ],
+    );
+    let steps = capacity["capacity"]["steps"]
+        .as_array()
+        .expect("the steps are reported");
+    assert_eq!(
+        steps.len(),
+        3,
+        "5, 10 and 20 msg/s: {}",
+        capacity["capacity"]
+    );
+    assert!(
+        number(&capacity, "/capacity/held_rate") > 0.0,
+        "a rate was held: {}",
+        capacity["capacity"]
+    );
+    assert_eq!(steps[0]["held"], true);
+    assert!(number(&capacity, "/capacity/steps/0/acked") > 0.0);
+    let overload = &capacity["capacity"]["overload"];
+    assert_eq!(
+        number(&capacity, "/capacity/overload/rate"),
+        3.0 * number(&capacity, "/capacity/held_rate")
+    );
+    assert!(number(&capacity, "/capacity/overload/sent") > 0.0);
+    assert_eq!(
+        overload["lost_acked"], 0,
+        "every acknowledged message was delivered: {overload}"
+    );
+    assert_eq!(
+        number(&capacity, "/capacity/overload/acked")
+            + number(&capacity, "/capacity/overload/busy"),
+        number(&capacity, "/capacity/overload/sent"),
+        "every message of the overload step was acknowledged or refused with BUSY: {overload}"
+    );
+    assert_eq!(
+        capacity["capacity"]["recovery"].as_array().map(Vec::len),
+        Some(2)
+    );
+    assert!(capacity.to_string().contains("recovered_after_secs"));
+
     let fanout = run(
         "fanout",
         &[
@@ -236,5 +300,41 @@ fn the_bare_ceiling_broadcasts_to_rooms() {
         report["cpu"]["server_pids"][0],
         server.pid(),
         "the server is found by its port"
+    );
+
+    // Capacity without acknowledgements: receipts alone decide a step.
+    let capacity = loadgen(
+        &dir.path().join("capacity"),
+        &[
+            "fanout",
+            "--protocol",
+            "bare",
+            "--target",
+            &target,
+            "--connections",
+            "20",
+            "--group-size",
+            "5",
+            "--capacity",
+            "--rate",
+            "20",
+            "--step-factor",
+            "2",
+            "--max-rate",
+            "40",
+            "--step-secs",
+            "1",
+            "--recovery-secs",
+            "1",
+            "--p99-limit-ms",
+            "5000",
+        ],
+        || server.log_tail(),
+    );
+    assert_eq!(number(&capacity, "/capacity/held_rate"), 40.0);
+    assert_eq!(number(&capacity, "/capacity/overload/rate"), 120.0);
+    assert_eq!(
+        capacity["capacity"]["overload"]["delivered"],
+        capacity["capacity"]["overload"]["expected"]
     );
 }

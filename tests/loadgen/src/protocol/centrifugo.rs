@@ -18,7 +18,12 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{Conn, Dest, Other, Protocol, Stamp, Topology, request};
 use crate::dial::{Dialer, Ws};
+use crate::ledger::Outcome;
 use crate::metrics::Failure;
+
+/// Command ids of measured messages: this plus the stamp id, above the ids
+/// set-up commands count up from, and within the protocol's 32 bits.
+const MESSAGE_ID_BASE: u64 = 1 << 31;
 
 /// The namespace the server's configuration opens for client publishing.
 pub const NAMESPACE: &str = "lg";
@@ -141,10 +146,36 @@ impl Protocol for Centrifugo {
             Dest::User(user) => self.user_channel(user),
             Dest::Room(room) => self.room_channel(room),
         };
+        // A measured message's reply names it by its id; probes need no reply.
+        let id = if stamp.is_probe() || stamp.id >= MESSAGE_ID_BASE {
+            self.command_id()
+        } else {
+            MESSAGE_ID_BASE + stamp.id
+        };
         Message::text(
-            json!({"id": self.command_id(), "publish": {"channel": channel, "data": {"m": stamp.marker()}}})
+            json!({"id": id, "publish": {"channel": channel, "data": {"m": stamp.marker()}}})
                 .to_string(),
         )
+    }
+
+    fn outcomes(&self, text: &str, mut found: impl FnMut(u64, Outcome)) -> usize {
+        let mut count = 0;
+        for line in text.lines().filter(|l| l.starts_with("{\"id\":")) {
+            let Ok(value) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let Some(id) = value["id"].as_u64().filter(|&id| id >= MESSAGE_ID_BASE) else {
+                continue;
+            };
+            let outcome = if value.get("error").is_some() {
+                Outcome::Refused
+            } else {
+                Outcome::Acked
+            };
+            found(id - MESSAGE_ID_BASE, outcome);
+            count += 1;
+        }
+        count
     }
 
     fn batched_ping_reply(&self, text: &str) -> Option<Message> {
@@ -201,5 +232,26 @@ mod tests {
         let batched = "{\"push\":{\"pub\":{\"data\":{\"m\":\"#LG1.2.3#\"}}}}\n{}";
         assert_eq!(c.batched_ping_reply(batched), Some(Message::text("{}")));
         assert_eq!(c.batched_ping_reply("{\"push\":{}}"), None);
+    }
+
+    #[test]
+    fn publish_replies_name_their_message() {
+        let c = Centrifugo::new("s".into(), "r".into());
+        let stamp = Stamp {
+            id: 12,
+            from: 0,
+            at_us: 1,
+        };
+        let Message::Text(frame) = c.message(Dest::Room(0), &stamp) else {
+            panic!("a text frame");
+        };
+        let id = serde_json::from_str::<Value>(frame.as_str()).expect("json")["id"].clone();
+        let replies = format!(
+            "{{\"id\":{id},\"publish\":{{}}}}\n{{\"id\":{},\"error\":{{\"code\":108}}}}\n{{\"id\":3}}",
+            MESSAGE_ID_BASE + 13
+        );
+        let mut seen = Vec::new();
+        assert_eq!(c.outcomes(&replies, |id, o| seen.push((id, o))), 2);
+        assert_eq!(seen, [(12, Outcome::Acked), (13, Outcome::Refused)]);
     }
 }

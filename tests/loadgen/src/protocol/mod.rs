@@ -14,6 +14,7 @@ use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::dial::Ws;
+use crate::ledger::Outcome;
 use crate::metrics::Failure;
 
 pub mod bare;
@@ -166,6 +167,13 @@ pub trait Protocol: Send + Sync + 'static {
     /// also carries messages, if the protocol batches them (Centrifugo does).
     fn batched_ping_reply(&self, _text: &str) -> Option<Message> {
         None
+    }
+
+    /// Calls `found` with the stamp id and outcome of every answer to a
+    /// measured message in `text`, for protocols that answer the sender
+    /// (the bare server does not); returns how many there were.
+    fn outcomes(&self, _text: &str, _found: impl FnMut(u64, Outcome)) -> usize {
+        0
     }
 }
 

@@ -23,6 +23,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{Conn, Dest, Other, Protocol, Stamp, Topology, request};
 use crate::dial::{Dialer, Ws};
+use crate::ledger::Outcome;
 use crate::maildev::Codes;
 use crate::metrics::{Counters, Failure, Metric, Recorder};
 
@@ -41,6 +42,10 @@ const ERROR_CODES: &[&str] = &[
     "TIMEOUT",
     "INTERNAL",
 ];
+
+/// The prefix of a measured message's `requestId`, before its stamp id; set-up
+/// requests use `lg-`, so the two never meet.
+const MESSAGE_REQUEST: &str = "m";
 
 /// How long a sign-up waits for its confirmation mail.
 const MAIL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -438,6 +443,8 @@ impl Protocol for Switchyard {
                 "text": stamp.marker(),
                 // Unique per run and sender: a reused id would be taken for a resend.
                 "clientMsgId": format!("{}-{}", self.run_id, stamp.id),
+                // Ties the reply (MESSAGE_SENT, BUSY, TIMEOUT) to the message.
+                "requestId": format!("{MESSAGE_REQUEST}{}", stamp.id),
             })
             .to_string(),
         )
@@ -458,6 +465,39 @@ impl Protocol for Switchyard {
             }
             _ => Other::Ignore,
         }
+    }
+
+    fn outcomes(&self, text: &str, mut found: impl FnMut(u64, Outcome)) -> usize {
+        // Events carry no requestId: most frames are skipped without parsing.
+        if !text.contains("\"requestId\"") {
+            return 0;
+        }
+        #[derive(Deserialize)]
+        struct Reply<'a> {
+            #[serde(rename = "rocketStatus", borrow, default)]
+            rocket_status: Option<std::borrow::Cow<'a, str>>,
+            #[serde(rename = "requestId", borrow, default)]
+            request_id: Option<std::borrow::Cow<'a, str>>,
+        }
+        let Ok(reply) = serde_json::from_str::<Reply<'_>>(text) else {
+            return 0;
+        };
+        let Some(id) = reply
+            .request_id
+            .as_deref()
+            .and_then(|r| r.strip_prefix(MESSAGE_REQUEST))
+            .and_then(|id| id.parse::<u64>().ok())
+        else {
+            return 0;
+        };
+        let outcome = match reply.rocket_status.as_deref() {
+            Some("MESSAGE_SENT") => Outcome::Acked,
+            Some("BUSY") => Outcome::Busy,
+            Some("TIMEOUT") => Outcome::Timeout,
+            _ => Outcome::Refused,
+        };
+        found(id, outcome);
+        1
     }
 }
 
@@ -514,5 +554,31 @@ mod tests {
         assert_eq!(value["to"]["userId"], "u1");
         assert_eq!(value["text"], stamp.marker());
         assert_eq!(value["clientMsgId"], "run-9");
+        assert_eq!(value["requestId"], "m9");
+    }
+
+    #[test]
+    fn replies_to_messages_are_matched_by_request_id() {
+        let p = protocol();
+        let mut seen = Vec::new();
+        for frame in [
+            r#"{"rocketStatus":"MESSAGE_SENT","requestId":"m4","seq":1}"#,
+            r#"{"rocketStatus":"BUSY","requestId":"m5","retryAfterMs":1000}"#,
+            r#"{"rocketStatus":"TIMEOUT","requestId":"m6"}"#,
+            r#"{"rocketStatus":"RATE_LIMITED","requestId":"m7"}"#,
+            r#"{"rocketStatus":"USER_LOGGED","requestId":"lg-8"}"#,
+            r##"{"rocketStatus":"NEW_MESSAGE","text":"#LG1.2.3#"}"##,
+        ] {
+            p.outcomes(frame, |id, outcome| seen.push((id, outcome)));
+        }
+        assert_eq!(
+            seen,
+            [
+                (4, Outcome::Acked),
+                (5, Outcome::Busy),
+                (6, Outcome::Timeout),
+                (7, Outcome::Refused)
+            ]
+        );
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::protocol::{Dest, Protocol, Topology};
 
 use super::traffic::{self, Send};
-use super::{Ctx, Findings, open_all};
+use super::{Ctx, Findings, capacity, open_all};
 
 pub async fn run<P: Protocol>(mut protocol: P, ctx: &Ctx) -> anyhow::Result<Findings> {
     let count = ctx.options.connections / 2 * 2;
@@ -38,11 +38,23 @@ pub async fn run<P: Protocol>(mut protocol: P, ctx: &Ctx) -> anyhow::Result<Find
             });
         }
     }
-    let mut findings = traffic::run(Arc::new(protocol), conns, &schedule, &schedule, ctx).await;
+    let mut findings = match &ctx.options.capacity {
+        Some(plan) => {
+            capacity::run(Arc::new(protocol), conns, &schedule, &schedule, ctx, plan).await
+        }
+        None => traffic::run(Arc::new(protocol), conns, &schedule, &schedule, ctx).await,
+    };
     let per_sender = ctx.options.rate / schedule.len().max(1) as f64;
-    findings.notes.push(format!(
-        "{} pairs; each connection sends {per_sender:.2} msg/s",
-        pairs.len()
-    ));
+    findings.notes.push(if ctx.options.capacity.is_some() {
+        format!(
+            "{} pairs; the rate is shared by every connection",
+            pairs.len()
+        )
+    } else {
+        format!(
+            "{} pairs; each connection sends {per_sender:.2} msg/s",
+            pairs.len()
+        )
+    });
     Ok(findings)
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::protocol::{Dest, Protocol, Topology};
 
 use super::traffic::{self, Send};
-use super::{Ctx, Findings, open_all};
+use super::{Ctx, Findings, capacity, open_all};
 
 pub async fn run<P: Protocol>(mut protocol: P, ctx: &Ctx) -> anyhow::Result<Findings> {
     let k = ctx.options.group_size.max(2);
@@ -49,10 +49,20 @@ pub async fn run<P: Protocol>(mut protocol: P, ctx: &Ctx) -> anyhow::Result<Find
     // Probes from two members of each room reach every member.
     let live_rooms = members.iter().filter(|m| m.len() >= 2).count();
     let probes: Vec<Send> = schedule.iter().take(2 * live_rooms).copied().collect();
-    let mut findings = traffic::run(Arc::new(protocol), conns, &schedule, &probes, ctx).await;
-    findings.notes.push(format!(
-        "{rooms} rooms of {k}; {:.0} deliveries/s offered",
-        ctx.options.rate * (k - 1) as f64
-    ));
+    let mut findings = match &ctx.options.capacity {
+        Some(plan) => capacity::run(Arc::new(protocol), conns, &schedule, &probes, ctx, plan).await,
+        None => traffic::run(Arc::new(protocol), conns, &schedule, &probes, ctx).await,
+    };
+    findings.notes.push(if ctx.options.capacity.is_some() {
+        format!(
+            "{rooms} rooms of {k}; each message is due to {} members",
+            k - 1
+        )
+    } else {
+        format!(
+            "{rooms} rooms of {k}; {:.0} deliveries/s offered",
+            ctx.options.rate * (k - 1) as f64
+        )
+    });
     Ok(findings)
 }

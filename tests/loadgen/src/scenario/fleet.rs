@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
+use crate::ledger::Outcome;
 use crate::metrics::{Counters, Failure, Recorder};
 use crate::protocol::{Conn, Other, Protocol, scan_markers};
 
@@ -29,6 +30,8 @@ pub struct Command {
     pub receivers: u32,
     /// Probes check the wiring and are not measured.
     pub probe: bool,
+    /// The message's stamp id, for the run's ledger if it keeps one.
+    pub id: u64,
 }
 
 /// The running connection tasks.
@@ -139,6 +142,9 @@ async fn drive<P: Protocol>(
                 let result = sink.send(command.frame).await;
                 if !command.probe {
                     if result.is_ok() {
+                        if let Some(ledger) = recorder.ledger.get() {
+                            ledger.sent(command.id, clock::now_us());
+                        }
                         recorder.mark_sent();
                         Counters::add(&counters.expected, u64::from(command.receivers));
                     }
@@ -166,6 +172,16 @@ async fn drive<P: Protocol>(
                     }
                 };
                 let now = clock::now_us();
+                let ledger = recorder.ledger.get();
+                // Acknowledgements and BUSY are what a capacity run measures,
+                // not errors of the run; other refusals are both.
+                let mut measured_answer = false;
+                if let Some(ledger) = ledger {
+                    protocol.outcomes(text.as_str(), |id, outcome| {
+                        ledger.answered(id, outcome, now);
+                        measured_answer |= matches!(outcome, Outcome::Acked | Outcome::Busy);
+                    });
+                }
                 let found = scan_markers(text.as_str(), |stamp| {
                     if stamp.from == me_u32 {
                         Counters::add(&counters.echoes, 1);
@@ -175,7 +191,11 @@ async fn drive<P: Protocol>(
                             Counters::add(&counters.probes, 1);
                         }
                     } else {
-                        recorder.mark_delivered(now.saturating_sub(stamp.at_us), me);
+                        let latency = now.saturating_sub(stamp.at_us);
+                        if let Some(ledger) = ledger {
+                            ledger.delivered(stamp.id, latency);
+                        }
+                        recorder.mark_delivered(latency, me);
                     }
                 });
                 if found > 0 {
@@ -184,7 +204,7 @@ async fn drive<P: Protocol>(
                             recorder.error(&Failure::new("send", e.to_string()));
                         }
                     }
-                } else {
+                } else if !measured_answer {
                     match protocol.classify(text.as_str()) {
                         Other::Ignore => {}
                         Other::Reply(frame) => {

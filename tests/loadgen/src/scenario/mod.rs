@@ -16,6 +16,7 @@ use crate::protocol::{Conn, Protocol};
 use crate::report::{Cpu, Memory};
 
 pub mod accounts;
+pub mod capacity;
 pub mod direct;
 pub mod fanout;
 pub mod fleet;
@@ -38,6 +39,9 @@ pub struct Options {
     pub concurrency: usize,
     /// How long to wait for late deliveries after the last send.
     pub drain: Duration,
+    /// direct and fanout: step the rate up to find the capacity, instead of
+    /// sending at `rate` for `duration`.
+    pub capacity: Option<capacity::Plan>,
 }
 
 /// Everything a scenario needs besides its protocol.
@@ -65,6 +69,7 @@ pub struct Findings {
     /// How long opening the connections took, for the connection rate.
     pub open_secs: Option<f64>,
     pub notes: Vec<String>,
+    pub capacity: Option<crate::report::Capacity>,
 }
 
 impl Ctx {

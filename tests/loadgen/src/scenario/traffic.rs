@@ -58,62 +58,7 @@ pub async fn run<P: Protocol>(
     let counters = &ctx.recorder.counters;
     let fleet = Fleet::spawn(protocol.clone(), conns, ctx.recorder.clone());
 
-    // Probes: not measured, only awaited. They go out at the scenario's rate,
-    // not in one burst: a burst of hundreds of stored messages is a load the
-    // run does not ask the server to take. A round whose probes do not all
-    // arrive (a subscription still settling) is sent again, a bounded number
-    // of times; only receipts of the current round count.
-    let expected_probes: u64 = probes.iter().map(|p| u64::from(p.receivers)).sum();
-    let probe_gap = Duration::from_secs_f64(1.0 / ctx.options.rate.max(1.0));
-    let probe_deadline =
-        Instant::now() + ctx.bounded(PROBE_WAIT + probe_gap * probes.len() as u32 * 2);
-    let mut round = 0u64;
-    let mut wired = expected_probes == 0;
-    while !wired && round < PROBE_ROUNDS && Instant::now() < probe_deadline {
-        counters
-            .probe_round
-            .store(round, std::sync::atomic::Ordering::Relaxed);
-        counters
-            .probes
-            .store(0, std::sync::atomic::Ordering::Relaxed);
-        for (i, probe) in probes.iter().enumerate() {
-            if i > 0 {
-                tokio::time::sleep(probe_gap).await;
-            }
-            let stamp = Stamp {
-                id: PROBE_BIT | (round << 32) | i as u64,
-                from: probe.from as u32,
-                at_us: clock::now_us(),
-            };
-            fleet.send(
-                probe.from,
-                Command {
-                    frame: protocol.message(probe.dest, &stamp),
-                    receivers: probe.receivers,
-                    probe: true,
-                },
-            );
-        }
-        let round_deadline =
-            (Instant::now() + PROBE_ROUND_WAIT * (round as u32 + 1)).min(probe_deadline);
-        while Counters::get(&counters.probes) < expected_probes && Instant::now() < round_deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        wired = Counters::get(&counters.probes) >= expected_probes;
-        round += 1;
-    }
-    if !wired {
-        let missing = expected_probes.saturating_sub(Counters::get(&counters.probes));
-        ctx.recorder.error(&Failure::new(
-            "unwired",
-            format!(
-                "{missing} of {expected_probes} probe receipts still missing after {round} rounds"
-            ),
-        ));
-        findings.notes.push(format!(
-            "{missing} probe receipts were missing before measuring"
-        ));
-    }
+    probe(&*protocol, &fleet, probes, ctx, &mut findings).await;
 
     let rate = ctx.options.rate.max(0.001);
     let total = (rate * ctx.options.duration.as_secs_f64()).round() as u64;
@@ -159,6 +104,7 @@ pub async fn run<P: Protocol>(
                 frame: protocol.message(send.dest, &stamp),
                 receivers: send.receivers,
                 probe: false,
+                id: next,
             };
             if fleet.send(send.from, command) {
                 queued += 1;
@@ -216,4 +162,73 @@ pub async fn run<P: Protocol>(
             .collect(),
     });
     findings
+}
+
+/// Sends `probes` until each has reached every member it should (bounded);
+/// not measured, only awaited. A shortfall is recorded as an error.
+pub async fn probe<P: Protocol>(
+    protocol: &P,
+    fleet: &Fleet,
+    probes: &[Send],
+    ctx: &Ctx,
+    findings: &mut Findings,
+) {
+    let counters = &ctx.recorder.counters;
+    // They go out at the scenario's rate,
+    // not in one burst: a burst of hundreds of stored messages is a load the
+    // run does not ask the server to take. A round whose probes do not all
+    // arrive (a subscription still settling) is sent again, a bounded number
+    // of times; only receipts of the current round count.
+    let expected_probes: u64 = probes.iter().map(|p| u64::from(p.receivers)).sum();
+    let probe_gap = Duration::from_secs_f64(1.0 / ctx.options.rate.max(1.0));
+    let probe_deadline =
+        Instant::now() + ctx.bounded(PROBE_WAIT + probe_gap * probes.len() as u32 * 2);
+    let mut round = 0u64;
+    let mut wired = expected_probes == 0;
+    while !wired && round < PROBE_ROUNDS && Instant::now() < probe_deadline {
+        counters
+            .probe_round
+            .store(round, std::sync::atomic::Ordering::Relaxed);
+        counters
+            .probes
+            .store(0, std::sync::atomic::Ordering::Relaxed);
+        for (i, probe) in probes.iter().enumerate() {
+            if i > 0 {
+                tokio::time::sleep(probe_gap).await;
+            }
+            let stamp = Stamp {
+                id: PROBE_BIT | (round << 32) | i as u64,
+                from: probe.from as u32,
+                at_us: clock::now_us(),
+            };
+            fleet.send(
+                probe.from,
+                Command {
+                    frame: protocol.message(probe.dest, &stamp),
+                    receivers: probe.receivers,
+                    probe: true,
+                    id: stamp.id,
+                },
+            );
+        }
+        let round_deadline =
+            (Instant::now() + PROBE_ROUND_WAIT * (round as u32 + 1)).min(probe_deadline);
+        while Counters::get(&counters.probes) < expected_probes && Instant::now() < round_deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        wired = Counters::get(&counters.probes) >= expected_probes;
+        round += 1;
+    }
+    if !wired {
+        let missing = expected_probes.saturating_sub(Counters::get(&counters.probes));
+        ctx.recorder.error(&Failure::new(
+            "unwired",
+            format!(
+                "{missing} of {expected_probes} probe receipts still missing after {round} rounds"
+            ),
+        ));
+        findings.notes.push(format!(
+            "{missing} probe receipts were missing before measuring"
+        ));
+    }
 }
