@@ -13,6 +13,7 @@
 //! ever be lost. So a change holds everywhere as soon as the notice arrives,
 //! the way an event reaches a gateway.
 
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -100,14 +101,11 @@ impl Known {
         a: &UserId,
         b: &UserId,
     ) -> Result<bool, StoreError> {
-        let pair = Friendship::pair_id(a, b);
-        if let Some(known) = self.recall(&self.inner.friends, &pair) {
-            return Ok(known);
-        }
-        let seen = self.changes_seen();
-        let friends = store.are_friends(a, b).await?;
-        self.keep(&self.inner.friends, pair, friends, seen);
-        Ok(friends)
+        let read = async { store.are_friends(a, b).await.map(Some) };
+        let known = self
+            .recall_or_read(&self.inner.friends, Friendship::pair_id(a, b), read)
+            .await?;
+        Ok(known.unwrap_or(false))
     }
 
     pub async fn share_a_group(
@@ -116,14 +114,11 @@ impl Known {
         a: &UserId,
         b: &UserId,
     ) -> Result<bool, StoreError> {
-        let pair = Friendship::pair_id(a, b);
-        if let Some(known) = self.recall(&self.inner.share_a_group, &pair) {
-            return Ok(known);
-        }
-        let seen = self.changes_seen();
-        let shared = store.share_a_group(a, b).await?;
-        self.keep(&self.inner.share_a_group, pair, shared, seen);
-        Ok(shared)
+        let read = async { store.share_a_group(a, b).await.map(Some) };
+        let known = self
+            .recall_or_read(&self.inner.share_a_group, Friendship::pair_id(a, b), read)
+            .await?;
+        Ok(known.unwrap_or(false))
     }
 
     pub async fn group(
@@ -131,16 +126,9 @@ impl Known {
         store: &Store,
         group_id: &GroupId,
     ) -> Result<Option<Arc<Group>>, StoreError> {
-        if let Some(known) = self.recall(&self.inner.groups, group_id) {
-            return Ok(Some(known));
-        }
-        let seen = self.changes_seen();
-        let Some(group) = store.group(group_id).await? else {
-            return Ok(None);
-        };
-        let group = Arc::new(group);
-        self.keep(&self.inner.groups, group_id.clone(), group.clone(), seen);
-        Ok(Some(group))
+        let read = async { Ok(store.group(group_id).await?.map(Arc::new)) };
+        self.recall_or_read(&self.inner.groups, group_id.clone(), read)
+            .await
     }
 
     /// The conversation, with a `last_seq` that may be behind the last
@@ -150,20 +138,34 @@ impl Known {
         store: &Store,
         conversation_id: &ConversationId,
     ) -> Result<Option<Conversation>, StoreError> {
-        if let Some(known) = self.recall(&self.inner.conversations, conversation_id) {
-            return Ok(Some((*known).clone()));
+        let read = async { Ok(store.conversation(conversation_id).await?.map(Arc::new)) };
+        let known = self
+            .recall_or_read(&self.inner.conversations, conversation_id.clone(), read)
+            .await?;
+        Ok(known.map(|conversation| (*conversation).clone()))
+    }
+
+    /// What is remembered under `key`, or else what `read` finds, which is
+    /// remembered if it found something.
+    async fn recall_or_read<K, V>(
+        &self,
+        cache: &Cache<K, V>,
+        key: K,
+        read: impl Future<Output = Result<Option<V>, StoreError>>,
+    ) -> Result<Option<V>, StoreError>
+    where
+        K: Hash + Eq + Send + Sync + Clone + 'static,
+        V: Clone + Send + Sync + 'static,
+    {
+        if let Some(known) = self.recall(cache, &key) {
+            return Ok(Some(known));
         }
         let seen = self.changes_seen();
-        let Some(conversation) = store.conversation(conversation_id).await? else {
-            return Ok(None);
-        };
-        self.keep(
-            &self.inner.conversations,
-            conversation_id.clone(),
-            Arc::new(conversation.clone()),
-            seen,
-        );
-        Ok(Some(conversation))
+        let found = read.await?;
+        if let Some(value) = &found {
+            self.keep(cache, key, value.clone(), seen);
+        }
+        Ok(found)
     }
 
     /// Tells every replica, this one first, to forget what `change` makes
