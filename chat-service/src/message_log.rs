@@ -206,6 +206,10 @@ fn number(mut batch: Vec<Pending>, last_seqs: &LastSeqs) -> Vec<Pending> {
 /// its conversation close up) or its number (taken: it and the rest of its
 /// conversation move above).
 async fn step_over_taken(store: &Store, waiting: &mut Vec<Pending>, steps: usize) {
+    if waiting.is_empty() {
+        // The refusal named a message past the batch: nothing is left.
+        return;
+    }
     let refused = waiting.remove(0);
     let conversation = refused.message.conversation_id.clone();
     match store.message_by_key(&refused.message.key).await {
