@@ -12,6 +12,7 @@
 pub mod actions;
 pub mod admission;
 pub mod dead_letters;
+mod fence;
 pub mod history;
 mod key_slots;
 pub mod presence;

@@ -30,7 +30,7 @@
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
@@ -42,6 +42,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use super::dead_letters::{self, GivenUp, Reason, Verdict};
+pub use super::fence::Fence;
 use super::key_slots::KeySlots;
 use super::{Bus, ENTRY_FIELD, Publication};
 
@@ -78,37 +79,6 @@ pub struct WorkerConfig {
     /// acknowledged: the stream may be another replica's by then, which
     /// claims the entry and finishes it.
     pub fence: Option<Fence>,
-}
-
-/// Until when a replica holds a lease, by its own clock: a little less
-/// than the lease's life from when its last renewal was sent, so that it
-/// stops before anyone else can take it.
-#[derive(Debug, Clone)]
-pub struct Fence(Arc<Mutex<Instant>>);
-
-impl Fence {
-    /// A fence holding until `until`.
-    pub fn until(until: Instant) -> Fence {
-        Fence(Arc::new(Mutex::new(until)))
-    }
-
-    /// Moves the end to `until`, if later.
-    pub fn extend_to(&self, until: Instant) {
-        let mut end = self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        *end = (*end).max(until);
-    }
-
-    /// True while the lease holds.
-    pub fn holds(&self) -> bool {
-        let end = *self
-            .0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Instant::now() < end
-    }
 }
 
 /// What a handler decided about an entry.
