@@ -14,7 +14,7 @@ use mongodb::options::ClientOptions;
 use crate::settings::MongoSettings;
 
 /// MongoDB's code for a unique index refusing a write.
-const DUPLICATE_KEY: i32 = 11000;
+pub const DUPLICATE_KEY: i32 = 11000;
 
 /// The database is unreachable, refused the operation, or did not answer in
 /// time.

@@ -4,6 +4,8 @@
 use mongodb::bson::{Document, doc};
 use shared_proto::action::{ConversationId, UserId};
 
+use shared_proto::store::DUPLICATE_KEY;
+
 use super::{Message, MessagePreview, Store, StoreError, is_duplicate_key};
 
 impl Store {
@@ -164,9 +166,6 @@ impl StoppedInsert {
         }
     }
 }
-
-/// MongoDB's code for a unique index refusing a write.
-const DUPLICATE_KEY: i32 = 11000;
 
 /// A statement's write error from a raw `update` command's reply.
 fn write_error(error: &Document) -> StoreError {
