@@ -21,6 +21,9 @@
 //! conversation written here is remembered, so the common case reads nothing.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use shared_proto::action::ConversationId;
 use tokio::sync::{mpsc, oneshot};
@@ -44,8 +47,9 @@ pub enum Written {
     /// the sender's read mark moved forward.
     Stored(Message),
     /// Stored with the `seq` it got; the summary or read mark failed and is
-    /// to be finished by handling the action again.
-    StoredUnfinished(Message, StoreError),
+    /// to be finished by handling the action again. The one failure is
+    /// every sender's of the batch, hence shared.
+    StoredUnfinished(Message, Arc<StoreError>),
     /// The sender's message with this key was stored before: that one.
     Duplicate(Box<Message>),
     /// Its conversation's numbers kept being taken; nothing stored.
@@ -75,10 +79,13 @@ struct Pending {
 }
 
 impl MessageLog {
-    /// Starts the writer; it stops when every handle is dropped.
-    pub fn start(store: Store) -> MessageLog {
+    /// Starts the writer; it stops when every handle is dropped. Each of its
+    /// writes is abandoned after `limit`, so that a database that stops
+    /// answering holds up the messages of one batch, not every later one.
+    pub fn start(store: Store, limit: Duration) -> MessageLog {
         let (queue, waiting) = mpsc::channel(QUEUE);
-        tokio::spawn(write_batches(store, waiting));
+        let writer = Writer { store, limit };
+        tokio::spawn(write_batches(writer, waiting));
         MessageLog { queue }
     }
 
@@ -100,7 +107,38 @@ impl MessageLog {
     }
 }
 
-async fn write_batches(store: Store, mut waiting: mpsc::Receiver<Pending>) {
+/// The store, and how long each of the log's writes may take.
+struct Writer {
+    store: Store,
+    limit: Duration,
+}
+
+impl Writer {
+    /// `write`, or [`StoreError::Timeout`] once it has taken the limit.
+    async fn within<T>(
+        &self,
+        write: impl Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        tokio::time::timeout(self.limit, write)
+            .await
+            .unwrap_or(Err(StoreError::Timeout(self.limit)))
+    }
+
+    /// Inserts in order; an insert abandoned at the limit may have been
+    /// applied, in part or whole, so it is reported as possibly stored.
+    async fn insert(&self, messages: &[&Message]) -> Result<(), StoppedInsert> {
+        match tokio::time::timeout(self.limit, self.store.insert_messages(messages)).await {
+            Ok(inserted) => inserted,
+            Err(_elapsed) => Err(StoppedInsert::Failed {
+                stored: 0,
+                maybe_more: true,
+                error: StoreError::Timeout(self.limit),
+            }),
+        }
+    }
+}
+
+async fn write_batches(writer: Writer, mut waiting: mpsc::Receiver<Pending>) {
     let mut last_seqs = LastSeqs::default();
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -111,7 +149,7 @@ async fn write_batches(store: Store, mut waiting: mpsc::Receiver<Pending>) {
             continue;
         }
         metrics::histogram!("switchyard_chat_message_batch_size").record(batch.len() as f64);
-        write_batch(&store, &mut last_seqs, std::mem::take(&mut batch)).await;
+        write_batch(&writer, &mut last_seqs, std::mem::take(&mut batch)).await;
     }
 }
 
@@ -133,13 +171,13 @@ impl LastSeqs {
     }
 }
 
-async fn write_batch(store: &Store, last_seqs: &mut LastSeqs, batch: Vec<Pending>) {
+async fn write_batch(writer: &Writer, last_seqs: &mut LastSeqs, batch: Vec<Pending>) {
     let mut waiting = number(batch, last_seqs);
     let mut stored: Vec<Pending> = Vec::with_capacity(waiting.len());
     let mut steps = 0;
     while !waiting.is_empty() {
         let messages: Vec<&Message> = waiting.iter().map(|p| &p.message).collect();
-        let (count, stop) = match store.insert_messages(&messages).await {
+        let (count, stop) = match writer.insert(&messages).await {
             Ok(()) => (waiting.len(), None),
             Err(stop @ StoppedInsert::Duplicate { stored }) => (stored, Some(stop)),
             Err(stop @ StoppedInsert::Failed { stored, .. }) => (stored, Some(stop)),
@@ -149,7 +187,7 @@ async fn write_batch(store: &Store, last_seqs: &mut LastSeqs, batch: Vec<Pending
             None => {}
             Some(StoppedInsert::Duplicate { .. }) => {
                 steps += 1;
-                step_over_taken(store, &mut waiting, steps).await;
+                step_over_taken(writer, &mut waiting, steps).await;
             }
             Some(StoppedInsert::Failed {
                 error, maybe_more, ..
@@ -168,7 +206,7 @@ async fn write_batch(store: &Store, last_seqs: &mut LastSeqs, batch: Vec<Pending
     for pending in &stored {
         last_seqs.record(&pending.message.conversation_id, pending.message.seq);
     }
-    finish(store, stored).await;
+    finish(writer, stored).await;
 }
 
 /// A stream entry id (`<ms>-<n>`) as something that sorts.
@@ -205,14 +243,17 @@ fn number(mut batch: Vec<Pending>, last_seqs: &LastSeqs) -> Vec<Pending> {
 /// (a resend: answered with the stored message, and the numbers after it in
 /// its conversation close up) or its number (taken: it and the rest of its
 /// conversation move above).
-async fn step_over_taken(store: &Store, waiting: &mut Vec<Pending>, steps: usize) {
+async fn step_over_taken(writer: &Writer, waiting: &mut Vec<Pending>, steps: usize) {
     if waiting.is_empty() {
         // The refusal named a message past the batch: nothing is left.
         return;
     }
     let refused = waiting.remove(0);
     let conversation = refused.message.conversation_id.clone();
-    match store.message_by_key(&refused.message.key).await {
+    match writer
+        .within(writer.store.message_by_key(&refused.message.key))
+        .await
+    {
         Ok(Some(existing)) => {
             let _ = refused.answer.send(Written::Duplicate(Box::new(existing)));
             renumber(waiting, &conversation, refused.message.seq);
@@ -226,7 +267,10 @@ async fn step_over_taken(store: &Store, waiting: &mut Vec<Pending>, steps: usize
         Ok(None) => {
             // Another message holds this number, and the conversation's
             // summary may lag behind it: step one past whichever is higher.
-            match store.conversation(&conversation).await {
+            match writer
+                .within(writer.store.conversation(&conversation))
+                .await
+            {
                 Ok(found) => {
                     let latest = found.map_or(0, |c| c.last_seq);
                     let from = (refused.message.seq + 1).max(latest + 1);
@@ -275,7 +319,7 @@ fn fail_conversation(
 
 /// Moves each conversation's summary to its newest stored message and marks
 /// it read for the senders, then answers the senders.
-async fn finish(store: &Store, stored: Vec<Pending>) {
+async fn finish(writer: &Writer, stored: Vec<Pending>) {
     if stored.is_empty() {
         return;
     }
@@ -301,20 +345,17 @@ async fn finish(store: &Store, stored: Vec<Pending>) {
         .map(|((conversation, user), seq)| (conversation, user, seq))
         .collect();
     let (recorded, marked) = tokio::join!(
-        store.record_last_messages(&previews),
-        store.mark_reads(&marks)
+        writer.within(writer.store.record_last_messages(&previews)),
+        writer.within(writer.store.mark_reads(&marks))
     );
-    let failure = recorded.and(marked).err().map(|err| err.to_string());
+    let failure = recorded.and(marked).err().map(Arc::new);
     for Pending {
         message, answer, ..
     } in stored
     {
         let written = match &failure {
             None => Written::Stored(message),
-            Some(err) => Written::StoredUnfinished(
-                message,
-                StoreError::Mongo(mongodb::error::Error::custom(err.clone())),
-            ),
+            Some(err) => Written::StoredUnfinished(message, err.clone()),
         };
         let _ = answer.send(written);
     }

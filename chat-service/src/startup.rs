@@ -55,7 +55,7 @@ pub async fn run_until_stopped(
     let known = Known::new(bus.clone());
     tokio::spawn(known.clone().hear_changes(shutdown.clone()));
     let service = Arc::new(ChatService {
-        messages: MessageLog::start(store.clone()),
+        messages: MessageLog::start(store.clone(), settings.mongodb.operation_timeout()),
         known,
         store,
         bus: bus.clone(),

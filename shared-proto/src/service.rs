@@ -77,6 +77,7 @@ impl StreamSpec {
             },
             max_held: bus.max_held,
             drain_timeout: self.drain_timeout,
+            handle_timeout: Duration::from_millis(bus.handle_timeout_ms.max(1)),
             max_deliveries: bus.max_deliveries.max(1),
             dead_letters: self.dead_letters.clone(),
             adopt_at_start: false,

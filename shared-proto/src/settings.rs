@@ -80,6 +80,10 @@ pub struct MongoSettings {
     /// May carry credentials, hence a secret.
     pub uri: Secret,
     pub database: String,
+    /// How long one write of chat-service's message log may take before it
+    /// is abandoned (the messages in it are handled again): the driver has
+    /// no time limit of its own on a command the server never answers.
+    pub operation_timeout_ms: u64,
 }
 
 impl Default for MongoSettings {
@@ -87,7 +91,14 @@ impl Default for MongoSettings {
         MongoSettings {
             uri: Secret::new("mongodb://127.0.0.1:27017"),
             database: "switchyard".into(),
+            operation_timeout_ms: 10_000,
         }
+    }
+}
+
+impl MongoSettings {
+    pub fn operation_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.operation_timeout_ms.max(1))
     }
 }
 
@@ -154,6 +165,12 @@ pub struct BusSettings {
     /// How long a replica's hold on a partition lasts unless renewed: how
     /// soon the others take over the partitions of a replica that died.
     pub partition_lease_ms: u64,
+    /// How long handling one action may take before it is abandoned, as if
+    /// its replica had died: a change is handled again on its next
+    /// delivery, a read whose requester stopped waiting is dropped. A
+    /// database that stops answering would otherwise hold every handling
+    /// slot for ever.
+    pub handle_timeout_ms: u64,
 }
 
 impl Default for BusSettings {
@@ -170,6 +187,7 @@ impl Default for BusSettings {
             history_max_events: 1000,
             chat_partitions: 16,
             partition_lease_ms: 5000,
+            handle_timeout_ms: 30_000,
         }
     }
 }

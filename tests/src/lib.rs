@@ -30,6 +30,7 @@
 //! - [`stored`]: what the services wrote to the database.
 //! - [`received`]: the kept events a client had, live and through `SYNC`.
 //! - [`files`]: attachments over HTTP, and the pictures tests send.
+//! - [`stalling_database`]: a relay that makes the database stop answering.
 
 pub mod chat;
 pub mod client;
@@ -40,6 +41,7 @@ pub mod mail;
 pub mod received;
 pub mod services;
 pub mod stack;
+pub mod stalling_database;
 pub mod stored;
 
 pub use switchyard_launcher::{locate, ports, process};

@@ -40,6 +40,8 @@ pub struct StackBuilder {
     chat: usize,
     mailer: usize,
     overrides: Overrides,
+    /// FerretDB's port, when the test must know it before the stack starts.
+    ferretdb_port: Option<u16>,
 }
 
 impl Default for StackBuilder {
@@ -50,6 +52,7 @@ impl Default for StackBuilder {
             chat: 0,
             mailer: 1,
             overrides: Overrides::default(),
+            ferretdb_port: None,
         }
     }
 }
@@ -123,6 +126,14 @@ impl StackBuilder {
         self
     }
 
+    /// Runs FerretDB on `port` instead of a free port picked at start, so
+    /// that something in front of it (see `crate::stalling_database`) can be
+    /// set up first.
+    pub fn ferretdb_port(mut self, port: u16) -> Self {
+        self.ferretdb_port = Some(port);
+        self
+    }
+
     /// Sets an environment variable for one binary (`gateway`,
     /// `auth-service`, `chat-service` or `mailer`), over everything else.
     pub fn service_env(
@@ -155,7 +166,7 @@ impl StackBuilder {
         let logs = dir.subdir("logs");
 
         let redis_port = free_port();
-        let mongo_port = free_port();
+        let mongo_port = self.ferretdb_port.unwrap_or_else(free_port);
         let smtp_port = free_port();
         let web_port = free_port();
 

@@ -59,6 +59,8 @@ pub enum Reason {
     Panicked(String),
     /// It was delivered more often than allowed without being finished.
     NeverFinished,
+    /// Its last handling ran past the handle timeout and was abandoned.
+    TimedOut(std::time::Duration),
 }
 
 impl Reason {
@@ -87,6 +89,11 @@ impl std::fmt::Display for Reason {
             Reason::NeverFinished => {
                 f.write_str("delivered more often than allowed without being finished")
             }
+            Reason::TimedOut(limit) => write!(
+                f,
+                "its handling took longer than {} ms on its last delivery",
+                limit.as_millis()
+            ),
         }
     }
 }

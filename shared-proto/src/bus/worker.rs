@@ -65,6 +65,11 @@ pub struct WorkerConfig {
     pub max_held: usize,
     /// How long to wait, once stopping, for entries already being handled.
     pub drain_timeout: Duration,
+    /// How long one handling may take. Past it the handling is abandoned
+    /// as if this replica had died while handling it: an entry with a
+    /// deadline (nobody waits for it any more) is acknowledged, any other
+    /// is left pending and handled again on its next delivery.
+    pub handle_timeout: Duration,
     /// Deliveries an entry gets before it is given up on (at least 1).
     pub max_deliveries: u64,
     /// Where entries given up on go.
@@ -475,16 +480,38 @@ where
             return self.shed(&id).await;
         }
         // Run the handler as its own task so that a panic in it is caught
-        // here instead of taking the worker down.
+        // here instead of taking the worker down, and so that a handling
+        // stuck on something that never answers can be abandoned.
         let handler = self.handler.clone();
         let handled = delivery.clone();
-        let handling = async move { handler.handle(parsed, handled).await };
-        let (disposition, failure) = match tokio::spawn(handling).await {
-            Ok(disposition) => (disposition, Reason::Failed),
-            Err(panic) => {
+        let handling = tokio::spawn(async move { handler.handle(parsed, handled).await });
+        let abandon = handling.abort_handle();
+        let limit = self.handling_limit(admission.shed_at_ms);
+        let (disposition, failure) = match tokio::time::timeout(limit, handling).await {
+            Ok(Ok(disposition)) => (disposition, Reason::Failed),
+            Ok(Err(panic)) => {
                 let reason = Reason::panicked(panic);
                 error!(%reason, deliveries = delivery.deliveries, "handler failed");
                 (Disposition::Retry, reason)
+            }
+            Err(_elapsed) => {
+                abandon.abort();
+                drop((key_slot, permit));
+                metrics::counter!("switchyard_bus_handlings_abandoned_total", "stream" => self.config.stream.clone())
+                    .increment(1);
+                if admission.shed_at_ms.is_some() {
+                    return self.shed(&id).await;
+                }
+                warn!(
+                    entry = %id,
+                    stream = %self.config.stream,
+                    limit_ms = limit.as_millis() as u64,
+                    deliveries = delivery.deliveries,
+                    "handling took too long and was abandoned; the entry will be handled again",
+                );
+                self.conclude_abandoned(&delivery, body.as_deref(), limit)
+                    .await;
+                return;
             }
         };
         drop(permit);
@@ -495,6 +522,29 @@ where
             return self.give_up(&delivery, body.as_deref(), &failure).await;
         }
         self.conclude(&id, disposition).await;
+    }
+
+    /// How long a handling may run: the handle timeout, or less when its
+    /// requester stops waiting sooner.
+    fn handling_limit(&self, shed_at_ms: Option<i64>) -> Duration {
+        let limit = self.config.handle_timeout;
+        match shed_at_ms {
+            Some(at) => {
+                let left = u64::try_from(at - crate::now_ms()).unwrap_or(0);
+                limit.min(Duration::from_millis(left))
+            }
+            None => limit,
+        }
+    }
+
+    /// A change whose handling was abandoned: left pending, to be handled
+    /// again, unless that was its last delivery.
+    async fn conclude_abandoned(&self, delivery: &Delivery, body: Option<&str>, limit: Duration) {
+        let max = self.config.max_deliveries;
+        if dead_letters::after_failure(delivery.deliveries, max) == Verdict::GiveUp {
+            return self.give_up(delivery, body, &Reason::TimedOut(limit)).await;
+        }
+        self.conclude(&delivery.entry_id, Disposition::Retry).await;
     }
 
     /// Moves an entry to the dead-letter stream, after publishing what its
