@@ -38,7 +38,6 @@ pub mod known;
 pub mod message_log;
 pub mod messages;
 pub mod moderation;
-pub mod one_at_a_time;
 pub mod partitions;
 pub mod people;
 pub mod presence;

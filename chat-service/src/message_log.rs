@@ -7,6 +7,12 @@
 //! 2. then, at the same time, one `update` moving each conversation's last
 //!    message forward and one marking each conversation read for its senders.
 //!
+//! It is also the one writer of conversations' summaries and senders' read
+//! marks for messages: a message found stored by a handling that died
+//! before moving them ([`MessageLog::finish_stored`]) has them written with
+//! the next batch, so that no two writers of one summary race on a database
+//! that applies `$max` as a read and then a write (FerretDB 1.x).
+//!
 //! A message is answered only after its batch is written. A batch is what
 //! queued while the previous one was written, so at a low rate a message
 //! goes alone and waits for nobody, and under load batches grow by
@@ -72,6 +78,10 @@ struct Pending {
     /// order, so that a sender's messages sent together keep their order.
     entry: EntryOrder,
     message: Message,
+    /// Stored already, by a handling that died before moving its
+    /// conversation's summary and the sender's read mark: only those are
+    /// owed, and written with the batch's, by this one writer.
+    stored: bool,
     /// The conversation's last `seq` as the sender's handling read it; the
     /// writer's own memory is newer when it has one.
     known_last_seq: i64,
@@ -91,10 +101,36 @@ impl MessageLog {
 
     /// Stores `message` under its conversation's next number.
     pub async fn write(&self, entry_id: &str, message: Message, known_last_seq: i64) -> Written {
+        self.hand_over(entry_id, message, known_last_seq, false)
+            .await
+    }
+
+    /// Moves the conversation's summary and the sender's read mark to
+    /// `message`, stored before by a handling that died before doing so.
+    pub async fn finish_stored(&self, entry_id: &str, message: Message) -> anyhow::Result<()> {
+        let seq = message.seq;
+        match self.hand_over(entry_id, message, seq, true).await {
+            Written::Stored(_) => Ok(()),
+            Written::StoredUnfinished(_, err) => Err(err.into()),
+            Written::Failed(err) | Written::Uncertain(err) => Err(err),
+            Written::Duplicate(_) | Written::Contended => {
+                Err(anyhow::anyhow!("a stored message was numbered again"))
+            }
+        }
+    }
+
+    async fn hand_over(
+        &self,
+        entry_id: &str,
+        message: Message,
+        known_last_seq: i64,
+        stored: bool,
+    ) -> Written {
         let (answer, answered) = oneshot::channel();
         let pending = Pending {
             entry: EntryOrder::of(entry_id),
             message,
+            stored,
             known_last_seq,
             answer,
         };
@@ -172,8 +208,9 @@ impl LastSeqs {
 }
 
 async fn write_batch(writer: &Writer, last_seqs: &mut LastSeqs, batch: Vec<Pending>) {
-    let mut waiting = number(batch, last_seqs);
-    let mut stored: Vec<Pending> = Vec::with_capacity(waiting.len());
+    let (mut stored, fresh): (Vec<Pending>, Vec<Pending>) =
+        batch.into_iter().partition(|pending| pending.stored);
+    let mut waiting = number(fresh, last_seqs);
     let mut steps = 0;
     while !waiting.is_empty() {
         let messages: Vec<&Message> = waiting.iter().map(|p| &p.message).collect();
@@ -381,6 +418,7 @@ mod tests {
         let (answer, _) = oneshot::channel();
         Pending {
             entry: EntryOrder::default(),
+            stored: false,
             message: Message {
                 key: format!("k-{conversation}-{known_last_seq}"),
                 id: MessageId::new("m"),

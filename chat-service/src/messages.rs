@@ -21,7 +21,7 @@ use crate::attachments::{self, AttachRules, Reader};
 use crate::conversations::{direct_conversation_id, group_conversation, group_conversation_id};
 use crate::input::{bad_request, client_msg_id, id, message_text};
 use crate::known::Change;
-use crate::message_log::{self, Written};
+use crate::message_log::Written;
 use crate::replies;
 use crate::service::{Call, ChatService, unavailable};
 use crate::store::{Conversation, Message};
@@ -175,9 +175,11 @@ async fn resent(
 ) -> Result<Outcome, ActionError> {
     let owes_events = owes_events(call.delivery.reclaimed, &call.request.action_id, &existing);
     if owes_events {
-        finish_stored(service, &existing)
+        service
+            .messages
+            .finish_stored(&call.delivery.entry_id, existing.clone())
             .await
-            .map_err(|err| ActionError::Retry(err.into()))?;
+            .map_err(ActionError::Retry)?;
     }
     let conversation = service
         .store
@@ -270,29 +272,6 @@ async fn open_conversation(
         conversation.temporary = temporary;
     }
     Ok(conversation)
-}
-
-/// Moves the conversation's last message forward and marks it read for its
-/// sender. Both are idempotent, so a redelivery may run them again.
-async fn finish_stored(
-    service: &ChatService,
-    message: &Message,
-) -> Result<(), crate::store::StoreError> {
-    let preview = message_log::preview(message);
-    let _turn = service
-        .summaries
-        .turn(message.conversation_id.as_str())
-        .await;
-    // Two documents, independent of each other: written at the same time.
-    let (recorded, marked) = tokio::join!(
-        service
-            .store
-            .record_last_message(&message.conversation_id, &preview),
-        service
-            .store
-            .mark_read(&message.conversation_id, &message.sender_id, message.seq),
-    );
-    recorded.and(marked)
 }
 
 /// Checks that the sender may write to the recipient, and how.

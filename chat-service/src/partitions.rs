@@ -48,13 +48,20 @@ pub struct Plan {
     pub base: WorkerConfig,
 }
 
+/// Renews each lease of KEYS still held by ARGV[1]: one round trip for all
+/// of a replica's partitions. Answers 1 or 0 per key, in order.
 static RENEW: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(
         r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local renewed = {}
+for i, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then
+    renewed[i] = redis.call('PEXPIRE', key, ARGV[2])
+  else
+    renewed[i] = 0
+  end
 end
-return 0
+return renewed
 ",
     )
 });
@@ -180,25 +187,41 @@ impl Plan {
 /// Renews every lease held; stops reading a partition whose lease is gone,
 /// or could not be renewed before it lapsed.
 async fn renew(bus: &Bus, plan: &Plan, held: &mut BTreeMap<u32, Held>, now: Instant) {
+    if held.is_empty() {
+        return;
+    }
+    let partitions: Vec<u32> = held.keys().copied().collect();
+    let mut invocation = RENEW.prepare_invoke();
+    for &partition in &partitions {
+        invocation.key(plan.lease_key(bus, partition));
+    }
+    invocation.arg(&plan.replica).arg(plan.lease_ms());
+    let mut connection = bus.connection();
+    let renewed =
+        shared_proto::bus::bounded(invocation.invoke_async::<Vec<i64>>(&mut connection)).await;
     let mut lost = Vec::new();
-    for (&partition, hold) in held.iter_mut() {
-        let mut connection = bus.connection();
-        let mut invocation = RENEW.prepare_invoke();
-        invocation
-            .key(plan.lease_key(bus, partition))
-            .arg(&plan.replica)
-            .arg(plan.lease_ms());
-        match shared_proto::bus::bounded(invocation.invoke_async::<i64>(&mut connection)).await {
-            Ok(1) => {
-                hold.renewed_at = now;
-                hold.fence.extend_to(plan.fenced_from(now));
+    match renewed {
+        Ok(renewed) => {
+            for (partition, renewed) in partitions
+                .iter()
+                .zip(renewed.into_iter().chain(std::iter::repeat(0)))
+            {
+                match held.get_mut(partition) {
+                    Some(hold) if renewed == 1 => {
+                        hold.renewed_at = now;
+                        hold.fence.extend_to(plan.fenced_from(now));
+                    }
+                    _ => lost.push(*partition),
+                }
             }
-            Ok(_) => lost.push(partition),
-            // Still ours until the lease would lapse; no longer after.
-            Err(_) if hold.renewed_at.elapsed() < plan.lease => {}
-            Err(err) => {
-                warn!(partition, error = %err, "cannot renew a partition's lease in time");
-                lost.push(partition);
+        }
+        Err(err) => {
+            // Each is still ours until its lease would lapse; no longer after.
+            for (&partition, hold) in held.iter() {
+                if hold.renewed_at.elapsed() >= plan.lease {
+                    warn!(partition, error = %err, "cannot renew a partition's lease in time");
+                    lost.push(partition);
+                }
             }
         }
     }

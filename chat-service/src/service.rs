@@ -10,7 +10,6 @@ use crate::events::Events;
 use crate::files::signing::UrlSigner;
 use crate::known::Known;
 use crate::message_log::MessageLog;
-use crate::one_at_a_time::OneAtATime;
 use crate::settings::{ChatSettings, FilesSettings};
 use crate::store::{Store, StoreError};
 
@@ -25,8 +24,6 @@ pub struct ChatService {
     pub files: FilesSettings,
     /// Signs the URLs of attachments in messages.
     pub signer: UrlSigner,
-    /// Turns at updating a conversation's summary.
-    pub summaries: OneAtATime,
     /// The writer of messages.
     pub messages: MessageLog,
     /// Friends, members and conversations, remembered for SEND_MESSAGE.

@@ -63,7 +63,6 @@ pub async fn run_until_stopped(
         settings: settings.chat.clone(),
         files: settings.files.clone(),
         signer,
-        summaries: Default::default(),
     });
     let count =
         shared_proto::shutdown::retry_until_ok(&shutdown, "agree on the partitions", || {

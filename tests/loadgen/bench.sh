@@ -55,7 +55,7 @@ CAPACITY_P99_MS="${BENCH_CAPACITY_P99_MS:-100}"
 ACCOUNTS="${BENCH_ACCOUNTS:-100}"              # sign-up storm (this product only)
 SOURCE_IPS="${BENCH_SOURCE_IPS:-127.0.0.1-127.0.0.20}"
 # centrifugo-history is Centrifugo keeping each channel's messages (history_size, history_ttl), as
-# Switchyard stores every message; it runs the capacity scenario only.
+# Switchyard stores every message; it runs every scenario but the idle connections.
 SYSTEMS="${BENCH_SYSTEMS:-switchyard centrifugo centrifugo-history bare}"   # a subset re-measures some systems only
 SCENARIOS="${BENCH_SCENARIOS:-idle fanout direct accounts capacity}"
 OUT_DOC="${BENCH_DOC:-$ROOT/docs/benchmarks.md}"
@@ -436,7 +436,8 @@ run_system() {
 	wanted "$system" "$SYSTEMS" || return 0
 	log "== $system"
 	for ((run = 1; run <= RUNS; run++)); do
-		# Centrifugo with history differs from Centrifugo only where messages are kept.
+		# Centrifugo with history differs from Centrifugo only where messages are kept: it runs
+		# everything but the idle connections.
 		if [[ $system != centrifugo-history ]] && wanted idle "$SCENARIOS"; then
 			log "$system: idle $IDLE_SMALL, run $run"
 			idle_run "$system" "$IDLE_SMALL" 1 "$run"
@@ -445,11 +446,11 @@ run_system() {
 				idle_run "$system" "$IDLE_LARGE" "$NODES_LARGE" "$run"
 			fi
 		fi
-		if [[ $system != centrifugo-history ]] && wanted fanout "$SCENARIOS"; then
+		if wanted fanout "$SCENARIOS"; then
 			log "$system: fanout, run $run"
 			traffic_run "$system" fanout "$run"
 		fi
-		if [[ $system != centrifugo-history ]] && wanted direct "$SCENARIOS"; then
+		if wanted direct "$SCENARIOS"; then
 			log "$system: direct, run $run"
 			traffic_run "$system" direct "$run"
 		fi

@@ -28,8 +28,8 @@ impl Store {
         Ok(self.messages.find_one(doc! {"_id": key}).await?)
     }
 
-    /// [`Store::record_last_message`] for several conversations, in one
-    /// round trip.
+    /// Moves each conversation's last message forward (never back: `$max`
+    /// on the preview compares its first field, `seq`), in one round trip.
     pub async fn record_last_messages(
         &self,
         previews: &[(&ConversationId, MessagePreview)],

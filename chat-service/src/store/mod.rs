@@ -355,23 +355,6 @@ impl Store {
             .await?)
     }
 
-    /// Moves the conversation's last message forward (never back): `$max`
-    /// on the preview compares its first field, `seq`.
-    pub async fn record_last_message(
-        &self,
-        conversation_id: &ConversationId,
-        preview: &MessagePreview,
-    ) -> Result<(), StoreError> {
-        let preview_doc = mongodb::bson::to_document(preview)?;
-        self.conversations
-            .update_one(
-                doc! {"_id": conversation_id.as_str()},
-                doc! {"$max": {"last_seq": preview.seq, "last_message": preview_doc, "updated_at_ms": preview.sent_at_ms}},
-            )
-            .await?;
-        Ok(())
-    }
-
     /// A page of history: messages before `before_seq`, newest first.
     pub async fn history(
         &self,

@@ -63,9 +63,23 @@ pub struct Stamp {
 /// Set in the id of the probes that check the wiring before measuring.
 pub const PROBE_BIT: u64 = 1 << 62;
 
+/// This process's tag in its markers: a server still delivering what an
+/// earlier run sent (late, after an overload) reaches the same users, and
+/// those messages are not this run's.
+fn run_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("{:x}", nanos ^ std::process::id().rotate_left(16))
+    })
+}
+
 impl Stamp {
     pub fn marker(&self) -> String {
-        format!("#LG{}.{}.{}#", self.id, self.from, self.at_us)
+        format!("#LG{}:{}.{}.{}#", run_tag(), self.id, self.from, self.at_us)
     }
 
     pub fn is_probe(&self) -> bool {
@@ -73,12 +87,14 @@ impl Stamp {
     }
 }
 
-/// Calls `found` for every marker in `text`; returns how many there were.
+/// Calls `found` for every marker of this process in `text` (those of
+/// another run are passed over); returns how many there were.
 pub fn scan_markers(text: &str, mut found: impl FnMut(Stamp)) -> usize {
     let mut count = 0;
     let mut rest = text;
-    while let Some(start) = rest.find("#LG") {
-        rest = &rest[start + 3..];
+    let ours = format!("#LG{}:", run_tag());
+    while let Some(start) = rest.find(ours.as_str()) {
+        rest = &rest[start + ours.len()..];
         let Some(end) = rest.find('#') else { break };
         let mut parts = rest[..end].splitn(3, '.');
         let parsed = (|| {
@@ -252,5 +268,12 @@ mod tests {
             0
         );
         assert_eq!(scan_markers("#LGx.1.2# #LG", |_| {}), 0);
+    }
+
+    #[test]
+    fn another_runs_markers_are_not_this_runs() {
+        // A message an earlier run sent, delivered late to the same users.
+        let earlier = "{\"text\":\"#LGearlier:7.3.123456#\"}";
+        assert_eq!(scan_markers(earlier, |_| {}), 0);
     }
 }
