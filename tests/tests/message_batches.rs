@@ -3,6 +3,9 @@
 //! conversation) is remembered, and messages are written in batches. The
 //! numbers in each conversation stay gapless and ordered, every message
 //! reaches its recipient, and a change (a friendship ended) holds at once.
+//! A batch that touches a hundred conversations is written too: FerretDB
+//! holds a connection per statement of an update command, so the message
+//! log sends them in small commands.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -230,5 +233,61 @@ async fn a_change_handled_by_one_replica_holds_on_the_other_at_once() {
             .send_to_user(&bob.user_id, "hello?", &format!("stranger-{n}"))
             .await;
         assert_refused(&to_bob, "FORBIDDEN");
+    }
+}
+
+/// Groups one user writes to at once: a batch then touches more
+/// conversations than FerretDB has connections for its statements.
+const GROUPS: usize = 120;
+const ROUNDS: i64 = 2;
+
+#[tokio::test]
+async fn a_batch_across_many_conversations_is_written() {
+    let mut stack = Stack::builder().chat(true).generous_limits().start().await;
+    let mut ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
+    let mut groups = Vec::with_capacity(GROUPS);
+    for n in 0..GROUPS {
+        groups.push(ana.client.create_group(&format!("Group {n}")).await);
+    }
+
+    // Two messages to each group, a round at a time: each round sent at
+    // once and taken up by chat-service together (it is paused while they
+    // arrive). The second round's read marks exist already, which is what
+    // makes a statement hold a connection on FerretDB.
+    for round in 1..=ROUNDS {
+        let messages = groups
+            .iter()
+            .enumerate()
+            .map(|(n, group)| {
+                json!({
+                    "action": "SEND_MESSAGE",
+                    "to": {"groupId": group},
+                    "text": format!("round {round} to group {n}"),
+                    "clientMsgId": format!("m-{round}-{n}"),
+                })
+            })
+            .collect();
+        stack.pause_service(CHAT, 0);
+        let (replies, ()) = tokio::join!(
+            ana.client.request_all(messages, Duration::from_secs(60)),
+            async {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                stack.resume_service(CHAT, 0);
+            }
+        );
+        for reply in &replies {
+            assert_status(reply, "MESSAGE_SENT");
+        }
+    }
+
+    // Every group's summary moved to its message, and each is read by Ana,
+    // who sent it.
+    let conversations = ana.client.conversations().await;
+    assert_eq!(conversations.len(), GROUPS);
+    for conversation in &conversations {
+        assert_eq!(conversation["lastSeq"], ROUNDS, "{conversation}");
+        assert_eq!(conversation["unread"], 0, "{conversation}");
+        let text = conversation["lastMessage"]["text"].as_str().unwrap_or("");
+        assert!(text.starts_with("round 2 to group "), "{conversation}");
     }
 }

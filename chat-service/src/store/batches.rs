@@ -8,6 +8,14 @@ use shared_proto::store::DUPLICATE_KEY;
 
 use super::{Message, MessagePreview, Store, StoreError, is_duplicate_key};
 
+/// The most statements sent in one `update` command. MongoDB takes up to
+/// 100,000; FerretDB 1.24 holds one of its 100 SQLite connections for each
+/// statement until the whole command ends, so two commands of 50 statements
+/// at once left it waiting for a connection none of them would give back,
+/// for ever. 16 statements keep a batch's two updates under 40 connections
+/// whatever the batch, and cost MongoDB one command per 16 conversations.
+const STATEMENTS_PER_UPDATE: usize = 16;
+
 impl Store {
     /// Inserts messages in their order, one round trip, stopping at the
     /// first refused (see [`StoppedInsert`]).
@@ -88,29 +96,36 @@ impl Store {
         Ok(())
     }
 
-    /// Runs `update` statements on `collection` in one command, unordered,
-    /// and returns the statements' write errors.
+    /// Runs `update` statements on `collection`, unordered, at most
+    /// [`STATEMENTS_PER_UPDATE`] to a command, one command after the other,
+    /// and returns the statements' write errors (`index` counting from the
+    /// first statement of all).
     async fn update_many_statements(
         &self,
         collection: &str,
         updates: Vec<Document>,
     ) -> Result<Vec<Document>, StoreError> {
-        if updates.is_empty() {
-            return Ok(Vec::new());
-        }
-        let reply = self
-            .database
-            .run_command(doc! {"update": collection, "updates": updates, "ordered": false})
-            .await?;
-        Ok(reply
-            .get_array("writeErrors")
-            .map(|errors| {
+        let mut failed = Vec::new();
+        let mut first = 0;
+        for part in updates.chunks(STATEMENTS_PER_UPDATE) {
+            let reply = self
+                .database
+                .run_command(doc! {"update": collection, "updates": part, "ordered": false})
+                .await?;
+            let errors = reply.get_array("writeErrors").map(|errors| {
                 errors
                     .iter()
                     .filter_map(|e| e.as_document().cloned())
-                    .collect()
-            })
-            .unwrap_or_default())
+                    .map(|mut error| {
+                        let index = error.get_i32("index").unwrap_or_default();
+                        error.insert("index", index.saturating_add(first));
+                        error
+                    })
+            });
+            failed.extend(errors.into_iter().flatten());
+            first = first.saturating_add(i32::try_from(part.len()).unwrap_or(i32::MAX));
+        }
+        Ok(failed)
     }
 }
 
