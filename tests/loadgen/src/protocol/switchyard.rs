@@ -51,6 +51,8 @@ const MESSAGE_REQUEST: &str = "m";
 const MAIL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Tries of a set-up request the gateway refused with RATE_LIMITED.
 const RATE_LIMITED_TRIES: usize = 50;
+/// The least a set-up request waits after a refusal, in milliseconds.
+const MIN_SET_UP_RETRY_MS: u64 = 1000;
 /// Set-up requests (friendships, groups) in flight at once.
 const WIRING_CONCURRENCY: usize = 32;
 
@@ -128,7 +130,14 @@ impl Switchyard {
                 return Ok(reply);
             }
             let backoff = 100 * (attempt as u64 + 1).min(10);
-            let wait = reply["retryAfterMs"].as_u64().unwrap_or(backoff);
+            // Never sooner than a second: retrying the moment a token is due
+            // races this connection's other set-up requests for it, and a
+            // connection whose frames are mostly refused is disconnected as a
+            // flood (gateway/src/rate_limit.rs).
+            let wait = reply["retryAfterMs"]
+                .as_u64()
+                .unwrap_or(backoff)
+                .max(MIN_SET_UP_RETRY_MS);
             tokio::time::sleep(Duration::from_millis(wait)).await;
         }
         Err(Failure::new(
