@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hdrhistogram::Histogram;
+use serde::Serialize;
 
 use crate::metrics::{Percentiles, percentiles};
 
@@ -71,7 +72,7 @@ pub struct Ledger {
 }
 
 /// Totals over a range of messages, once they have settled.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Tally {
     /// Messages written to their sockets.
     pub sent: u64,
@@ -89,7 +90,11 @@ pub struct Tally {
     pub delivered: u64,
     /// Acknowledged messages some recipient never received.
     pub lost_acked: u64,
+    /// From when a message was due to each receipt.
+    #[serde(rename = "delivery_us")]
     pub delivery: Option<Percentiles>,
+    /// From writing a message to its `BUSY` reply.
+    #[serde(rename = "refusal_us")]
     pub refusal: Option<Percentiles>,
 }
 

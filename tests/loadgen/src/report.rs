@@ -62,26 +62,11 @@ pub struct Step {
     /// Messages/s offered.
     pub rate: f64,
     pub secs: f64,
-    /// Messages due in the step, and those written to their sockets.
+    /// Messages due in the step.
     pub scheduled: u64,
-    pub sent: u64,
-    pub acked: u64,
-    /// Refused with `BUSY` and never acknowledged.
-    pub busy: u64,
-    /// Answered `TIMEOUT` (some may have been acknowledged later).
-    pub timeouts: u64,
-    /// Refused otherwise.
-    pub refused: u64,
-    /// Without any answer after the drain.
-    pub unanswered: u64,
-    /// Receipts due (messages not refused, times their recipients), and received.
-    pub expected: u64,
-    pub delivered: u64,
-    /// Acknowledged messages some recipient never received.
-    pub lost_acked: u64,
-    pub delivery_us: Option<Percentiles>,
-    /// From writing a message to its `BUSY` reply.
-    pub refusal_us: Option<Percentiles>,
+    /// What became of the step's messages.
+    #[serde(flatten)]
+    pub tally: crate::ledger::Tally,
     /// Errors the run recorded while the step lasted (BUSY is not one).
     pub errors: u64,
     pub server_cpu_secs: f64,
@@ -334,19 +319,19 @@ impl Capacity {
                 out,
                 "| {name} | {:.1} | {} | {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {:.2} | {} |",
                 s.rate,
-                s.sent,
-                s.acked,
-                s.busy,
-                s.timeouts,
-                s.refused,
-                s.unanswered,
-                s.delivered,
-                s.expected,
-                s.lost_acked,
-                ms(&s.delivery_us, |p| p.p50),
-                ms(&s.delivery_us, |p| p.p99),
-                ms(&s.delivery_us, |p| p.max),
-                ms(&s.refusal_us, |p| p.p99),
+                s.tally.sent,
+                s.tally.acked,
+                s.tally.busy,
+                s.tally.timeouts,
+                s.tally.refused,
+                s.tally.unanswered,
+                s.tally.delivered,
+                s.tally.expected,
+                s.tally.lost_acked,
+                ms(&s.tally.delivery, |p| p.p50),
+                ms(&s.tally.delivery, |p| p.p99),
+                ms(&s.tally.delivery, |p| p.max),
+                ms(&s.tally.refusal, |p| p.p99),
                 s.errors,
                 s.server_cpu_secs,
                 if s.held { "yes" } else { "no" }

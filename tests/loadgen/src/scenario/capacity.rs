@@ -216,17 +216,7 @@ fn step(
         rate,
         secs: length.as_secs_f64(),
         scheduled: messages,
-        sent: tally.sent,
-        acked: tally.acked,
-        busy: tally.busy,
-        timeouts: tally.timeouts,
-        refused: tally.refused,
-        unanswered: tally.unanswered,
-        expected: tally.expected,
-        delivered: tally.delivered,
-        lost_acked: tally.lost_acked,
-        delivery_us: tally.delivery,
-        refusal_us: tally.refusal,
+        tally,
         errors,
         server_cpu_secs: cpu.servers,
         watched_cpu_secs: cpu.watched,
@@ -239,32 +229,32 @@ fn step(
 fn judge(step: &Step, limit: Duration) -> Result<(), String> {
     let limit_us = u64::try_from(limit.as_micros()).unwrap_or(u64::MAX);
     let mut why = Vec::new();
-    if step.sent < step.scheduled {
+    if step.tally.sent < step.scheduled {
         why.push(format!(
             "{} of {} messages written",
-            step.sent, step.scheduled
+            step.tally.sent, step.scheduled
         ));
     }
-    if step.busy > 0 {
-        why.push(format!("{} BUSY", step.busy));
+    if step.tally.busy > 0 {
+        why.push(format!("{} BUSY", step.tally.busy));
     }
-    if step.refused > 0 {
-        why.push(format!("{} refused", step.refused));
+    if step.tally.refused > 0 {
+        why.push(format!("{} refused", step.tally.refused));
     }
-    if step.unanswered > 0 {
-        why.push(format!("{} unanswered", step.unanswered));
+    if step.tally.unanswered > 0 {
+        why.push(format!("{} unanswered", step.tally.unanswered));
     }
-    if step.delivered < step.expected {
+    if step.tally.delivered < step.tally.expected {
         why.push(format!(
             "{} of {} receipts missing",
-            step.expected - step.delivered,
-            step.expected
+            step.tally.expected - step.tally.delivered,
+            step.tally.expected
         ));
     }
     if step.errors > 0 {
         why.push(format!("{} errors", step.errors));
     }
-    match &step.delivery_us {
+    match &step.tally.delivery {
         Some(p) if p.p99 > limit_us => why.push(format!(
             "p99 {:.1} ms over {:.0} ms",
             p.p99 as f64 / 1000.0,
@@ -356,10 +346,11 @@ pub async fn run<P: Protocol>(
         s.held = verdict.is_ok();
         eprintln!(
             "loadgen: {rate:.1} msg/s: p99 {} ms, BUSY {}, errors {}: {}",
-            s.delivery_us
+            s.tally
+                .delivery
                 .as_ref()
                 .map_or("-".to_owned(), |p| format!("{:.1}", p.p99 as f64 / 1000.0)),
-            s.busy,
+            s.tally.busy,
             s.errors,
             verdict.as_ref().map_or_else(|why| why.as_str(), |_| "held")
         );
@@ -430,10 +421,10 @@ pub async fn run<P: Protocol>(
                 },
             );
             // Back to normal: within the latency limit, every receipt there.
-            s.held = s.delivery_us.as_ref().is_some_and(|p| p.p99 <= limit_us)
-                && s.delivered >= s.expected
-                && s.unanswered == 0
-                && s.busy == 0;
+            s.held = s.tally.delivery.as_ref().is_some_and(|p| p.p99 <= limit_us)
+                && s.tally.delivered >= s.tally.expected
+                && s.tally.unanswered == 0
+                && s.tally.busy == 0;
             recovery.push(s);
         }
         // The first slice from which every later one is back to normal.
