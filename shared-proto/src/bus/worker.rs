@@ -379,12 +379,7 @@ where
             (key_slot, permit)
         };
         let slots = match admission.shed_at_ms {
-            Some(at) => {
-                let left = u64::try_from(at - crate::now_ms()).unwrap_or(0);
-                tokio::time::timeout(Duration::from_millis(left), waiting)
-                    .await
-                    .ok()
-            }
+            Some(at) => tokio::time::timeout(time_until(at), waiting).await.ok(),
             None => Some(waiting.await),
         };
         let Some((key_slot, Ok(permit))) = slots else {
@@ -411,10 +406,10 @@ where
             }
             Err(_elapsed) => {
                 abandon.abort();
-                drop((key_slot, permit));
                 metrics::counter!("switchyard_bus_handlings_abandoned_total", "stream" => self.config.stream.clone())
                     .increment(1);
                 if admission.shed_at_ms.is_some() {
+                    drop((key_slot, permit));
                     return self.shed(&id).await;
                 }
                 warn!(
@@ -424,9 +419,7 @@ where
                     deliveries = delivery.deliveries,
                     "handling took too long and was abandoned; the entry will be handled again",
                 );
-                self.conclude_abandoned(&delivery, body.as_deref(), limit)
-                    .await;
-                return;
+                (Disposition::Retry, Reason::TimedOut(limit))
             }
         };
         drop(permit);
@@ -444,22 +437,9 @@ where
     fn handling_limit(&self, shed_at_ms: Option<i64>) -> Duration {
         let limit = self.config.handle_timeout;
         match shed_at_ms {
-            Some(at) => {
-                let left = u64::try_from(at - crate::now_ms()).unwrap_or(0);
-                limit.min(Duration::from_millis(left))
-            }
+            Some(at) => limit.min(time_until(at)),
             None => limit,
         }
-    }
-
-    /// A change whose handling was abandoned: left pending, to be handled
-    /// again, unless that was its last delivery.
-    async fn conclude_abandoned(&self, delivery: &Delivery, body: Option<&str>, limit: Duration) {
-        let max = self.config.max_deliveries;
-        if dead_letters::after_failure(delivery.deliveries, max) == Verdict::GiveUp {
-            return self.give_up(delivery, body, &Reason::TimedOut(limit)).await;
-        }
-        self.conclude(&delivery.entry_id, Disposition::Retry).await;
     }
 
     /// Moves an entry to the dead-letter stream, after publishing what its
@@ -583,6 +563,11 @@ where
     fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
         lock(&self.in_flight)
     }
+}
+
+/// From now until `at_ms` (ms since the epoch); zero once it has passed.
+fn time_until(at_ms: i64) -> Duration {
+    Duration::from_millis(u64::try_from(at_ms - crate::now_ms()).unwrap_or(0))
 }
 
 fn lock<V>(mutex: &Mutex<V>) -> std::sync::MutexGuard<'_, V> {
