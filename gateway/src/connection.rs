@@ -335,6 +335,7 @@ async fn accept_frame(
             1 => settings.max_backlog,
             parts => (settings.max_backlog / parts).max(MIN_PARTITION_BACKLOG),
         },
+        max_wait: Duration::from_millis(settings.max_queue_wait_ms),
         busy_retry_after: settings.busy_retry(),
     };
     let admitted = context

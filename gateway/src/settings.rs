@@ -46,6 +46,11 @@ pub struct GatewaySettings {
     /// timeout. Each partition of the messages (`bus.chat_partitions`) may
     /// hold its part of it.
     pub max_backlog: u64,
+    /// How long the work already on a service's stream (or partition) may
+    /// take its replicas, at the pace they report, before new actions for
+    /// it are answered `BUSY`: past capacity the queue stays this short, so
+    /// latency is back to normal about this soon after the load drops.
+    pub max_queue_wait_ms: u64,
     /// The wait a `BUSY` answer suggests.
     pub busy_retry_ms: u64,
     /// Frames that may wait for one client once its socket's send buffer is
@@ -73,6 +78,7 @@ impl Default for GatewaySettings {
             user_limits: UserLimits::default(),
             max_connections_per_user: 20,
             max_backlog: 2_000,
+            max_queue_wait_ms: 1_000,
             busy_retry_ms: 1_000,
             outbox_frames: 256,
             drain_ms: 10_000,

@@ -166,6 +166,12 @@ impl Names {
         format!("{}:actions:{}:p{partition}", self.prefix, service.name())
     }
 
+    /// How fast the replicas reading `stream` get through it (see
+    /// `bus::pace`).
+    pub fn stream_pace(&self, stream: &str) -> String {
+        format!("{stream}:pace")
+    }
+
     /// Who reads a partition's stream now: one replica's lease.
     pub fn partition_lease(&self, service: Service, partition: u32) -> String {
         format!("{}:lease:{}:p{partition}", self.prefix, service.name())

@@ -1,12 +1,14 @@
 //! Past what chat-service can take, a message is refused at once with the
-//! retryable `BUSY` instead of queueing into a `TIMEOUT`; nothing that was
+//! retryable `BUSY` instead of queueing into a `TIMEOUT`: when its partition
+//! holds as many entries as it may, or entries that would take the service
+//! longer than the longest wait at the pace it reports. Nothing that was
 //! acknowledged is lost, and a message sent again with the same
 //! `clientMsgId` once the service catches up is stored once.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use switchyard_tests::chat::{ChatUser, EVENT_TIMEOUT, befriend, messages_of};
 use switchyard_tests::{CHAT, GATEWAY, Stack, status};
 use tokio::time::Instant;
@@ -26,6 +28,8 @@ async fn a_message_past_capacity_is_refused_busy_and_nothing_acknowledged_is_los
         .generous_limits()
         .env("SWITCHYARD__BUS__CHAT_PARTITIONS", PARTITIONS)
         .service_env(GATEWAY, "SWITCHYARD__GATEWAY__MAX_BACKLOG", MAX_BACKLOG)
+        // The bound in entries is what this test is about.
+        .service_env(GATEWAY, "SWITCHYARD__GATEWAY__MAX_QUEUE_WAIT_MS", "600000")
         .service_env(GATEWAY, "SWITCHYARD__GATEWAY__ACTION_TIMEOUT_MS", "2000")
         .start()
         .await;
@@ -36,17 +40,12 @@ async fn a_message_past_capacity_is_refused_busy_and_nothing_acknowledged_is_los
     // chat-service stalls: Ana's messages pile up on their partition until
     // it is full, and the rest are refused.
     stack.pause_service(CHAT, 0);
-    let message = |n: usize| {
-        json!({
-            "action": "SEND_MESSAGE",
-            "to": {"userId": bob.user_id},
-            "text": format!("message {n}"),
-            "clientMsgId": format!("m-{n}"),
-        })
-    };
     let replies = ana
         .client
-        .request_all((0..SENT).map(message).collect(), Duration::from_secs(30))
+        .request_all(
+            (0..SENT).map(|n| message(&bob, n)).collect(),
+            Duration::from_secs(30),
+        )
         .await;
     let statuses: Vec<&str> = replies.iter().map(status).collect();
     let busy = statuses.iter().filter(|s| **s == "BUSY").count();
@@ -66,14 +65,100 @@ async fn a_message_past_capacity_is_refused_busy_and_nothing_acknowledged_is_los
     // It catches up; Ana sends again whatever was not acknowledged, with the
     // same clientMsgId, until each is.
     stack.resume_service(CHAT, 0);
+    let acknowledged = send_until_acknowledged(&mut ana, &bob, 0..SENT).await;
+
+    assert_stored_once_and_delivered_once(&mut ana, &mut bob, &acknowledged).await;
+}
+
+/// One partition, with room for far more entries than are sent: only the
+/// time they would take can refuse them.
+#[tokio::test]
+async fn a_message_that_would_wait_longer_than_the_bound_is_refused_busy() {
+    const WARM_UP: usize = 30;
+    const BURST: usize = 70;
+    const MAX_WAIT_MS: f64 = 300.0;
+    let mut stack = Stack::builder()
+        .gateways(1)
+        .chat(true)
+        .generous_limits()
+        .env("SWITCHYARD__BUS__CHAT_PARTITIONS", "1")
+        .service_env(GATEWAY, "SWITCHYARD__GATEWAY__MAX_BACKLOG", "100000")
+        .service_env(GATEWAY, "SWITCHYARD__GATEWAY__MAX_QUEUE_WAIT_MS", "300")
+        .service_env(GATEWAY, "SWITCHYARD__GATEWAY__ACTION_TIMEOUT_MS", "2000")
+        .start()
+        .await;
+    let mut ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
+    let mut bob = ChatUser::sign_up(&stack, 0, "bob@example.com", "Bob").await;
+    befriend(&mut ana, &mut bob).await;
+
+    // Messages one after another: chat-service learns, and says, how fast
+    // it gets through the partition.
+    let warm_up = send_until_acknowledged(&mut ana, &bob, 0..WARM_UP).await;
+    let per_sec = published_pace(&stack).await;
+
+    // It stalls; a burst arrives. What fits in the longest wait at that pace
+    // is queued (and times out while it stalls), the rest refused at once.
+    stack.pause_service(CHAT, 0);
+    let burst = WARM_UP..WARM_UP + BURST;
+    let replies = ana
+        .client
+        .request_all(
+            burst.clone().map(|n| message(&bob, n)).collect(),
+            Duration::from_secs(30),
+        )
+        .await;
+    let statuses: Vec<&str> = replies.iter().map(status).collect();
+    let queued = statuses.iter().filter(|s| **s == "TIMEOUT").count();
+    let busy = statuses.iter().filter(|s| **s == "BUSY").count();
+    assert_eq!(queued + busy, BURST, "{statuses:?}");
+    // Refused once the entries already waiting would take longer than the
+    // bound, never below eight.
+    let fits = ((per_sec * MAX_WAIT_MS / 1000.0).floor() as usize + 1).max(8);
+    assert!(
+        fits < BURST,
+        "the measured pace ({per_sec}/s) is too high for this test's burst"
+    );
+    assert!(
+        queued.abs_diff(fits) <= 1,
+        "at {per_sec} entries/s, about {fits} fit in {MAX_WAIT_MS} ms; {queued} were queued: {statuses:?}"
+    );
+    for reply in replies.iter().filter(|r| status(r) == "BUSY") {
+        assert!(
+            reply["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0),
+            "{reply}"
+        );
+    }
+
+    stack.resume_service(CHAT, 0);
+    let mut acknowledged = send_until_acknowledged(&mut ana, &bob, burst).await;
+    acknowledged.extend(warm_up);
+    assert_stored_once_and_delivered_once(&mut ana, &mut bob, &acknowledged).await;
+}
+
+fn message(to: &ChatUser, n: usize) -> Value {
+    json!({
+        "action": "SEND_MESSAGE",
+        "to": {"userId": to.user_id},
+        "text": format!("message {n}"),
+        "clientMsgId": format!("m-{n}"),
+    })
+}
+
+/// Sends message `n` for each `n` again and again, with the same
+/// `clientMsgId`, until each is acknowledged; what each was numbered.
+async fn send_until_acknowledged(
+    ana: &mut ChatUser,
+    bob: &ChatUser,
+    numbers: std::ops::Range<usize>,
+) -> BTreeMap<String, i64> {
     let mut acknowledged: BTreeMap<String, i64> = BTreeMap::new();
     let deadline = Instant::now() + Duration::from_secs(30);
-    let mut waiting: Vec<usize> = (0..SENT).collect();
+    let mut waiting: Vec<usize> = numbers.collect();
     while !waiting.is_empty() {
         assert!(Instant::now() < deadline, "never acknowledged: {waiting:?}");
         let mut again = Vec::new();
         for n in waiting {
-            let reply = ana.client.request(message(n)).await;
+            let reply = ana.client.request(message(bob, n)).await;
             match status(&reply) {
                 "MESSAGE_SENT" => {
                     acknowledged
@@ -85,8 +170,51 @@ async fn a_message_past_capacity_is_refused_busy_and_nothing_acknowledged_is_los
         }
         waiting = again;
     }
+    acknowledged
+}
 
-    // Each is stored once, numbered without gaps, and reached Bob once.
+/// The entries per second chat-service says it gets through the messages'
+/// only partition, once it has said so.
+async fn published_pace(stack: &Stack) -> f64 {
+    let mut redis = stack.redis().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*:actions:chat:p0:pace")
+            .query_async(&mut redis)
+            .await
+            .expect("listing keys");
+        if let Some(key) = keys.first() {
+            let fields: Vec<String> = redis::cmd("HVALS")
+                .arg(key)
+                .query_async(&mut redis)
+                .await
+                .expect("reading the pace");
+            let paces: Vec<f64> = fields
+                .iter()
+                .filter_map(|field| field.split(' ').next()?.parse().ok())
+                .collect();
+            if let [pace] = paces[..] {
+                return pace;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "chat-service published no pace for its partition"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every acknowledged message is stored once, with the number it was
+/// acknowledged with, the numbers run from 1 without a gap, and Bob got each
+/// once.
+async fn assert_stored_once_and_delivered_once(
+    ana: &mut ChatUser,
+    bob: &mut ChatUser,
+    acknowledged: &BTreeMap<String, i64>,
+) {
+    let total = acknowledged.len();
     let conversation = {
         let reply = ana.client.conversations().await;
         reply[0]["conversationId"]
@@ -104,19 +232,19 @@ async fn a_message_past_capacity_is_refused_busy_and_nothing_acknowledged_is_los
             )
         })
         .collect();
-    assert_eq!(stored, acknowledged, "stored as acknowledged");
+    assert_eq!(&stored, acknowledged, "stored as acknowledged");
     let mut seqs: Vec<i64> = stored.values().copied().collect();
     seqs.sort_unstable();
-    assert_eq!(seqs, (1..=SENT as i64).collect::<Vec<_>>());
+    assert_eq!(seqs, (1..=total as i64).collect::<Vec<_>>());
     let mut received: BTreeMap<String, usize> = BTreeMap::new();
-    while received.values().sum::<usize>() < SENT {
+    while received.values().sum::<usize>() < total {
         let event = bob.client.expect_event("NEW_MESSAGE", EVENT_TIMEOUT).await;
         *received
             .entry(event["text"].as_str().unwrap_or("?").to_owned())
             .or_default() += 1;
     }
     assert!(
-        received.values().all(|n| *n == 1) && received.len() == SENT,
+        received.values().all(|n| *n == 1) && received.len() == total,
         "Bob got {received:?}"
     );
 }

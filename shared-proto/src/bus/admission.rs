@@ -1,6 +1,7 @@
 //! Admits a client action onto its service's stream in one atomic step:
 //! the session must not be revoked, the user must have budget left for the
-//! action's kind, and the stream must not be over its backlog bound. Because
+//! action's kind, and the stream must not be over its backlog bound, in
+//! entries or in the time they would take its replicas (see `pace`). Because
 //! the checks and the append are one script, every gateway sees the same
 //! state: opening more connections buys a user no more budget, and no
 //! gateway accepts an action of a session after its `LOGOUT` was answered.
@@ -29,6 +30,9 @@ pub struct Limits {
     pub budget: Budget,
     /// Entries the stream may hold before new work is refused as `BUSY`.
     pub max_backlog: u64,
+    /// How long the entries on the stream may take its replicas, at the
+    /// pace they publish, before new work is refused as `BUSY`.
+    pub max_wait: Duration,
     /// What a `BUSY` answer suggests waiting.
     pub busy_retry_after: Duration,
 }
@@ -46,6 +50,11 @@ pub enum Admitted {
     /// The service's backlog is over its bound.
     Busy { retry_after_ms: u64 },
 }
+
+/// Fewer entries than this are never refused for the time they would take:
+/// a pace measured over a few entries is rough, and a queue this short
+/// drains soon anyway.
+const MIN_ENTRIES_TIMED: u64 = 8;
 
 /// Lua functions for a user's token bucket, shared by every script that
 /// charges an action to it: `budget_check` says how long until a token is
@@ -73,26 +82,52 @@ static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{BUDGET_LUA}{}",
         r"
--- KEYS[1] the stream; KEYS[2] the user's bucket and KEYS[3] the session's
--- revocation marker, both only for a logged-in connection.
--- ARGV: max backlog, busy retry ms, per second, burst, entry field, body.
-if #KEYS >= 3 and redis.call('EXISTS', KEYS[3]) == 1 then
+-- KEYS[1] the stream, KEYS[2] its replicas' paces; KEYS[3] the user's
+-- bucket and KEYS[4] the session's revocation marker, both only for a
+-- logged-in connection.
+-- ARGV: max backlog, busy retry ms, per second, burst, entry field, body,
+-- max wait ms, fewest entries refused for their wait.
+if #KEYS >= 4 and redis.call('EXISTS', KEYS[4]) == 1 then
   return {'revoked', 0}
 end
 local rate = tonumber(ARGV[3])
 local burst = tonumber(ARGV[4])
 local wait, tokens, now
-if #KEYS >= 2 then
-  wait, tokens, now = budget_check(KEYS[2], rate, burst)
+if #KEYS >= 3 then
+  wait, tokens, now = budget_check(KEYS[3], rate, burst)
   if wait > 0 then
     return {'limited', wait}
   end
 end
-if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then
-  return {'busy', tonumber(ARGV[2])}
+local retry = tonumber(ARGV[2])
+local length = redis.call('XLEN', KEYS[1])
+if length >= tonumber(ARGV[1]) then
+  return {'busy', retry}
 end
-if #KEYS >= 2 then
-  budget_spend(KEYS[2], tokens, now, rate, burst)
+if length >= tonumber(ARGV[8]) then
+  -- The replicas' paces still valid, added up; stale ones are dropped.
+  local time = redis.call('TIME')
+  local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local paces = redis.call('HGETALL', KEYS[2])
+  local per_sec = 0
+  for i = 1, #paces, 2 do
+    local pace, valid_until = string.match(paces[i + 1], '^(%S+) (%d+)$')
+    if pace and tonumber(valid_until) > now_ms then
+      per_sec = per_sec + tonumber(pace)
+    else
+      redis.call('HDEL', KEYS[2], paces[i])
+    end
+  end
+  if per_sec > 0 then
+    local queued_ms = length * 1000 / per_sec
+    local max_wait = tonumber(ARGV[7])
+    if queued_ms > max_wait then
+      return {'busy', math.max(retry, math.ceil(queued_ms - max_wait))}
+    end
+  end
+end
+if #KEYS >= 3 then
+  budget_spend(KEYS[3], tokens, now, rate, burst)
 end
 redis.call('XADD', KEYS[1], '*', ARGV[5], ARGV[6])
 return {'ok', 0}
@@ -103,7 +138,8 @@ return {'ok', 0}
 impl Bus {
     /// Puts a client action on `stream` (its service's, or one of its
     /// partitions) if the session is live, the user has budget left for
-    /// `class` and the stream has room.
+    /// `class` and the stream has room: fewer entries than the bound, which
+    /// its replicas get through within the longest wait.
     pub async fn admit(
         &self,
         stream: &str,
@@ -113,7 +149,7 @@ impl Bus {
     ) -> Result<Admitted, BusError> {
         let body = serde_json::to_string(request)?;
         let mut invocation = SCRIPT.prepare_invoke();
-        invocation.key(stream);
+        invocation.key(stream).key(self.names.stream_pace(stream));
         if let Some(identity) = &request.identity {
             invocation
                 .key(
@@ -129,7 +165,9 @@ impl Bus {
             .arg(budget.per_sec)
             .arg(budget.burst)
             .arg(ENTRY_FIELD)
-            .arg(body);
+            .arg(body)
+            .arg(u64::try_from(limits.max_wait.as_millis()).unwrap_or(u64::MAX))
+            .arg(MIN_ENTRIES_TIMED);
         let mut connection = self.connection.clone();
         let (verdict, wait): (String, u64) =
             bounded(invocation.invoke_async(&mut connection)).await?;

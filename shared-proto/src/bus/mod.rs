@@ -15,6 +15,7 @@ pub mod dead_letters;
 mod fence;
 pub mod history;
 mod key_slots;
+mod pace;
 pub mod presence;
 pub mod sessions;
 pub mod versioned_map;

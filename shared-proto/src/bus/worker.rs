@@ -43,6 +43,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use super::dead_letters::{self, GivenUp, Reason, Verdict};
 pub use super::fence::Fence;
 use super::key_slots::KeySlots;
+use super::pace::{self, Pace};
 use super::{Bus, ENTRY_FIELD, Publication};
 
 mod contract;
@@ -75,6 +76,7 @@ where
         permits: Arc::new(Semaphore::new(0)),
         held: Arc::new(Semaphore::new(0)),
         key_slots,
+        pace: Pace::default(),
         tasks: TaskTracker::new(),
         _entry: std::marker::PhantomData,
     });
@@ -116,6 +118,8 @@ struct Worker<T, H> {
     held: Arc<Semaphore>,
     /// Slots per key, while the key has entries here.
     key_slots: Arc<KeySlots>,
+    /// How fast this replica gets through the stream, for the gateways.
+    pace: Pace,
     tasks: TaskTracker,
     _entry: std::marker::PhantomData<fn() -> T>,
 }
@@ -198,9 +202,20 @@ where
         }
         let mut claim_tick = tokio::time::interval(self.config.claim_idle / 2);
         let mut refresh_tick = tokio::time::interval(self.config.claim_idle / 3);
+        let mut pace_tick = tokio::time::interval(pace::PUBLISH_EVERY);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = pace_tick.tick() => {
+                    if let Some(per_sec) = self.pace.take_sample() {
+                        metrics::gauge!("switchyard_bus_pace_entries_per_second", "stream" => self.config.stream.clone())
+                            .set(per_sec);
+                        let published = self.bus.publish_pace(&self.config.stream, &self.config.consumer, per_sec);
+                        if let Err(err) = published.await {
+                            debug!(error = %err, "publishing the pace failed");
+                        }
+                    }
+                }
                 _ = refresh_tick.tick() => {
                     if let Err(err) = self.refresh_in_flight().await {
                         debug!(error = %err, "refreshing entries in hand failed");
@@ -337,9 +352,11 @@ where
         let Ok(place) = place else { return };
         let span = info_span!("entry", stream = %self.config.stream, entry = %entry.id);
         let worker = self.clone();
+        self.pace.took();
         self.tasks.spawn(
             async move {
-                worker.schedule(entry, delivery).await;
+                worker.clone().schedule(entry, delivery).await;
+                worker.pace.released();
                 drop(place);
             }
             .instrument(span),
@@ -467,6 +484,7 @@ where
         };
         match moved.await {
             Ok(()) => {
+                self.pace.finished();
                 metrics::counter!("switchyard_bus_entries_dead_lettered_total", "stream" => self.config.stream.clone())
                     .increment(1);
                 error!(
@@ -509,8 +527,11 @@ where
             return;
         }
         if let Disposition::Done(publications) = disposition {
-            if let Err(err) = self.finish(id, &publications).await {
-                warn!(error = %err, "could not publish or acknowledge; the entry will be retried");
+            match self.finish(id, &publications).await {
+                Ok(()) => self.pace.finished(),
+                Err(err) => {
+                    warn!(error = %err, "could not publish or acknowledge; the entry will be retried");
+                }
             }
         }
         self.lock_in_flight().remove(id);
