@@ -328,14 +328,18 @@ async fn accept_frame(
         },
     );
     let settings = &context.settings;
-    let (stream, share) = stream_for(context, route.service, &envelope);
+    let (stream, partitions) = stream_for(context, route.service, &envelope);
     let limits = Limits {
         budget: settings.user_limits.budget(route.class),
-        max_backlog: match share {
-            1 => settings.max_backlog,
-            parts => (settings.max_backlog / parts).max(MIN_PARTITION_BACKLOG),
+        max_backlog: match partitions {
+            None => settings.max_backlog,
+            Some(parts) => (settings.max_backlog / parts).max(MIN_PARTITION_BACKLOG),
         },
-        max_wait: Duration::from_millis(settings.max_queue_wait_ms),
+        // Only a partition of the messages is bounded in time: its entries
+        // cost about the same, so its pace foretells how long its queue
+        // takes, where a service's own stream mixes a password hash with a
+        // lookup.
+        max_wait: partitions.map(|_| Duration::from_millis(settings.max_queue_wait_ms)),
         busy_retry_after: settings.busy_retry(),
     };
     let admitted = context
@@ -404,11 +408,14 @@ async fn accept_frame(
 /// The least backlog a partition's stream may hold before `BUSY`.
 const MIN_PARTITION_BACKLOG: u64 = 32;
 
-/// The stream an action goes on, and the part of the service's backlog
-/// bound it may fill: a message on its conversation's partition, whose
-/// replicas drain it at a part of the service's rate, anything else on its
-/// service's stream.
-fn stream_for(context: &Context, service: Service, envelope: &ActionRequest) -> (String, u64) {
+/// The stream an action goes on: a message on its conversation's partition
+/// (with the number of partitions, whose replicas each drain a part of the
+/// service's rate), anything else on its service's stream.
+fn stream_for(
+    context: &Context,
+    service: Service,
+    envelope: &ActionRequest,
+) -> (String, Option<u64>) {
     let names = context.hub.names();
     let partition = envelope
         .identity
@@ -421,8 +428,8 @@ fn stream_for(context: &Context, service: Service, envelope: &ActionRequest) -> 
     match partition {
         Some(partition) => (
             names.partition_stream(service, partition),
-            u64::from(context.chat_partitions.max(1)),
+            Some(u64::from(context.chat_partitions.max(1))),
         ),
-        None => (names.action_stream(service), 1),
+        None => (names.action_stream(service), None),
     }
 }

@@ -1,7 +1,8 @@
 //! Admits a client action onto its service's stream in one atomic step:
 //! the session must not be revoked, the user must have budget left for the
 //! action's kind, and the stream must not be over its backlog bound, in
-//! entries or in the time they would take its replicas (see `pace`). Because
+//! entries and, where given, in the time they would take its replicas (see
+//! `pace`). Because
 //! the checks and the append are one script, every gateway sees the same
 //! state: opening more connections buys a user no more budget, and no
 //! gateway accepts an action of a session after its `LOGOUT` was answered.
@@ -31,8 +32,9 @@ pub struct Limits {
     /// Entries the stream may hold before new work is refused as `BUSY`.
     pub max_backlog: u64,
     /// How long the entries on the stream may take its replicas, at the
-    /// pace they publish, before new work is refused as `BUSY`.
-    pub max_wait: Duration,
+    /// pace they publish, before new work is refused as `BUSY`; `None` for
+    /// a stream bounded in entries only.
+    pub max_wait: Option<Duration>,
     /// What a `BUSY` answer suggests waiting.
     pub busy_retry_after: Duration,
 }
@@ -86,7 +88,7 @@ static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
 -- bucket and KEYS[4] the session's revocation marker, both only for a
 -- logged-in connection.
 -- ARGV: max backlog, busy retry ms, per second, burst, entry field, body,
--- max wait ms, fewest entries refused for their wait.
+-- max wait ms (0: none), fewest entries refused for their wait.
 if #KEYS >= 4 and redis.call('EXISTS', KEYS[4]) == 1 then
   return {'revoked', 0}
 end
@@ -104,7 +106,8 @@ local length = redis.call('XLEN', KEYS[1])
 if length >= tonumber(ARGV[1]) then
   return {'busy', retry}
 end
-if length >= tonumber(ARGV[8]) then
+local max_wait = tonumber(ARGV[7])
+if max_wait > 0 and length >= tonumber(ARGV[8]) then
   -- The replicas' paces still valid, added up; stale ones are dropped.
   local time = redis.call('TIME')
   local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -120,7 +123,6 @@ if length >= tonumber(ARGV[8]) then
   end
   if per_sec > 0 then
     local queued_ms = length * 1000 / per_sec
-    local max_wait = tonumber(ARGV[7])
     if queued_ms > max_wait then
       return {'busy', math.max(retry, math.ceil(queued_ms - max_wait))}
     end
@@ -139,7 +141,7 @@ impl Bus {
     /// Puts a client action on `stream` (its service's, or one of its
     /// partitions) if the session is live, the user has budget left for
     /// `class` and the stream has room: fewer entries than the bound, which
-    /// its replicas get through within the longest wait.
+    /// its replicas get through within the longest wait, if one is given.
     pub async fn admit(
         &self,
         stream: &str,
@@ -166,7 +168,9 @@ impl Bus {
             .arg(budget.burst)
             .arg(ENTRY_FIELD)
             .arg(body)
-            .arg(u64::try_from(limits.max_wait.as_millis()).unwrap_or(u64::MAX))
+            .arg(limits.max_wait.map_or(0, |wait| {
+                u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(1)
+            }))
             .arg(MIN_ENTRIES_TIMED);
         let mut connection = self.connection.clone();
         let (verdict, wait): (String, u64) =
