@@ -335,10 +335,10 @@ async fn accept_frame(
             None => settings.max_backlog,
             Some(parts) => (settings.max_backlog / parts).max(MIN_PARTITION_BACKLOG),
         },
-        // Only a partition of the messages is bounded in time: its entries
-        // cost about the same, so its pace foretells how long its queue
-        // takes, where a service's own stream mixes a password hash with a
-        // lookup.
+        // Only the messages' partitions are bounded in time: theirs is the
+        // latency the bound keeps. Account actions include slow ones on
+        // purpose (password hashing, throttled guesses), whose waits say
+        // nothing of overload; their streams are bounded in entries.
         max_wait: partitions.map(|_| Duration::from_millis(settings.max_queue_wait_ms)),
         busy_retry_after: settings.busy_retry(),
     };

@@ -46,9 +46,9 @@ pub struct GatewaySettings {
     /// timeout. Each partition of the messages (`bus.chat_partitions`) may
     /// hold its part of it.
     pub max_backlog: u64,
-    /// How long the work already on a service's stream (or partition) may
-    /// take its replicas, at the pace they report, before new actions for
-    /// it are answered `BUSY`: past capacity the queue stays this short, so
+    /// How long the messages on a partition may lately have waited before
+    /// they were done (as chat-service reports) before new ones for it are
+    /// answered `BUSY`: past capacity the queue stays about this short, so
     /// latency is back to normal about this soon after the load drops.
     pub max_queue_wait_ms: u64,
     /// The wait a `BUSY` answer suggests.

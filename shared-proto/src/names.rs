@@ -166,10 +166,10 @@ impl Names {
         format!("{}:actions:{}:p{partition}", self.prefix, service.name())
     }
 
-    /// How fast the replicas reading `stream` get through it (see
-    /// `bus::pace`).
-    pub fn stream_pace(&self, stream: &str) -> String {
-        format!("{stream}:pace")
+    /// How long entries have waited on `stream` before they were done, as
+    /// each replica reading it measures (see `bus::queue_delay`).
+    pub fn stream_queue_delay(&self, stream: &str) -> String {
+        format!("{stream}:delay")
     }
 
     /// Who reads a partition's stream now: one replica's lease.

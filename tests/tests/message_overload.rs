@@ -1,7 +1,7 @@
 //! Past what chat-service can take, a message is refused at once with the
 //! retryable `BUSY` instead of queueing into a `TIMEOUT`: when its partition
-//! holds as many entries as it may, or entries that would take the service
-//! longer than the longest wait at the pace it reports. Nothing that was
+//! holds as many entries as it may, or when a queue stands on it (its
+//! messages have lately waited longer than the bound). Nothing that was
 //! acknowledged is lost, and a message sent again with the same
 //! `clientMsgId` once the service catches up is stored once.
 
@@ -70,36 +70,60 @@ async fn a_message_past_capacity_is_refused_busy_and_nothing_acknowledged_is_los
     assert_stored_once_and_delivered_once(&mut ana, &mut bob, &acknowledged).await;
 }
 
-/// One partition, with room for far more entries than are sent: only the
-/// time they would take can refuse them.
+/// One partition, with room for far more entries than are sent: only how
+/// long its messages have lately waited can refuse them.
 #[tokio::test]
-async fn a_message_that_would_wait_longer_than_the_bound_is_refused_busy() {
-    const WARM_UP: usize = 30;
-    const BURST: usize = 70;
-    const MAX_WAIT_MS: f64 = 300.0;
+async fn a_message_behind_a_standing_queue_is_refused_busy() {
+    const FIRST: usize = 20;
+    const BURST: usize = 20;
+    const MAX_WAIT_MS: i64 = 1_000;
+    /// The fewest messages on a partition that are refused for their wait.
+    const FEWEST_REFUSED: usize = 8;
     let mut stack = Stack::builder()
         .gateways(1)
         .chat(true)
         .generous_limits()
         .env("SWITCHYARD__BUS__CHAT_PARTITIONS", "1")
+        // The stalls below are short of a lease: the partition stays with
+        // its replica, whose entries are first deliveries.
+        .env("SWITCHYARD__BUS__PARTITION_LEASE_MS", "10000")
         .service_env(GATEWAY, "SWITCHYARD__GATEWAY__MAX_BACKLOG", "100000")
-        .service_env(GATEWAY, "SWITCHYARD__GATEWAY__MAX_QUEUE_WAIT_MS", "300")
-        .service_env(GATEWAY, "SWITCHYARD__GATEWAY__ACTION_TIMEOUT_MS", "2000")
+        .service_env(
+            GATEWAY,
+            "SWITCHYARD__GATEWAY__MAX_QUEUE_WAIT_MS",
+            MAX_WAIT_MS.to_string(),
+        )
+        .service_env(GATEWAY, "SWITCHYARD__GATEWAY__ACTION_TIMEOUT_MS", "1000")
         .start()
         .await;
     let mut ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
     let mut bob = ChatUser::sign_up(&stack, 0, "bob@example.com", "Bob").await;
     befriend(&mut ana, &mut bob).await;
 
-    // Messages one after another: chat-service learns, and says, how fast
-    // it gets through the partition.
-    let warm_up = send_until_acknowledged(&mut ana, &bob, 0..WARM_UP).await;
-    let per_sec = published_pace(&stack).await;
-
-    // It stalls; a burst arrives. What fits in the longest wait at that pace
-    // is queued (and times out while it stalls), the rest refused at once.
+    // chat-service stalls for longer than the bound while messages queue;
+    // once it is back, they are stored, and it reports how long they waited.
     stack.pause_service(CHAT, 0);
-    let burst = WARM_UP..WARM_UP + BURST;
+    let stalled = Instant::now();
+    let first = ana
+        .client
+        .request_all(
+            (0..FIRST).map(|n| message(&bob, n)).collect(),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(
+        first.iter().all(|r| status(r) == "TIMEOUT"),
+        "queued while it stalls: {first:?}"
+    );
+    tokio::time::sleep_until(stalled + Duration::from_millis(1_500)).await;
+    stack.resume_service(CHAT, 0);
+    wait_until_partition_empty(&stack).await;
+    wait_for_reported_delay_over(&stack, MAX_WAIT_MS).await;
+
+    // It stalls again. While that report stands, a burst gets as far as
+    // the few entries a partition always takes; the rest is refused at once.
+    stack.pause_service(CHAT, 0);
+    let burst = FIRST..FIRST + BURST;
     let replies = ana
         .client
         .request_all(
@@ -110,28 +134,20 @@ async fn a_message_that_would_wait_longer_than_the_bound_is_refused_busy() {
     let statuses: Vec<&str> = replies.iter().map(status).collect();
     let queued = statuses.iter().filter(|s| **s == "TIMEOUT").count();
     let busy = statuses.iter().filter(|s| **s == "BUSY").count();
-    assert_eq!(queued + busy, BURST, "{statuses:?}");
-    // Refused once the entries already waiting would take longer than the
-    // bound, never below eight.
-    let fits = ((per_sec * MAX_WAIT_MS / 1000.0).floor() as usize + 1).max(8);
-    assert!(
-        fits < BURST,
-        "the measured pace ({per_sec}/s) is too high for this test's burst"
-    );
-    assert!(
-        queued.abs_diff(fits) <= 1,
-        "at {per_sec} entries/s, about {fits} fit in {MAX_WAIT_MS} ms; {queued} were queued: {statuses:?}"
+    assert_eq!(
+        (queued, busy),
+        (FEWEST_REFUSED, BURST - FEWEST_REFUSED),
+        "{statuses:?}"
     );
     for reply in replies.iter().filter(|r| status(r) == "BUSY") {
         assert!(
-            reply["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0),
+            reply["retryAfterMs"].as_u64().is_some_and(|ms| ms >= 1_000),
             "{reply}"
         );
     }
 
     stack.resume_service(CHAT, 0);
-    let mut acknowledged = send_until_acknowledged(&mut ana, &bob, burst).await;
-    acknowledged.extend(warm_up);
+    let acknowledged = send_until_acknowledged(&mut ana, &bob, 0..FIRST + BURST).await;
     assert_stored_once_and_delivered_once(&mut ana, &mut bob, &acknowledged).await;
 }
 
@@ -173,36 +189,69 @@ async fn send_until_acknowledged(
     acknowledged
 }
 
-/// The entries per second chat-service says it gets through the messages'
-/// only partition, once it has said so.
-async fn published_pace(stack: &Stack) -> f64 {
+/// Waits until every message on the only partition has been acknowledged.
+async fn wait_until_partition_empty(stack: &Stack) {
     let mut redis = stack.redis().await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("*:actions:chat:p0:pace")
+            .arg("*:actions:chat:p0")
+            .query_async(&mut redis)
+            .await
+            .expect("listing keys");
+        let mut waiting = 0;
+        for key in &keys {
+            let length: usize = redis::cmd("XLEN")
+                .arg(key)
+                .query_async(&mut redis)
+                .await
+                .expect("reading the partition's length");
+            waiting += length;
+        }
+        if waiting == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{waiting} messages still wait on the partition"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until chat-service says the messages on the only partition waited
+/// longer than `bound_ms` (the stall's length, less the moments before the
+/// first was sent).
+async fn wait_for_reported_delay_over(stack: &Stack, bound_ms: i64) {
+    let mut redis = stack.redis().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("*:actions:chat:p0:delay")
             .query_async(&mut redis)
             .await
             .expect("listing keys");
         if let Some(key) = keys.first() {
-            let fields: Vec<String> = redis::cmd("HVALS")
+            let reports: Vec<String> = redis::cmd("HVALS")
                 .arg(key)
                 .query_async(&mut redis)
                 .await
-                .expect("reading the pace");
-            let paces: Vec<f64> = fields
+                .expect("reading the reports");
+            let delays: Vec<i64> = reports
                 .iter()
-                .filter_map(|field| field.split(' ').next()?.parse().ok())
+                .filter_map(|report| report.split(' ').next()?.parse().ok())
                 .collect();
-            if let [pace] = paces[..] {
-                return pace;
+            if let [delay] = delays[..]
+                && delay > bound_ms
+            {
+                return;
             }
         }
         assert!(
             Instant::now() < deadline,
-            "chat-service published no pace for its partition"
+            "chat-service reported no delay over {bound_ms} ms for its partition"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

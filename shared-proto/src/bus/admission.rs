@@ -1,9 +1,9 @@
 //! Admits a client action onto its service's stream in one atomic step:
 //! the session must not be revoked, the user must have budget left for the
-//! action's kind, and the stream must not be over its backlog bound, in
-//! entries and, where given, in the time they would take its replicas (see
-//! `pace`). Because
-//! the checks and the append are one script, every gateway sees the same
+//! action's kind, and the stream must not be over its backlog bound: in
+//! entries, and where given, in how long its entries have lately waited
+//! (see `queue_delay`). Because the checks and the append are one script,
+//! every gateway sees the same
 //! state: opening more connections buys a user no more budget, and no
 //! gateway accepts an action of a session after its `LOGOUT` was answered.
 
@@ -31,9 +31,9 @@ pub struct Limits {
     pub budget: Budget,
     /// Entries the stream may hold before new work is refused as `BUSY`.
     pub max_backlog: u64,
-    /// How long the entries on the stream may take its replicas, at the
-    /// pace they publish, before new work is refused as `BUSY`; `None` for
-    /// a stream bounded in entries only.
+    /// How long the entries on the stream may have lately waited before
+    /// they were done (as its replicas report) before new work is refused as
+    /// `BUSY`; `None` for a stream bounded in entries only.
     pub max_wait: Option<Duration>,
     /// What a `BUSY` answer suggests waiting.
     pub busy_retry_after: Duration,
@@ -53,9 +53,9 @@ pub enum Admitted {
     Busy { retry_after_ms: u64 },
 }
 
-/// Fewer entries than this are never refused for the time they would take:
-/// a pace measured over a few entries is rough, and a queue this short
-/// drains soon anyway.
+/// Fewer entries than this are never refused for how long entries waited:
+/// a queue this short drains soon anyway, and when the entries that waited
+/// were slow for another reason (a slow database) refusing does not help.
 const MIN_ENTRIES_TIMED: u64 = 8;
 
 /// Lua functions for a user's token bucket, shared by every script that
@@ -84,9 +84,9 @@ static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{BUDGET_LUA}{}",
         r"
--- KEYS[1] the stream, KEYS[2] its replicas' paces; KEYS[3] the user's
--- bucket and KEYS[4] the session's revocation marker, both only for a
--- logged-in connection.
+-- KEYS[1] the stream, KEYS[2] its replicas' queue delays; KEYS[3] the
+-- user's bucket and KEYS[4] the session's revocation marker, both only for
+-- a logged-in connection.
 -- ARGV: max backlog, busy retry ms, per second, burst, entry field, body,
 -- max wait ms (0: none), fewest entries refused for their wait.
 if #KEYS >= 4 and redis.call('EXISTS', KEYS[4]) == 1 then
@@ -108,24 +108,22 @@ if length >= tonumber(ARGV[1]) then
 end
 local max_wait = tonumber(ARGV[7])
 if max_wait > 0 and length >= tonumber(ARGV[8]) then
-  -- The replicas' paces still valid, added up; stale ones are dropped.
+  -- The longest delay a replica reports that is still valid; stale
+  -- reports (a replica that died) are dropped.
   local time = redis.call('TIME')
   local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  local paces = redis.call('HGETALL', KEYS[2])
-  local per_sec = 0
-  for i = 1, #paces, 2 do
-    local pace, valid_until = string.match(paces[i + 1], '^(%S+) (%d+)$')
-    if pace and tonumber(valid_until) > now_ms then
-      per_sec = per_sec + tonumber(pace)
+  local reports = redis.call('HGETALL', KEYS[2])
+  local delay = 0
+  for i = 1, #reports, 2 do
+    local ms, valid_until = string.match(reports[i + 1], '^(%d+) (%d+)$')
+    if ms and tonumber(valid_until) > now_ms then
+      delay = math.max(delay, tonumber(ms))
     else
-      redis.call('HDEL', KEYS[2], paces[i])
+      redis.call('HDEL', KEYS[2], reports[i])
     end
   end
-  if per_sec > 0 then
-    local queued_ms = length * 1000 / per_sec
-    if queued_ms > max_wait then
-      return {'busy', math.max(retry, math.ceil(queued_ms - max_wait))}
-    end
+  if delay > max_wait then
+    return {'busy', math.max(retry, delay - max_wait)}
   end
 end
 if #KEYS >= 3 then
@@ -141,7 +139,7 @@ impl Bus {
     /// Puts a client action on `stream` (its service's, or one of its
     /// partitions) if the session is live, the user has budget left for
     /// `class` and the stream has room: fewer entries than the bound, which
-    /// its replicas get through within the longest wait, if one is given.
+    /// have lately waited less than the longest wait, if one is given.
     pub async fn admit(
         &self,
         stream: &str,
@@ -151,7 +149,9 @@ impl Bus {
     ) -> Result<Admitted, BusError> {
         let body = serde_json::to_string(request)?;
         let mut invocation = SCRIPT.prepare_invoke();
-        invocation.key(stream).key(self.names.stream_pace(stream));
+        invocation
+            .key(stream)
+            .key(self.names.stream_queue_delay(stream));
         if let Some(identity) = &request.identity {
             invocation
                 .key(

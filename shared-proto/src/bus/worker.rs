@@ -43,7 +43,7 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use super::dead_letters::{self, GivenUp, Reason, Verdict};
 pub use super::fence::Fence;
 use super::key_slots::KeySlots;
-use super::pace::{self, Pace};
+use super::queue_delay::{self, QueueDelay, admitted_at};
 use super::{Bus, ENTRY_FIELD, Publication};
 
 mod contract;
@@ -76,7 +76,7 @@ where
         permits: Arc::new(Semaphore::new(0)),
         held: Arc::new(Semaphore::new(0)),
         key_slots,
-        pace: Pace::default(),
+        queue_delay: QueueDelay::default(),
         tasks: TaskTracker::new(),
         _entry: std::marker::PhantomData,
     });
@@ -118,8 +118,8 @@ struct Worker<T, H> {
     held: Arc<Semaphore>,
     /// Slots per key, while the key has entries here.
     key_slots: Arc<KeySlots>,
-    /// How fast this replica gets through the stream, for the gateways.
-    pace: Pace,
+    /// How long entries wait here, for the gateways.
+    queue_delay: QueueDelay,
     tasks: TaskTracker,
     _entry: std::marker::PhantomData<fn() -> T>,
 }
@@ -202,17 +202,17 @@ where
         }
         let mut claim_tick = tokio::time::interval(self.config.claim_idle / 2);
         let mut refresh_tick = tokio::time::interval(self.config.claim_idle / 3);
-        let mut pace_tick = tokio::time::interval(pace::PUBLISH_EVERY);
+        let mut delay_tick = tokio::time::interval(queue_delay::PUBLISH_EVERY);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = pace_tick.tick() => {
-                    if let Some(per_sec) = self.pace.take_sample() {
-                        metrics::gauge!("switchyard_bus_pace_entries_per_second", "stream" => self.config.stream.clone())
-                            .set(per_sec);
-                        let published = self.bus.publish_pace(&self.config.stream, &self.config.consumer, per_sec);
+                _ = delay_tick.tick() => {
+                    if let Some(delay_ms) = self.queue_delay.take_sample(crate::now_ms()) {
+                        metrics::gauge!("switchyard_bus_queue_delay_ms", "stream" => self.config.stream.clone())
+                            .set(delay_ms as f64);
+                        let published = self.bus.publish_queue_delay(&self.config.stream, &self.config.consumer, delay_ms);
                         if let Err(err) = published.await {
-                            debug!(error = %err, "publishing the pace failed");
+                            debug!(error = %err, "publishing the queue delay failed");
                         }
                     }
                 }
@@ -352,11 +352,19 @@ where
         let Ok(place) = place else { return };
         let span = info_span!("entry", stream = %self.config.stream, entry = %entry.id);
         let worker = self.clone();
-        self.pace.took();
+        // Only a first delivery's age measures the queue.
+        let admitted = admitted_at(&entry.id).filter(|_| delivery.deliveries == 1);
+        if let Some(at) = admitted {
+            self.queue_delay.took(at);
+        }
         self.tasks.spawn(
             async move {
-                worker.clone().schedule(entry, delivery).await;
-                worker.pace.released();
+                let finished = worker.clone().schedule(entry, delivery).await;
+                if let Some(at) = admitted {
+                    worker
+                        .queue_delay
+                        .released(at, finished.then(crate::now_ms));
+                }
                 drop(place);
             }
             .instrument(span),
@@ -365,26 +373,29 @@ where
 
     /// Waits for the entry's key slot, then for a handling slot, then
     /// handles it; or sheds it if its deadline passes first, or gives up on
-    /// it if it cannot be decoded or has had its deliveries.
-    async fn schedule(self: Arc<Self>, entry: StreamId, delivery: Delivery) {
+    /// it if it cannot be decoded or has had its deliveries. True if it was
+    /// handled and acknowledged.
+    async fn schedule(self: Arc<Self>, entry: StreamId, delivery: Delivery) -> bool {
         let id = entry.id.clone();
         let body: Option<String> = entry.get(ENTRY_FIELD);
         let parsed = match body.as_deref().map(serde_json::from_str::<T>) {
             Some(Ok(value)) => value,
             Some(Err(err)) => {
                 let reason = Reason::Undecodable(err.to_string());
-                return self.give_up(&delivery, body.as_deref(), &reason).await;
+                self.give_up(&delivery, body.as_deref(), &reason).await;
+                return false;
             }
             None => {
                 let reason = Reason::Undecodable("the entry has no body".into());
-                return self.give_up(&delivery, None, &reason).await;
+                self.give_up(&delivery, None, &reason).await;
+                return false;
             }
         };
         let max = self.config.max_deliveries;
         if dead_letters::before_handling(delivery.deliveries, max) == Verdict::GiveUp {
-            return self
-                .give_up(&delivery, body.as_deref(), &Reason::NeverFinished)
+            self.give_up(&delivery, body.as_deref(), &Reason::NeverFinished)
                 .await;
+            return false;
         }
         let admission = self.handler.admission(&parsed);
         let waiting = async {
@@ -400,11 +411,13 @@ where
             None => Some(waiting.await),
         };
         let Some((key_slot, Ok(permit))) = slots else {
-            return self.shed(&id).await;
+            self.shed(&id).await;
+            return false;
         };
         if admission.shed_at_ms.is_some_and(|at| crate::now_ms() >= at) {
             drop((key_slot, permit));
-            return self.shed(&id).await;
+            self.shed(&id).await;
+            return false;
         }
         // Run the handler as its own task so that a panic in it is caught
         // here instead of taking the worker down, and so that a handling
@@ -427,7 +440,8 @@ where
                     .increment(1);
                 if admission.shed_at_ms.is_some() {
                     drop((key_slot, permit));
-                    return self.shed(&id).await;
+                    self.shed(&id).await;
+                    return false;
                 }
                 warn!(
                     entry = %id,
@@ -444,9 +458,10 @@ where
         if matches!(disposition, Disposition::Retry)
             && dead_letters::after_failure(delivery.deliveries, max) == Verdict::GiveUp
         {
-            return self.give_up(&delivery, body.as_deref(), &failure).await;
+            self.give_up(&delivery, body.as_deref(), &failure).await;
+            return false;
         }
-        self.conclude(&id, disposition).await;
+        self.conclude(&id, disposition).await
     }
 
     /// How long a handling may run: the handle timeout, or less when its
@@ -484,7 +499,6 @@ where
         };
         match moved.await {
             Ok(()) => {
-                self.pace.finished();
                 metrics::counter!("switchyard_bus_entries_dead_lettered_total", "stream" => self.config.stream.clone())
                     .increment(1);
                 error!(
@@ -511,7 +525,9 @@ where
         self.conclude(id, Disposition::Done(Vec::new())).await;
     }
 
-    async fn conclude(&self, id: &str, disposition: Disposition) {
+    /// Publishes and acknowledges what was done, unless this replica may no
+    /// longer; true if the entry was acknowledged.
+    async fn conclude(&self, id: &str, disposition: Disposition) -> bool {
         if self
             .config
             .fence
@@ -524,17 +540,19 @@ where
             metrics::counter!("switchyard_bus_entries_fenced_total", "stream" => self.config.stream.clone())
                 .increment(1);
             self.lock_in_flight().remove(id);
-            return;
+            return false;
         }
+        let mut acknowledged = false;
         if let Disposition::Done(publications) = disposition {
             match self.finish(id, &publications).await {
-                Ok(()) => self.pace.finished(),
+                Ok(()) => acknowledged = true,
                 Err(err) => {
                     warn!(error = %err, "could not publish or acknowledge; the entry will be retried");
                 }
             }
         }
         self.lock_in_flight().remove(id);
+        acknowledged
     }
 
     /// Publishes (and keeps) the handler's messages and acknowledges and
