@@ -58,6 +58,10 @@ SOURCE_IPS="${BENCH_SOURCE_IPS:-127.0.0.1-127.0.0.20}"
 # Switchyard stores every message; it runs every scenario but the idle connections.
 SYSTEMS="${BENCH_SYSTEMS:-switchyard centrifugo centrifugo-history bare}"   # a subset re-measures some systems only
 SCENARIOS="${BENCH_SCENARIOS:-idle fanout direct accounts capacity}"
+# The product's database: ferretdb (FerretDB 1.24 on SQLite, as the tests use), or indexed
+# (tests/loadgen/indexed-database/run: an in-memory server that uses its indexes, to measure what
+# the product holds when the database is not the limit).
+DATABASE="${BENCH_DATABASE:-ferretdb}"
 OUT_DOC="${BENCH_DOC:-$ROOT/docs/benchmarks.md}"
 
 CENTRIFUGO_VERSION=5.4.9
@@ -117,6 +121,14 @@ SY_ENV=(
 	# The idle and storm scenarios log thousands of connections in as a hundred users: the
 	# per-account connection limit (20 by default) is not what they measure.
 	--env SWITCHYARD__GATEWAY__MAX_CONNECTIONS_PER_USER=1000000
+	# The capacity scenarios send up to thousands of messages a second from 200 to 500 users, and
+	# the fan-out set-up adds 499 members from one account: one user's budget (10 messages/s) and
+	# one connection's (20 frames/s) would refuse them before the system is full, and those limits
+	# are not what the scenarios measure.
+	--env SWITCHYARD__GATEWAY__USER_LIMITS__SEND__PER_SEC=100000
+	--env SWITCHYARD__GATEWAY__USER_LIMITS__SEND__BURST=100000
+	--env SWITCHYARD__GATEWAY__RATE_PER_SEC=100000
+	--env SWITCHYARD__GATEWAY__RATE_BURST=100000
 )
 
 # start NAME COMMAND...: runs COMMAND in the background, logging to $LOGS/NAME.log.
@@ -221,6 +233,14 @@ install_all() {
 	fi
 	REDIS_BIN="${SWITCHYARD_REDIS_BIN:-$(command -v redis-server || echo /usr/bin/redis-server)}"
 	FERRETDB_BIN="${SWITCHYARD_FERRETDB_BIN:-$SY_CACHE/bin/ferretdb}"
+	case $DATABASE in
+	ferretdb) ;;
+	indexed)
+		FERRETDB_BIN="$ROOT/tests/loadgen/indexed-database/run"
+		export SWITCHYARD_FERRETDB_BIN=$FERRETDB_BIN
+		;;
+	*) die "BENCH_DATABASE must be ferretdb or indexed, not $DATABASE" ;;
+	esac
 	MAILDEV_BIN="${SWITCHYARD_MAILDEV_BIN:-$SY_CACHE/maildev/node_modules/.bin/maildev}"
 	for bin in "$REDIS_BIN" "$FERRETDB_BIN" "$MAILDEV_BIN"; do
 		[[ -x $bin ]] || die "$bin is missing after ./stack install"

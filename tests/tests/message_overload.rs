@@ -40,27 +40,12 @@ async fn a_message_past_capacity_is_refused_busy_and_nothing_acknowledged_is_los
     // chat-service stalls: Ana's messages pile up on their partition until
     // it is full, and the rest are refused.
     stack.pause_service(CHAT, 0);
-    let replies = ana
-        .client
-        .request_all(
-            (0..SENT).map(|n| message(&bob, n)).collect(),
-            Duration::from_secs(30),
-        )
-        .await;
-    let statuses: Vec<&str> = replies.iter().map(status).collect();
-    let busy = statuses.iter().filter(|s| **s == "BUSY").count();
-    let timed_out = statuses.iter().filter(|s| **s == "TIMEOUT").count();
+    let (queued, busy, statuses) = send_into_stall(&mut ana, &bob, 0..SENT, 1).await;
     assert_eq!(
-        (timed_out, busy),
+        (queued, busy),
         (PER_PARTITION, SENT - PER_PARTITION),
         "the partition takes {PER_PARTITION} and refuses the rest: {statuses:?}"
     );
-    for reply in replies.iter().filter(|r| status(r) == "BUSY") {
-        assert!(
-            reply["retryAfterMs"].as_u64().is_some_and(|ms| ms > 0),
-            "{reply}"
-        );
-    }
 
     // It catches up; Ana sends again whatever was not acknowledged, with the
     // same clientMsgId, until each is.
@@ -123,28 +108,13 @@ async fn a_message_behind_a_standing_queue_is_refused_busy() {
     // It stalls again. While that report stands, a burst gets as far as
     // the few entries a partition always takes; the rest is refused at once.
     stack.pause_service(CHAT, 0);
-    let burst = FIRST..FIRST + BURST;
-    let replies = ana
-        .client
-        .request_all(
-            burst.clone().map(|n| message(&bob, n)).collect(),
-            Duration::from_secs(30),
-        )
-        .await;
-    let statuses: Vec<&str> = replies.iter().map(status).collect();
-    let queued = statuses.iter().filter(|s| **s == "TIMEOUT").count();
-    let busy = statuses.iter().filter(|s| **s == "BUSY").count();
+    let (queued, busy, statuses) =
+        send_into_stall(&mut ana, &bob, FIRST..FIRST + BURST, 1_000).await;
     assert_eq!(
         (queued, busy),
         (FEWEST_REFUSED, BURST - FEWEST_REFUSED),
         "{statuses:?}"
     );
-    for reply in replies.iter().filter(|r| status(r) == "BUSY") {
-        assert!(
-            reply["retryAfterMs"].as_u64().is_some_and(|ms| ms >= 1_000),
-            "{reply}"
-        );
-    }
 
     stack.resume_service(CHAT, 0);
     let acknowledged = send_until_acknowledged(&mut ana, &bob, 0..FIRST + BURST).await;
@@ -158,6 +128,36 @@ fn message(to: &ChatUser, n: usize) -> Value {
         "text": format!("message {n}"),
         "clientMsgId": format!("m-{n}"),
     })
+}
+
+/// Sends message `n` for each `n` at once while chat-service stalls: how
+/// many were queued (and so answered `TIMEOUT`), how many refused `BUSY`,
+/// and every answer. Each refusal must say to retry after at least
+/// `min_retry_ms`.
+async fn send_into_stall(
+    ana: &mut ChatUser,
+    bob: &ChatUser,
+    numbers: std::ops::Range<usize>,
+    min_retry_ms: u64,
+) -> (usize, usize, Vec<String>) {
+    let replies = ana
+        .client
+        .request_all(
+            numbers.map(|n| message(bob, n)).collect(),
+            Duration::from_secs(30),
+        )
+        .await;
+    for reply in replies.iter().filter(|r| status(r) == "BUSY") {
+        assert!(
+            reply["retryAfterMs"]
+                .as_u64()
+                .is_some_and(|ms| ms >= min_retry_ms),
+            "{reply}"
+        );
+    }
+    let statuses: Vec<String> = replies.iter().map(|r| status(r).to_owned()).collect();
+    let count = |wanted: &str| statuses.iter().filter(|s| *s == wanted).count();
+    (count("TIMEOUT"), count("BUSY"), statuses)
 }
 
 /// Sends message `n` for each `n` again and again, with the same
