@@ -22,6 +22,7 @@
 
 pub mod catch_up;
 pub mod connection;
+pub mod delivery_delay;
 pub mod frame;
 pub mod handle;
 pub mod http;

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::catch_up;
+use crate::delivery_delay::DeliveryDelay;
 use crate::frame::Frame;
 use crate::hub::{Hub, Pushed, Session, SubscriptionChange};
 use crate::login::Logins;
@@ -26,6 +27,7 @@ pub async fn run(
     hub: Arc<Hub>,
     logins: Arc<Logins>,
     mut changes: mpsc::UnboundedReceiver<SubscriptionChange>,
+    delivery_delay: Arc<DeliveryDelay>,
     ready: Arc<std::sync::atomic::AtomicBool>,
     shutdown: CancellationToken,
 ) {
@@ -95,6 +97,7 @@ pub async fn run(
                     let Some(message) = message else { break };
                     let position = dispatch(&hub, &logins, message.get_channel_name(), message.get_payload_bytes());
                     if let Some(position) = position {
+                        delivery_delay.heard(position.id.ms, shared_proto::now_ms());
                         advance(&mut received, position);
                     }
                 }

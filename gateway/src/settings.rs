@@ -47,7 +47,8 @@ pub struct GatewaySettings {
     /// hold its part of it.
     pub max_backlog: u64,
     /// How long the messages on a partition may lately have waited before
-    /// they were done (as chat-service reports) before new ones for it are
+    /// they were done (as chat-service reports), or events before a gateway
+    /// handed them out (as each gateway reports), before new messages are
     /// answered `BUSY`: past capacity the queue stays about this short, so
     /// latency is back to normal about this soon after the load drops.
     pub max_queue_wait_ms: u64,

@@ -114,12 +114,20 @@ impl Application {
             context.settings.login_setup(),
             context.settings.action_timeout(),
         );
+        let delivery_delay = Arc::new(crate::delivery_delay::DeliveryDelay::default());
         let listener_task = tokio::spawn(crate::listener::run(
             context.bus.clone(),
             hub.clone(),
             logins,
             subscription_changes,
+            delivery_delay.clone(),
             context.listening.clone(),
+            background.clone(),
+        ));
+        let delay_reporter = tokio::spawn(crate::delivery_delay::report(
+            delivery_delay,
+            context.bus.clone(),
+            hub.gateway_id().to_owned(),
             background.clone(),
         ));
         let sweeper = tokio::spawn(sweep_deadlines(hub.clone(), background.clone()));
@@ -136,7 +144,7 @@ impl Application {
         connections.close();
         let _ = tokio::time::timeout(Duration::from_secs(5), connections.wait()).await;
         background.cancel();
-        let _ = tokio::join!(listener_task, sweeper, lease_keeper);
+        let _ = tokio::join!(listener_task, sweeper, lease_keeper, delay_reporter);
         info!("gateway stopped");
         Ok(())
     }

@@ -172,6 +172,12 @@ impl Names {
         format!("{stream}:delay")
     }
 
+    /// How late each gateway lately handed out the events published to it
+    /// (see `bus::queue_delay`).
+    pub fn delivery_delay(&self) -> String {
+        format!("{}:delivery:delay", self.prefix)
+    }
+
     /// Who reads a partition's stream now: one replica's lease.
     pub fn partition_lease(&self, service: Service, partition: u32) -> String {
         format!("{}:lease:{}:p{partition}", self.prefix, service.name())

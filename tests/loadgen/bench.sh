@@ -46,6 +46,8 @@ TRAFFIC_SECS="${BENCH_TRAFFIC_SECS:-30}"
 CAPACITY_DIRECT_CONNECTIONS="${BENCH_CAPACITY_DIRECT_CONNECTIONS:-200}"
 CAPACITY_FANOUT_CONNECTIONS="${BENCH_CAPACITY_FANOUT_CONNECTIONS:-500}"
 CAPACITY_GROUP="${BENCH_CAPACITY_GROUP:-50}"
+# Which capacity ramps the capacity scenario runs: direct (one-to-one), fanout (groups), or both.
+CAPACITY_SHAPES="${BENCH_CAPACITY_SHAPES:-direct fanout}"
 CAPACITY_START="${BENCH_CAPACITY_START:-20}"
 CAPACITY_FACTOR="${BENCH_CAPACITY_FACTOR:-1.5}"
 CAPACITY_MAX="${BENCH_CAPACITY_MAX:-10000}"
@@ -476,8 +478,8 @@ run_system() {
 		fi
 		if wanted capacity "$SCENARIOS"; then
 			log "$system: capacity, one-to-one and groups, run $run"
-			capacity_run "$system" direct "$run"
-			capacity_run "$system" fanout "$run"
+			if wanted direct "$CAPACITY_SHAPES"; then capacity_run "$system" direct "$run"; fi
+			if wanted fanout "$CAPACITY_SHAPES"; then capacity_run "$system" fanout "$run"; fi
 		fi
 	done
 }

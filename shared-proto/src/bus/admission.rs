@@ -2,7 +2,8 @@
 //! the session must not be revoked, the user must have budget left for the
 //! action's kind, and the stream must not be over its backlog bound: in
 //! entries, and where given, in how long its entries have lately waited
-//! (see `queue_delay`). Because the checks and the append are one script,
+//! and how late the gateways have lately handed out events (see
+//! `queue_delay`). Because the checks and the append are one script,
 //! every gateway sees the same
 //! state: opening more connections buys a user no more budget, and no
 //! gateway accepts an action of a session after its `LOGOUT` was answered.
@@ -32,8 +33,10 @@ pub struct Limits {
     /// Entries the stream may hold before new work is refused as `BUSY`.
     pub max_backlog: u64,
     /// How long the entries on the stream may have lately waited before
-    /// they were done (as its replicas report) before new work is refused as
-    /// `BUSY`; `None` for a stream bounded in entries only.
+    /// they were done (as its replicas report), and the events published to
+    /// a gateway before it handed them out (as each gateway reports), before
+    /// new work is refused as `BUSY`; `None` for a stream bounded in entries
+    /// only.
     pub max_wait: Option<Duration>,
     /// What a `BUSY` answer suggests waiting.
     pub busy_retry_after: Duration,
@@ -84,19 +87,19 @@ static SCRIPT: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{BUDGET_LUA}{}",
         r"
--- KEYS[1] the stream, KEYS[2] its replicas' queue delays; KEYS[3] the
--- user's bucket and KEYS[4] the session's revocation marker, both only for
--- a logged-in connection.
+-- KEYS[1] the stream, KEYS[2] its replicas' queue delays, KEYS[3] the
+-- gateways' delivery delays; KEYS[4] the user's bucket and KEYS[5] the
+-- session's revocation marker, both only for a logged-in connection.
 -- ARGV: max backlog, busy retry ms, per second, burst, entry field, body,
 -- max wait ms (0: none), fewest entries refused for their wait.
-if #KEYS >= 4 and redis.call('EXISTS', KEYS[4]) == 1 then
+if #KEYS >= 5 and redis.call('EXISTS', KEYS[5]) == 1 then
   return {'revoked', 0}
 end
 local rate = tonumber(ARGV[3])
 local burst = tonumber(ARGV[4])
 local wait, tokens, now
-if #KEYS >= 3 then
-  wait, tokens, now = budget_check(KEYS[3], rate, burst)
+if #KEYS >= 4 then
+  wait, tokens, now = budget_check(KEYS[4], rate, burst)
   if wait > 0 then
     return {'limited', wait}
   end
@@ -106,28 +109,40 @@ local length = redis.call('XLEN', KEYS[1])
 if length >= tonumber(ARGV[1]) then
   return {'busy', retry}
 end
-local max_wait = tonumber(ARGV[7])
-if max_wait > 0 and length >= tonumber(ARGV[8]) then
-  -- The longest delay a replica reports that is still valid; stale
-  -- reports (a replica that died) are dropped.
-  local time = redis.call('TIME')
-  local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-  local reports = redis.call('HGETALL', KEYS[2])
+-- The longest delay reported in `reports` that is still valid; stale
+-- reports (a replica that died) are dropped.
+local function longest_valid(reports, now_ms)
+  local fields = redis.call('HGETALL', reports)
   local delay = 0
-  for i = 1, #reports, 2 do
-    local ms, valid_until = string.match(reports[i + 1], '^(%d+) (%d+)$')
+  for i = 1, #fields, 2 do
+    local ms, valid_until = string.match(fields[i + 1], '^(%d+) (%d+)$')
     if ms and tonumber(valid_until) > now_ms then
       delay = math.max(delay, tonumber(ms))
     else
-      redis.call('HDEL', KEYS[2], reports[i])
+      redis.call('HDEL', reports, fields[i])
     end
   end
+  return delay
+end
+local max_wait = tonumber(ARGV[7])
+if max_wait > 0 then
+  if not now then
+    local time = redis.call('TIME')
+    now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  end
+  -- A queue standing on the stream; a short one drains soon anyway.
+  local delay = 0
+  if length >= tonumber(ARGV[8]) then
+    delay = longest_valid(KEYS[2], now)
+  end
+  -- A gateway handing out events late: a queue standing in delivery.
+  delay = math.max(delay, longest_valid(KEYS[3], now))
   if delay > max_wait then
     return {'busy', math.max(retry, delay - max_wait)}
   end
 end
-if #KEYS >= 3 then
-  budget_spend(KEYS[3], tokens, now, rate, burst)
+if #KEYS >= 4 then
+  budget_spend(KEYS[4], tokens, now, rate, burst)
 end
 redis.call('XADD', KEYS[1], '*', ARGV[5], ARGV[6])
 return {'ok', 0}
@@ -151,7 +166,8 @@ impl Bus {
         let mut invocation = SCRIPT.prepare_invoke();
         invocation
             .key(stream)
-            .key(self.names.stream_queue_delay(stream));
+            .key(self.names.stream_queue_delay(stream))
+            .key(self.names.delivery_delay());
         if let Some(identity) = &request.identity {
             invocation
                 .key(

@@ -21,6 +21,8 @@ pub mod sessions;
 pub mod versioned_map;
 pub mod worker;
 
+pub use queue_delay::{LeastDelay, PUBLISH_EVERY as DELAY_REPORTED_EVERY};
+
 use std::time::Duration;
 
 use redis::AsyncCommands;

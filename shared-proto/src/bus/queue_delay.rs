@@ -16,6 +16,10 @@
 //! takes the longest valid one. A replica that dies stops refreshing its
 //! field, and once no field is valid the gateways fall back on the bound in
 //! entries.
+//!
+//! Gateways report the same way how late they hand out the events published
+//! to them ([`Bus::publish_delivery_delay`]): past what they can deliver, the
+//! queue stands in Redis and in their sockets rather than on a stream.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -25,7 +29,7 @@ use super::{Bus, BusError, bounded};
 
 /// How often a replica publishes its delay: the interval the least delay
 /// is taken over.
-pub(super) const PUBLISH_EVERY: Duration = Duration::from_millis(500);
+pub const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 
 /// How long a published delay counts for: a few publications, so one late
 /// tick does not drop it.
@@ -43,7 +47,24 @@ struct State {
     /// epoch), with how many were admitted in that millisecond.
     in_hand: BTreeMap<i64, usize>,
     /// The shortest delay of an entry finished since the last sample.
-    least_finished: Option<i64>,
+    least_finished: LeastDelay,
+}
+
+/// The least of the delays noted since it was last taken.
+#[derive(Debug, Default)]
+pub struct LeastDelay(Option<i64>);
+
+impl LeastDelay {
+    /// Notes something that waited from `since_ms` to `until_ms`.
+    pub fn note(&mut self, since_ms: i64, until_ms: i64) {
+        let delay = until_ms.saturating_sub(since_ms).max(0);
+        self.0 = Some(self.0.map_or(delay, |least| least.min(delay)));
+    }
+
+    /// The least delay noted since the last call, if any was.
+    pub fn take(&mut self) -> Option<i64> {
+        self.0.take()
+    }
 }
 
 /// When an entry was admitted: the time part of its stream id.
@@ -69,8 +90,7 @@ impl QueueDelay {
             }
         }
         if let Some(finished) = finished_at_ms {
-            let delay = finished.saturating_sub(at_ms).max(0);
-            state.least_finished = Some(state.least_finished.map_or(delay, |d| d.min(delay)));
+            state.least_finished.note(at_ms, finished);
         }
     }
 
@@ -104,14 +124,29 @@ impl Bus {
         delay_ms: i64,
     ) -> Result<(), BusError> {
         let key = self.names.stream_queue_delay(stream);
+        self.publish_delay(&key, consumer, delay_ms).await
+    }
+
+    /// Records `delay_ms` as how late `gateway` lately handed out the
+    /// events published to it, valid for a few publications.
+    pub async fn publish_delivery_delay(
+        &self,
+        gateway: &str,
+        delay_ms: i64,
+    ) -> Result<(), BusError> {
+        let key = self.names.delivery_delay();
+        self.publish_delay(&key, gateway, delay_ms).await
+    }
+
+    async fn publish_delay(&self, key: &str, field: &str, delay_ms: i64) -> Result<(), BusError> {
         let valid_for = i64::try_from(VALID_FOR.as_millis()).unwrap_or(i64::MAX);
         let until = crate::now_ms().saturating_add(valid_for);
         let mut connection = self.connection.clone();
         bounded(
             redis::pipe()
-                .hset(&key, consumer, format!("{delay_ms} {until}"))
+                .hset(key, field, format!("{delay_ms} {until}"))
                 .ignore()
-                .pexpire(&key, valid_for)
+                .pexpire(key, valid_for)
                 .ignore()
                 .query_async::<()>(&mut connection),
         )
