@@ -9,9 +9,10 @@
 //! was handed to the connections, and every half-second the *least* of those
 //! waits is reported, as a replica reports its stream's (see
 //! `shared_proto::bus::queue_delay`): high only when a queue stood through
-//! the whole interval, not after a burst. The admission script refuses
-//! messages while any gateway's report is over `max_queue_wait_ms`, since the
-//! gateway that admits a message cannot know where its readers are.
+//! the whole interval, not after a burst, and no wait once a second has
+//! passed without any event. The admission script refuses messages while any
+//! gateway's report is over `max_queue_wait_ms`, since the gateway that
+//! admits a message cannot know where its readers are.
 //!
 //! Like the streams' reports, this compares Redis's clock with this
 //! machine's: they are assumed to agree to well within the bound.
@@ -45,9 +46,18 @@ impl DeliveryDelay {
     }
 }
 
+/// Intervals without an event after which a gateway that reported a wait
+/// says that nothing waits any more.
+const QUIET_INTERVALS: u32 = 2;
+
 /// Reports the least wait of each interval in which events were heard,
-/// until `stop`. An interval without events says nothing: the last report
-/// lapses on its own.
+/// until `stop`.
+///
+/// While messages are refused because of this gateway's report, no event
+/// comes to it, so nothing would replace the report until it lapsed (3 s):
+/// every sender would be refused for that long after the queue was gone.
+/// Hearing nothing for a second means nothing is queued for it, so it then
+/// reports no wait; a quiet gateway that reported none says nothing.
 pub async fn report(
     delay: Arc<DeliveryDelay>,
     bus: Bus,
@@ -55,15 +65,45 @@ pub async fn report(
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(DELAY_REPORTED_EVERY);
+    let mut quiet = Quiet::default();
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tick.tick() => {
-                let Some(delay_ms) = delay.take() else { continue };
+                let Some(delay_ms) = quiet.after_interval(delay.take()) else { continue };
                 metrics::gauge!("switchyard_gateway_delivery_delay_ms").set(delay_ms as f64);
                 if let Err(err) = bus.publish_delivery_delay(&gateway_id, delay_ms).await {
                     debug!(error = %err, "publishing the delivery delay failed");
                 }
+            }
+        }
+    }
+}
+
+/// What to report after each interval.
+#[derive(Debug, Default)]
+struct Quiet {
+    /// The last wait reported.
+    reported: i64,
+    /// Intervals in a row without an event.
+    intervals: u32,
+}
+
+impl Quiet {
+    fn after_interval(&mut self, heard: Option<i64>) -> Option<i64> {
+        match heard {
+            Some(delay_ms) => {
+                self.intervals = 0;
+                self.reported = delay_ms;
+                Some(delay_ms)
+            }
+            None => {
+                self.intervals += 1;
+                if self.reported > 0 && self.intervals >= QUIET_INTERVALS {
+                    self.reported = 0;
+                    return Some(0);
+                }
+                None
             }
         }
     }
@@ -86,5 +126,20 @@ mod tests {
             Some(0),
             "clocks a little apart count as no wait"
         );
+    }
+
+    #[test]
+    fn a_wait_reported_is_taken_back_once_nothing_comes() {
+        let mut quiet = Quiet::default();
+        assert_eq!(quiet.after_interval(None), None, "nothing to say");
+        assert_eq!(quiet.after_interval(Some(1_500)), Some(1_500));
+        assert_eq!(quiet.after_interval(None), None, "one quiet interval");
+        assert_eq!(
+            quiet.after_interval(None),
+            Some(0),
+            "a second: nothing waits"
+        );
+        assert_eq!(quiet.after_interval(None), None, "said once");
+        assert_eq!(quiet.after_interval(Some(3)), Some(3));
     }
 }

@@ -163,7 +163,8 @@ async fn a_message_is_refused_busy_while_a_gateway_delivers_late() {
         "{reply}"
     );
 
-    // No event waits any more; once the report lapses, the message goes.
+    // No event waits any more: once Bob's gateway has heard nothing for a
+    // second it says so, and the message goes.
     let acknowledged = send_until_acknowledged(&mut ana, &bob, 0..FIRST + 1).await;
     assert_stored_once_and_delivered_once(&mut ana, &mut bob, &acknowledged).await;
 }
