@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use shared_proto::action::UserId;
 use shared_proto::bus::Bus;
 use shared_proto::envelope::{SessionChange, ToGateway};
@@ -20,6 +20,12 @@ use crate::delivery_delay::DeliveryDelay;
 use crate::frame::Frame;
 use crate::hub::{Hub, Pushed, Session, SubscriptionChange};
 use crate::login::Logins;
+use crate::socket_writer;
+
+/// Publications delivered in one batch at most: enough that a busy gateway
+/// writes each socket a few times less often, few enough that the first of
+/// them does not wait long for the last.
+const PUBLICATIONS_PER_BATCH: usize = 64;
 
 /// Runs until `shutdown`, keeping the subscriptions in step with the hub.
 pub async fn run(
@@ -94,11 +100,31 @@ pub async fn run(
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 message = stream.next() => {
-                    let Some(message) = message else { break };
-                    let position = dispatch(&hub, &logins, message.get_channel_name(), message.get_payload_bytes());
-                    if let Some(position) = position {
-                        delivery_delay.heard(position.id.ms, shared_proto::now_ms());
-                        advance(&mut received, position);
+                    let Some(first) = message else { break };
+                    // The publications already in hand go out together, so
+                    // that each socket takes its frames of them in one write.
+                    let ended = socket_writer::batched(|| {
+                        let mut next = Some(first);
+                        let mut taken = 0;
+                        while let Some(message) = next.take() {
+                            let position = dispatch(&hub, &logins, message.get_channel_name(), message.get_payload_bytes());
+                            if let Some(position) = position {
+                                delivery_delay.heard(position.id.ms, shared_proto::now_ms());
+                                advance(&mut received, position);
+                            }
+                            taken += 1;
+                            if taken < PUBLICATIONS_PER_BATCH {
+                                match stream.next().now_or_never() {
+                                    Some(Some(message)) => next = Some(message),
+                                    Some(None) => return true,
+                                    None => {}
+                                }
+                            }
+                        }
+                        false
+                    });
+                    if ended {
+                        break;
                     }
                 }
                 change = changes.recv() => {
