@@ -101,24 +101,31 @@ pub async fn run(
                 _ = shutdown.cancelled() => return,
                 message = stream.next() => {
                     let Some(first) = message else { break };
-                    // The publications already in hand go out together, so
+                    // Publications Redis has already sent go out together, so
                     // that each socket takes its frames of them in one write.
+                    // A lone one goes straight out: holding its frames would
+                    // only cost.
+                    let second = match stream.next().now_or_never() {
+                        Some(Some(second)) => second,
+                        Some(None) => {
+                            hear(&hub, &logins, &delivery_delay, &mut received, &first);
+                            break;
+                        }
+                        None => {
+                            hear(&hub, &logins, &delivery_delay, &mut received, &first);
+                            continue;
+                        }
+                    };
                     let ended = socket_writer::batched(|| {
-                        let mut next = Some(first);
-                        let mut taken = 0;
-                        while let Some(message) = next.take() {
-                            let position = dispatch(&hub, &logins, message.get_channel_name(), message.get_payload_bytes());
-                            if let Some(position) = position {
-                                delivery_delay.heard(position.id.ms, shared_proto::now_ms());
-                                advance(&mut received, position);
-                            }
-                            taken += 1;
-                            if taken < PUBLICATIONS_PER_BATCH {
-                                match stream.next().now_or_never() {
-                                    Some(Some(message)) => next = Some(message),
-                                    Some(None) => return true,
-                                    None => {}
+                        hear(&hub, &logins, &delivery_delay, &mut received, &first);
+                        hear(&hub, &logins, &delivery_delay, &mut received, &second);
+                        for _ in 2..PUBLICATIONS_PER_BATCH {
+                            match stream.next().now_or_never() {
+                                Some(Some(message)) => {
+                                    hear(&hub, &logins, &delivery_delay, &mut received, &message);
                                 }
+                                Some(None) => return true,
+                                None => break,
                             }
                         }
                         false
@@ -148,6 +155,27 @@ pub async fn run(
         }
         ready.store(false, std::sync::atomic::Ordering::Release);
         warn!("lost the redis subscription; reconnecting");
+    }
+}
+
+/// Delivers one publication, noting how long a kept event waited and how
+/// far the events heard go.
+fn hear(
+    hub: &Hub,
+    logins: &Arc<Logins>,
+    delivery_delay: &DeliveryDelay,
+    received: &mut Option<Position>,
+    message: &redis::Msg,
+) {
+    let position = dispatch(
+        hub,
+        logins,
+        message.get_channel_name(),
+        message.get_payload_bytes(),
+    );
+    if let Some(position) = position {
+        delivery_delay.heard(position.id.ms, shared_proto::now_ms());
+        advance(received, position);
     }
 }
 
