@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use shared_proto::action::UserId;
 use shared_proto::bus::Bus;
 use shared_proto::envelope::{SessionChange, ToGateway};
@@ -20,12 +20,6 @@ use crate::delivery_delay::DeliveryDelay;
 use crate::frame::Frame;
 use crate::hub::{Hub, Pushed, Session, SubscriptionChange};
 use crate::login::Logins;
-use crate::socket_writer;
-
-/// Publications delivered in one batch at most: enough that a busy gateway
-/// writes each socket a few times less often, few enough that the first of
-/// them does not wait long for the last.
-const PUBLICATIONS_PER_BATCH: usize = 64;
 
 /// Runs until `shutdown`, keeping the subscriptions in step with the hub.
 pub async fn run(
@@ -100,38 +94,11 @@ pub async fn run(
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 message = stream.next() => {
-                    let Some(first) = message else { break };
-                    // Publications Redis has already sent go out together, so
-                    // that each socket takes its frames of them in one write.
-                    // A lone one goes straight out: holding its frames would
-                    // only cost.
-                    let second = match stream.next().now_or_never() {
-                        Some(Some(second)) => second,
-                        Some(None) => {
-                            hear(&hub, &logins, &delivery_delay, &mut received, &first);
-                            break;
-                        }
-                        None => {
-                            hear(&hub, &logins, &delivery_delay, &mut received, &first);
-                            continue;
-                        }
-                    };
-                    let ended = socket_writer::batched(|| {
-                        hear(&hub, &logins, &delivery_delay, &mut received, &first);
-                        hear(&hub, &logins, &delivery_delay, &mut received, &second);
-                        for _ in 2..PUBLICATIONS_PER_BATCH {
-                            match stream.next().now_or_never() {
-                                Some(Some(message)) => {
-                                    hear(&hub, &logins, &delivery_delay, &mut received, &message);
-                                }
-                                Some(None) => return true,
-                                None => break,
-                            }
-                        }
-                        false
-                    });
-                    if ended {
-                        break;
+                    let Some(message) = message else { break };
+                    let position = dispatch(&hub, &logins, message.get_channel_name(), message.get_payload_bytes());
+                    if let Some(position) = position {
+                        delivery_delay.heard(position.id.ms, shared_proto::now_ms());
+                        advance(&mut received, position);
                     }
                 }
                 change = changes.recv() => {
@@ -155,27 +122,6 @@ pub async fn run(
         }
         ready.store(false, std::sync::atomic::Ordering::Release);
         warn!("lost the redis subscription; reconnecting");
-    }
-}
-
-/// Delivers one publication, noting how long a kept event waited and how
-/// far the events heard go.
-fn hear(
-    hub: &Hub,
-    logins: &Arc<Logins>,
-    delivery_delay: &DeliveryDelay,
-    received: &mut Option<Position>,
-    message: &redis::Msg,
-) {
-    let position = dispatch(
-        hub,
-        logins,
-        message.get_channel_name(),
-        message.get_payload_bytes(),
-    );
-    if let Some(position) = position {
-        delivery_delay.heard(position.id.ms, shared_proto::now_ms());
-        advance(received, position);
     }
 }
 

@@ -11,17 +11,9 @@
 //! A client whose backlog reaches its limit reads too slowly to keep up; it is
 //! refused further frames rather than allowed to grow our memory, and cut off:
 //! its backlog is replaced by a close frame (see [`FrameSink::cut_off`]).
-//!
-//! A task that pushes many frames at once (the listener, with several
-//! publications in hand) can do it in [`batched`]: the frames it pushes are
-//! held until the batch ends, and then each socket takes all of its frames in
-//! one write. Past a few thousand deliveries a second the system call and the
-//! loopback's TCP work per write, not the frame, are what a delivery costs;
-//! at a low rate a batch holds one publication and nothing waits for another.
 
-use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll};
@@ -60,8 +52,6 @@ struct Backlog {
     frames: VecDeque<Bytes>,
     /// A drain task is running.
     draining: bool,
-    /// Frames are held for the end of a [`batched`] call, which writes them.
-    held: bool,
     /// A close frame was pushed: nothing more is taken.
     closed: bool,
     /// Writing failed: the client is gone.
@@ -111,12 +101,8 @@ impl FrameSink for SocketWriter {
         if backlog.closed || backlog.failed {
             return Err(Refused::Gone);
         }
-        // Waiting frames go first: a drain task or the end of a batch
-        // writes this one after them.
         if !backlog.frames.is_empty() {
-            // Frames held by a batch are not the client's doing: it is
-            // behind only once the kernel stops taking them.
-            if !backlog.held && backlog.frames.len() >= self.shared.max_backlog {
+            if backlog.frames.len() >= self.shared.max_backlog {
                 return Err(Refused::Behind);
             }
             backlog.frames.push_back(frame.bytes().clone());
@@ -124,11 +110,6 @@ impl FrameSink for SocketWriter {
             return Ok(());
         }
         backlog.closed = frame.is_close();
-        if hold_in_batch(&self.shared) {
-            backlog.frames.push_back(frame.bytes().clone());
-            backlog.held = true;
-            return Ok(());
-        }
         let bytes = frame.bytes();
         let mut written = 0;
         while written < bytes.len() {
@@ -165,8 +146,7 @@ impl FrameSink for SocketWriter {
         }
         // The first frame may be partly written: the rest of it must follow,
         // or what the client reads next is no frame at all. A drain task is
-        // running, or a batch holds the frames, since the backlog is not
-        // empty; either writes the close too.
+        // running, since the backlog is not empty; it writes the close too.
         backlog.frames.truncate(1);
         backlog.frames.push_back(close.bytes().clone());
         backlog.closed = true;
@@ -198,20 +178,14 @@ async fn drain(shared: Arc<Shared>) {
     }
 }
 
-/// Frames handed to the kernel in one write at most.
-const FRAMES_PER_WRITE: usize = 64;
-
-/// Writes as much of the backlog as the socket takes now, many frames to a
-/// system call.
+/// Writes as much of the backlog as the socket takes now.
 fn write_backlog(socket: &OwnedWriteHalf, backlog: &mut Backlog) {
-    while !backlog.frames.is_empty() {
-        let mut slices = [IoSlice::new(&[]); FRAMES_PER_WRITE];
-        let count = backlog.frames.len().min(FRAMES_PER_WRITE);
-        for (slice, frame) in slices.iter_mut().zip(&backlog.frames) {
-            *slice = IoSlice::new(frame);
-        }
-        match socket.try_write_vectored(&slices[..count]) {
-            Ok(written) => consume(&mut backlog.frames, written),
+    while let Some(front) = backlog.frames.front_mut() {
+        match socket.try_write(front) {
+            Ok(n) if n == front.len() => {
+                backlog.frames.pop_front();
+            }
+            Ok(n) => front.advance(n),
             Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => {
@@ -222,91 +196,7 @@ fn write_backlog(socket: &OwnedWriteHalf, backlog: &mut Backlog) {
     }
 }
 
-/// Drops the first `written` bytes of the frames.
-fn consume(frames: &mut VecDeque<Bytes>, mut written: usize) {
-    while written > 0 {
-        let Some(front) = frames.front_mut() else {
-            return;
-        };
-        if written < front.len() {
-            front.advance(written);
-            return;
-        }
-        written -= front.len();
-        frames.pop_front();
-    }
-}
-
-thread_local! {
-    /// The sockets holding frames for the end of the [`batched`] call running
-    /// on this thread, if one is.
-    static BATCH: RefCell<Option<Vec<Arc<Shared>>>> = const { RefCell::new(None) };
-}
-
-/// Runs `deliver`; the frames it pushes to sockets with nothing waiting are
-/// held until it returns, then each socket's are written together. A frame
-/// pushed to a socket that already has a backlog joins it, as always.
-/// `deliver` must not wait on anything that needs those frames written.
-pub fn batched<R>(deliver: impl FnOnce() -> R) -> R {
-    let started = BATCH.with(|batch| {
-        let mut batch = batch.borrow_mut();
-        let idle = batch.is_none();
-        if idle {
-            *batch = Some(Vec::new());
-        }
-        idle
-    });
-    if !started {
-        // Inside another batch, which writes everything at its end.
-        return deliver();
-    }
-    /// Writes what was held even if `deliver` panics.
-    struct WriteHeld;
-    impl Drop for WriteHeld {
-        fn drop(&mut self) {
-            let held = BATCH.with(|batch| batch.borrow_mut().take());
-            for shared in held.unwrap_or_default() {
-                shared.write_held();
-            }
-        }
-    }
-    let _write_held = WriteHeld;
-    deliver()
-}
-
-/// Whether a batch runs on this thread; if so, it will write `shared`'s frames.
-fn hold_in_batch(shared: &Arc<Shared>) -> bool {
-    BATCH.with(|batch| match batch.borrow_mut().as_mut() {
-        Some(held) => {
-            held.push(shared.clone());
-            true
-        }
-        None => false,
-    })
-}
-
 impl Shared {
-    /// The end of a batch: writes the frames it held (and any pushed after
-    /// them meanwhile), leaving what the socket does not take to a drain.
-    fn write_held(self: Arc<Self>) {
-        let mut backlog = self.lock();
-        if !std::mem::take(&mut backlog.held) {
-            return;
-        }
-        write_backlog(&self.socket, &mut backlog);
-        if backlog.failed {
-            backlog.frames.clear();
-        }
-        if backlog.frames.is_empty() {
-            drop(backlog);
-            self.emptied.notify_waiters();
-            return;
-        }
-        backlog.draining = true;
-        drop(backlog);
-        tokio::spawn(drain(self));
-    }
-
     fn lock(&self) -> MutexGuard<'_, Backlog> {
         // Every update of the backlog is a single step; a poisoned lock holds
         // nothing half-written.
@@ -411,32 +301,6 @@ mod tests {
         let received = read_exactly(&mut client, expected.len()).await;
         assert!(received == expected, "the bytes arrive in the order pushed");
         assert!(writer.flushed(Duration::from_secs(5)).await);
-    }
-
-    /// A batch holds its frames, even more than a client may have waiting,
-    /// and writes them when it ends: whole, in order, and before a frame
-    /// pushed after them.
-    #[tokio::test]
-    async fn frames_pushed_in_a_batch_are_written_in_order_when_it_ends() {
-        let (server, mut client) = socket_pair().await;
-        let (_read, write) = server.into_split();
-        let writer = SocketWriter::new(write, 2);
-        let frames: Vec<Frame> = (0..5).map(|i| Frame::text(&format!("frame {i}"))).collect();
-        batched(|| {
-            for frame in &frames[..4] {
-                writer.push(frame).expect("held, not refused");
-            }
-            assert_eq!(
-                writer.shared.lock().frames.len(),
-                4,
-                "nothing is written before the batch ends"
-            );
-        });
-        writer.push(&frames[4]).expect("taken");
-        assert!(writer.flushed(Duration::from_secs(5)).await);
-        let expected: Vec<u8> = frames.iter().flat_map(|f| f.bytes().to_vec()).collect();
-        let received = read_exactly(&mut client, expected.len()).await;
-        assert!(received == expected, "the bytes arrive in the order pushed");
     }
 
     #[tokio::test]
