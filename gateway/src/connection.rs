@@ -44,6 +44,8 @@ pub struct Context {
     /// How many partitions chat-service's messages are split into, as agreed
     /// by every process (`shared_proto::partitions`).
     pub chat_partitions: u32,
+    /// Streams Redis lately refused, refused here for a moment without asking.
+    pub refusals: crate::refusals::Refusals,
 }
 
 /// How long a connection this gateway closed waits for the client's own close
@@ -342,10 +344,21 @@ async fn accept_frame(
         max_wait: partitions.map(|_| Duration::from_millis(settings.max_queue_wait_ms)),
         busy_retry_after: settings.busy_retry(),
     };
-    let admitted = context
-        .bus
-        .admit(&stream, route.class, &envelope, limits)
-        .await;
+    let admitted = match context.refusals.standing(&stream, Instant::now()) {
+        Some(retry_after_ms) => Ok(Admitted::Busy { retry_after_ms }),
+        None => {
+            let admitted = context
+                .bus
+                .admit(&stream, route.class, &envelope, limits)
+                .await;
+            if let Ok(Admitted::Busy { retry_after_ms }) = admitted {
+                context
+                    .refusals
+                    .note(&stream, retry_after_ms, Instant::now());
+            }
+            admitted
+        }
+    };
     if !matches!(admitted, Ok(Admitted::Accepted)) {
         context.hub.untrack(&action_id);
     }

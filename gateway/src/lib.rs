@@ -32,6 +32,7 @@ pub mod listener;
 pub mod login;
 pub mod missed;
 pub mod rate_limit;
+pub mod refusals;
 pub mod replay;
 pub mod server;
 pub mod settings;

@@ -63,6 +63,7 @@ impl Application {
             draining: shutdown.child_token(),
             listening: Arc::new(AtomicBool::new(false)),
             chat_partitions,
+            refusals: Default::default(),
         });
         Ok(Application {
             listener,
