@@ -137,6 +137,25 @@ pub async fn befriend(a: &mut ChatUser, b: &mut ChatUser) {
     a.client.expect_event("FRIEND_ADDED", EVENT_TIMEOUT).await;
 }
 
+/// Adds `member` to `admin`'s group, and consumes the GROUP_JOINED it
+/// tells the member's connection.
+///
+/// # Panics
+/// If the addition is not answered MEMBER_ADDED, or the event does not come.
+pub async fn add_member(admin: &mut ChatUser, group_id: &str, member: &mut ChatUser) {
+    assert_status(
+        &admin
+            .client
+            .moderate("ADD_MEMBER", group_id, &member.user_id)
+            .await,
+        "MEMBER_ADDED",
+    );
+    member
+        .client
+        .expect_event("GROUP_JOINED", EVENT_TIMEOUT)
+        .await;
+}
+
 /// Signs up one account per `(email, gateway)` pair, each logged in on its
 /// own connection to that gateway, at most `concurrency` requests at a time.
 ///

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mongodb::bson::{Document, doc};
 use serde_json::Value;
-use switchyard_tests::chat::{ChatUser, EVENT_TIMEOUT, assert_refused, befriend};
+use switchyard_tests::chat::{ChatUser, EVENT_TIMEOUT, add_member, assert_refused, befriend};
 use switchyard_tests::files::{
     ATTACHMENT_CHUNKS, ATTACHMENT_FILES, download, file_bytes, png, start_upload, upload, uploaded,
 };
@@ -438,13 +438,7 @@ async fn files_go_to_groups_only_where_the_deployment_allows_it() {
     let mut ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
     let mut ben = ChatUser::sign_up(&stack, 1, "ben@example.com", "Ben").await;
     let group_id = ana.client.create_group("Readers").await;
-    assert_status(
-        &ana.client
-            .moderate("ADD_MEMBER", &group_id, &ben.user_id)
-            .await,
-        "MEMBER_ADDED",
-    );
-    ben.client.expect_event("GROUP_JOINED", EVENT_TIMEOUT).await;
+    add_member(&mut ana, &group_id, &mut ben).await;
     let bytes = file_bytes(5_000);
     let file = file_id(
         &uploaded(

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use mongodb::bson::doc;
 use serde_json::{Value, json};
-use switchyard_tests::chat::{ChatUser, EVENT_TIMEOUT, assert_refused, befriend, messages_of};
+use switchyard_tests::chat::{
+    ChatUser, EVENT_TIMEOUT, add_member, assert_refused, befriend, messages_of,
+};
 use switchyard_tests::files::{
     ATTACHMENT_CHUNKS, ATTACHMENT_FILES, download, file_bytes, png, upload, uploaded,
 };
@@ -50,13 +52,7 @@ async fn a_picture_sent_to_a_group_is_seen_by_a_member_on_the_other_gateway() {
     let mut ben = ChatUser::sign_up(&stack, 1, "ben@example.com", "Ben").await;
     let cal = ChatUser::sign_up(&stack, 1, "cal@example.com", "Cal").await;
     let group_id = ana.client.create_group("Hikers").await;
-    assert_status(
-        &ana.client
-            .moderate("ADD_MEMBER", &group_id, &ben.user_id)
-            .await,
-        "MEMBER_ADDED",
-    );
-    ben.client.expect_event("GROUP_JOINED", EVENT_TIMEOUT).await;
+    add_member(&mut ana, &group_id, &mut ben).await;
 
     // A photograph that says where it was taken.
     let original = png(1200, 800, Some(("GPS", "48.8584 N, 2.2945 E")));

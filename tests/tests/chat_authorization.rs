@@ -6,7 +6,7 @@ use mongodb::bson::doc;
 use serde_json::{Value, json};
 use switchyard_tests::chat::{
     CONVERSATIONS, ChatUser, EVENT_TIMEOUT, FRIENDSHIPS, GROUPS, MESSAGES, QUIET, READS,
-    assert_refused, befriend, chat_stack, history_texts, member_ids, sent, with_status,
+    add_member, assert_refused, befriend, chat_stack, history_texts, member_ids, sent, with_status,
 };
 use switchyard_tests::{Client, DEFAULT_PASSWORD, Stack, USERS, assert_status};
 
@@ -190,13 +190,7 @@ async fn outsiders_cannot_read_or_write_a_group() {
     let mut carl = ChatUser::sign_up(&stack, 1, "carl@example.com", "Carl").await;
     let group_id = ana.client.create_group("Private").await;
     let conversation = format!("g:{group_id}");
-    assert_status(
-        &ana.client
-            .moderate("ADD_MEMBER", &group_id, &bob.user_id)
-            .await,
-        "MEMBER_ADDED",
-    );
-    bob.client.expect_event("GROUP_JOINED", EVENT_TIMEOUT).await;
+    add_member(&mut ana, &group_id, &mut bob).await;
     sent(
         &ana.client
             .send_to_group(&group_id, "members only", "ana-1")
@@ -389,13 +383,7 @@ async fn the_last_admin_stays_while_others_remain() {
     let mut ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
     let mut bob = ChatUser::sign_up(&stack, 1, "bob@example.com", "Bob").await;
     let group_id = ana.client.create_group("Kept").await;
-    assert_status(
-        &ana.client
-            .moderate("ADD_MEMBER", &group_id, &bob.user_id)
-            .await,
-        "MEMBER_ADDED",
-    );
-    bob.client.expect_event("GROUP_JOINED", EVENT_TIMEOUT).await;
+    add_member(&mut ana, &group_id, &mut bob).await;
     let before = stack.stored_group(&group_id).await;
 
     assert_refused(

@@ -6,8 +6,8 @@
 use mongodb::bson::{Bson, Document};
 use serde_json::{Value, json};
 use switchyard_tests::chat::{
-    ChatUser, EVENT_TIMEOUT, QUIET, assert_refused, chat_stack, member_ids, sent, user_ids,
-    with_status,
+    ChatUser, EVENT_TIMEOUT, QUIET, add_member, assert_refused, chat_stack, member_ids, sent,
+    user_ids, with_status,
 };
 use switchyard_tests::{Client, Stack, assert_status};
 
@@ -193,13 +193,7 @@ async fn a_member_added_removed_banned_and_unbanned_sees_each_change_at_once() {
     let mut carl_tab = carl.connect_again(&stack, 0).await;
 
     let group_id = ana.client.create_group("Book club").await;
-    assert_status(
-        &ana.client
-            .moderate("ADD_MEMBER", &group_id, &bob.user_id)
-            .await,
-        "MEMBER_ADDED",
-    );
-    bob.client.expect_event("GROUP_JOINED", EVENT_TIMEOUT).await;
+    add_member(&mut ana, &group_id, &mut bob).await;
 
     // Added: each of Carl's connections is told once, and Bob sees it.
     let reply = ana
@@ -372,13 +366,7 @@ async fn group_messages_follow_a_member_from_login_to_logout() {
     let mut ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
     let mut bob = ChatUser::sign_up(&stack, 1, "bob@example.com", "Bob").await;
     let group_id = ana.client.create_group("Night owls").await;
-    assert_status(
-        &ana.client
-            .moderate("ADD_MEMBER", &group_id, &bob.user_id)
-            .await,
-        "MEMBER_ADDED",
-    );
-    bob.client.expect_event("GROUP_JOINED", EVENT_TIMEOUT).await;
+    add_member(&mut ana, &group_id, &mut bob).await;
 
     // A new connection on a gateway where Bob had none learns his groups
     // when he logs in there.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use mongodb::bson::doc;
 use serde_json::{Value, json};
 use switchyard_tests::chat::{
-    ChatUser, EVENT_TIMEOUT, MESSAGES, QUIET, assert_refused, befriend, chat_stack, history_texts,
-    messages_of, sent, with_status,
+    ChatUser, EVENT_TIMEOUT, MESSAGES, QUIET, add_member, assert_refused, befriend, chat_stack,
+    history_texts, messages_of, sent, with_status,
 };
 use switchyard_tests::{Client, Stack, assert_status};
 
@@ -173,13 +173,7 @@ async fn members_of_a_group_write_temporarily_while_they_share_it() {
     let mut ana = ChatUser::sign_up(&stack, 0, ANA, "Ana").await;
     let mut bob = ChatUser::sign_up(&stack, 1, BOB, "Bob").await;
     let group_id = ana.client.create_group("Walkers").await;
-    assert_status(
-        &ana.client
-            .moderate("ADD_MEMBER", &group_id, &bob.user_id)
-            .await,
-        "MEMBER_ADDED",
-    );
-    bob.client.expect_event("GROUP_JOINED", EVENT_TIMEOUT).await;
+    add_member(&mut ana, &group_id, &mut bob).await;
 
     // Not friends, but in one group: both may write, temporarily.
     let first = sent(
