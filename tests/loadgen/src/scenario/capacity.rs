@@ -35,11 +35,10 @@ use crate::protocol::{Protocol, Stamp};
 use crate::report::{Capacity, Cpu, Step};
 
 use super::fleet::{Command, Fleet};
+use super::pacer::Pacer;
 use super::traffic::{self, Send};
 use super::{Ctx, Findings};
 
-/// Scheduler resolution.
-const TICK: Duration = Duration::from_millis(1);
 /// How often settling is checked.
 const SETTLE_POLL: Duration = Duration::from_millis(50);
 /// After the step that failed, the wait for its stragglers before the
@@ -120,36 +119,32 @@ impl<P: Protocol> Sender<'_, P> {
     async fn send(&mut self, rate: f64, length: Duration, ctx: &Ctx) {
         let total = (rate * length.as_secs_f64()).round().max(1.0) as u64;
         let first = self.next;
-        let start = Instant::now();
         let start_us = clock::now_us();
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut k = 0u64;
-        while k < total && !ctx.past_deadline() {
-            tick.tick().await;
-            let due = ((start.elapsed().as_secs_f64() * rate) as u64 + 1).min(total);
-            while k < due {
-                let id = first + k;
-                let send = self.schedule[(id % self.schedule.len() as u64) as usize];
-                let stamp = Stamp {
-                    id,
-                    from: send.from as u32,
-                    at_us: start_us + (k as f64 * 1e6 / rate) as u64,
-                };
-                self.ledger.scheduled(id, send.receivers);
-                let command = Command {
-                    frame: self.protocol.message(send.dest, &stamp),
-                    receivers: send.receivers,
-                    probe: false,
-                    id,
-                };
-                if self.fleet.send(send.from, command) {
-                    self.queued += 1;
+        let mut pacer = Pacer::start(rate, total);
+        tokio::task::block_in_place(|| {
+            while !pacer.is_done() && !ctx.past_deadline() {
+                for k in pacer.wait_due() {
+                    let id = first + k;
+                    let send = self.schedule[(id % self.schedule.len() as u64) as usize];
+                    let stamp = Stamp {
+                        id,
+                        from: send.from as u32,
+                        at_us: start_us + pacer.due_offset_us(k),
+                    };
+                    self.ledger.scheduled(id, send.receivers);
+                    let command = Command {
+                        frame: self.protocol.message(send.dest, &stamp),
+                        receivers: send.receivers,
+                        probe: false,
+                        id,
+                    };
+                    if self.fleet.send(send.from, command) {
+                        self.queued += 1;
+                    }
                 }
-                k += 1;
             }
-        }
-        self.next = first + k;
+        });
+        self.next = first + pacer.handed_out();
     }
 }
 

@@ -21,6 +21,7 @@ pub mod direct;
 pub mod fanout;
 pub mod fleet;
 pub mod idle;
+pub mod pacer;
 pub mod storm;
 pub mod traffic;
 

@@ -18,6 +18,7 @@ use crate::protocol::{Conn, Dest, PROBE_BIT, Protocol, Stamp};
 use crate::report::Cpu;
 
 use super::fleet::{Command, Fleet};
+use super::pacer::Pacer;
 use super::{Ctx, Findings};
 
 /// How long probes may take to come through, in all.
@@ -25,8 +26,6 @@ const PROBE_WAIT: Duration = Duration::from_secs(60);
 /// Rounds of probes at most, and the wait for the first (later ones wait longer).
 const PROBE_ROUNDS: u64 = 12;
 const PROBE_ROUND_WAIT: Duration = Duration::from_secs(2);
-/// Scheduler resolution.
-const TICK: Duration = Duration::from_millis(1);
 
 /// One message of the schedule.
 #[derive(Debug, Clone, Copy)]
@@ -84,34 +83,31 @@ pub async fn run<P: Protocol>(
     let watched_before = ctx.watched_cpu();
     let loadgen_before = procfs::cpu_of(std::process::id());
     ctx.recorder.start_timeline();
-    let start = Instant::now();
     let start_us = clock::now_us();
-    let mut tick = tokio::time::interval(TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut next = 0u64;
+    let mut pacer = Pacer::start(rate, total);
+    let start = pacer.started();
     let mut queued = 0u64;
-    while next < total && !ctx.past_deadline() {
-        tick.tick().await;
-        let due = ((start.elapsed().as_secs_f64() * rate) as u64 + 1).min(total);
-        while next < due {
-            let send = schedule[(next % schedule.len() as u64) as usize];
-            let stamp = Stamp {
-                id: next,
-                from: send.from as u32,
-                at_us: start_us + (next as f64 * 1e6 / rate) as u64,
-            };
-            let command = Command {
-                frame: protocol.message(send.dest, &stamp),
-                receivers: send.receivers,
-                probe: false,
-                id: next,
-            };
-            if fleet.send(send.from, command) {
-                queued += 1;
+    tokio::task::block_in_place(|| {
+        while !pacer.is_done() && !ctx.past_deadline() {
+            for next in pacer.wait_due() {
+                let send = schedule[(next % schedule.len() as u64) as usize];
+                let stamp = Stamp {
+                    id: next,
+                    from: send.from as u32,
+                    at_us: start_us + pacer.due_offset_us(next),
+                };
+                let command = Command {
+                    frame: protocol.message(send.dest, &stamp),
+                    receivers: send.receivers,
+                    probe: false,
+                    id: next,
+                };
+                if fleet.send(send.from, command) {
+                    queued += 1;
+                }
             }
-            next += 1;
         }
-    }
+    });
     let sending = start.elapsed();
 
     // Late deliveries: wait until everything sent has arrived, or the drain time.
