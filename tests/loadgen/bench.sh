@@ -40,6 +40,10 @@ FANOUT_RATE="${BENCH_FANOUT_RATE:-10}"
 DIRECT_CONNECTIONS="${BENCH_DIRECT_CONNECTIONS:-200}"
 DIRECT_RATE="${BENCH_DIRECT_RATE:-10}"
 TRAFFIC_SECS="${BENCH_TRAFFIC_SECS:-30}"
+# Unrecorded traffic each system gets before its first fixed-rate run (0: none). The first messages
+# after a start are partly the system's own warm-up: the indexed database compiles its hot paths
+# as they run, and the first Switchyard run without it had a p99 a third above the runs after it.
+WARMUP_SECS="${BENCH_WARMUP_SECS:-10}"
 # Capacity (`loadgen direct|fanout --capacity`): the rate rises by CAPACITY_FACTOR per step of
 # CAPACITY_STEP_SECS from CAPACITY_START until p99 passes CAPACITY_P99_MS or anything is refused or
 # lost; then one step at 3x the rate held and a recovery step at half of it.
@@ -412,10 +416,17 @@ idle_run() {
 	stop_servers "$system"
 }
 
+# traffic_run SYSTEM SCENARIO RUN: one fixed-rate run of fanout or direct on a fresh server; RUN
+# `warmup` is the shorter run before the first, kept apart from the runs measured.
 traffic_run() {
 	local system=$1 scenario=$2 run=$3 out
 	start_servers "$system" 1
 	out="$RESULTS/$system/$scenario/run$run"
+	local secs=$TRAFFIC_SECS
+	if [[ $run == warmup ]]; then
+		out="$RESULTS/$system/warmup-$scenario"
+		secs=$WARMUP_SECS
+	fi
 	local -a args
 	if [[ $scenario == fanout ]]; then
 		args=(fanout --connections "$FANOUT_CONNECTIONS" --group-size "$FANOUT_GROUP" --rate "$FANOUT_RATE")
@@ -424,7 +435,7 @@ traffic_run() {
 	fi
 	# shellcheck disable=SC2046
 	loadgen "$out" "${args[@]}" --target "ws://127.0.0.1:${SERVER_PORTS[0]}" --gateway-pids "${SERVER_PIDS[0]}" \
-		--duration "$TRAFFIC_SECS" --max-runtime 900 --run-id "$scenario-$run" \
+		--duration "$secs" --max-runtime 900 --run-id "$scenario-$run" \
 		$(protocol_args "$system") $(watch_args "$system")
 	stop_servers "$system"
 }
@@ -457,6 +468,14 @@ run_system() {
 	local system=$1 run
 	wanted "$system" "$SYSTEMS" || return 0
 	log "== $system"
+	if ((WARMUP_SECS > 0)); then
+		for scenario in fanout direct; do
+			if wanted "$scenario" "$SCENARIOS"; then
+				log "$system: $scenario, warming up for ${WARMUP_SECS}s (not recorded)"
+				traffic_run "$system" "$scenario" warmup
+			fi
+		done
+	fi
 	for ((run = 1; run <= RUNS; run++)); do
 		# Centrifugo with history differs from Centrifugo only where messages are kept: it runs
 		# everything but the idle connections.
