@@ -121,29 +121,28 @@ impl<P: Protocol> Sender<'_, P> {
         let first = self.next;
         let start_us = clock::now_us();
         let mut pacer = Pacer::start(rate, total);
-        tokio::task::block_in_place(|| {
-            while !pacer.is_done() && !ctx.past_deadline() {
-                for k in pacer.wait_due() {
-                    let id = first + k;
-                    let send = self.schedule[(id % self.schedule.len() as u64) as usize];
-                    let stamp = Stamp {
-                        id,
-                        from: send.from as u32,
-                        at_us: start_us + pacer.due_offset_us(k),
-                    };
-                    self.ledger.scheduled(id, send.receivers);
-                    let command = Command {
-                        frame: self.protocol.message(send.dest, &stamp),
-                        receivers: send.receivers,
-                        probe: false,
-                        id,
-                    };
-                    if self.fleet.send(send.from, command) {
-                        self.queued += 1;
-                    }
+        pacer.run(
+            || ctx.past_deadline(),
+            |k, due_us| {
+                let id = first + k;
+                let send = self.schedule[(id % self.schedule.len() as u64) as usize];
+                let stamp = Stamp {
+                    id,
+                    from: send.from as u32,
+                    at_us: start_us + due_us,
+                };
+                self.ledger.scheduled(id, send.receivers);
+                let command = Command {
+                    frame: self.protocol.message(send.dest, &stamp),
+                    receivers: send.receivers,
+                    probe: false,
+                    id,
+                };
+                if self.fleet.send(send.from, command) {
+                    self.queued += 1;
                 }
-            }
-        });
+            },
+        );
         self.next = first + pacer.handed_out();
     }
 }

@@ -44,20 +44,33 @@ impl Pacer {
         self.next
     }
 
-    pub fn is_done(&self) -> bool {
+    fn is_done(&self) -> bool {
         self.next >= self.total
     }
 
     /// When message `k` is due, in microseconds after the start.
-    pub fn due_offset_us(&self, k: u64) -> u64 {
+    fn due_offset_us(&self, k: u64) -> u64 {
         (k as f64 * 1e6 / self.rate) as u64
+    }
+
+    /// Hands each message to `send` when it is due, with when it was due (in
+    /// microseconds after the start), until the schedule is done or `stop`
+    /// says so. Blocks this runtime worker meanwhile
+    /// (`tokio::task::block_in_place`: its other tasks move to other workers).
+    pub fn run(&mut self, stop: impl Fn() -> bool, mut send: impl FnMut(u64, u64)) {
+        tokio::task::block_in_place(|| {
+            while !self.is_done() && !stop() {
+                for k in self.wait_due() {
+                    send(k, self.due_offset_us(k));
+                }
+            }
+        });
     }
 
     /// Blocks the calling thread until the next message is due, then gives
     /// every message due by now (more than one when the thread woke late, or
-    /// at rates above what it can wake for one by one). Call it from a
-    /// thread that may block (`tokio::task::block_in_place`).
-    pub fn wait_due(&mut self) -> Range<u64> {
+    /// at rates above what it can wake for one by one).
+    fn wait_due(&mut self) -> Range<u64> {
         let due_at = self.start + Duration::from_secs_f64(self.next as f64 / self.rate);
         let now = Instant::now();
         if due_at > now {

@@ -87,27 +87,26 @@ pub async fn run<P: Protocol>(
     let mut pacer = Pacer::start(rate, total);
     let start = pacer.started();
     let mut queued = 0u64;
-    tokio::task::block_in_place(|| {
-        while !pacer.is_done() && !ctx.past_deadline() {
-            for next in pacer.wait_due() {
-                let send = schedule[(next % schedule.len() as u64) as usize];
-                let stamp = Stamp {
-                    id: next,
-                    from: send.from as u32,
-                    at_us: start_us + pacer.due_offset_us(next),
-                };
-                let command = Command {
-                    frame: protocol.message(send.dest, &stamp),
-                    receivers: send.receivers,
-                    probe: false,
-                    id: next,
-                };
-                if fleet.send(send.from, command) {
-                    queued += 1;
-                }
+    pacer.run(
+        || ctx.past_deadline(),
+        |next, due_us| {
+            let send = schedule[(next % schedule.len() as u64) as usize];
+            let stamp = Stamp {
+                id: next,
+                from: send.from as u32,
+                at_us: start_us + due_us,
+            };
+            let command = Command {
+                frame: protocol.message(send.dest, &stamp),
+                receivers: send.receivers,
+                probe: false,
+                id: next,
+            };
+            if fleet.send(send.from, command) {
+                queued += 1;
             }
-        }
-    });
+        },
+    );
     let sending = start.elapsed();
 
     // Late deliveries: wait until everything sent has arrived, or the drain time.
