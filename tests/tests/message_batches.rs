@@ -1,6 +1,7 @@
 //! Under load, a stored message costs chat-service less than one database
 //! command: what a message needs to know (friends, members, the
-//! conversation) is remembered, and messages are written in batches. The
+//! conversation) is remembered, and messages are written in batches, then
+//! published and acknowledged together. The
 //! numbers in each conversation stay gapless and ordered, every message
 //! reaches its recipient, and a change (a friendship ended) holds at once.
 //! A batch that touches a hundred conversations is written too: FerretDB
@@ -63,6 +64,8 @@ async fn a_message_under_load_costs_at_most_one_database_command() {
     }
 
     let before = commands(&chat_http).await;
+    let runs_before = finishing_runs(&chat_http).await;
+    let scripts = ScriptsRun::from_now(&stack).await;
     let replies = join_all(senders.iter_mut().zip(&readers).map(|(sender, reader)| {
         let requests = (0..PER_SENDER)
             .map(|n| {
@@ -78,12 +81,21 @@ async fn a_message_under_load_costs_at_most_one_database_command() {
     }))
     .await;
     let spent = commands(&chat_http).await - before;
+    let runs = finishing_runs(&chat_http).await - runs_before;
+    let scripts = scripts.count().await;
     let messages = (PAIRS * PER_SENDER) as f64;
     eprintln!("{spent} database commands for {messages} messages");
+    eprintln!("{runs} runs finishing them, {scripts} Redis scripts in all");
     assert!(
         spent / messages <= 1.0,
         "{spent} database commands for {messages} messages: {} per message",
         spent / messages
+    );
+    // One script admits each message; the messages a batch made durable
+    // are published and acknowledged together, not by a script each.
+    assert!(
+        scripts / messages <= 1.6,
+        "{scripts} Redis scripts for {messages} messages ({runs} runs finishing them)"
     );
 
     // Each conversation numbered 2, 3, … with no gap and no repeat; every
@@ -140,6 +152,44 @@ async fn a_message_under_load_costs_at_most_one_database_command() {
         .send_to_user(&first_reader.user_id, "still there?", "after")
         .await;
     assert_refused(&reply, "FORBIDDEN");
+}
+
+/// Runs of the script that publishes and acknowledges what chat-service
+/// finished.
+async fn finishing_runs(http: &str) -> f64 {
+    Stack::metric(http, "switchyard_bus_entries_finished_per_run_count", "").await
+}
+
+/// Scripts Redis ran from [`ScriptsRun::from_now`] to [`ScriptsRun::count`].
+struct ScriptsRun(redis::aio::MultiplexedConnection);
+
+impl ScriptsRun {
+    async fn from_now(stack: &Stack) -> ScriptsRun {
+        let mut redis = stack.redis().await;
+        let _: () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut redis)
+            .await
+            .expect("resetting Redis's command counts");
+        ScriptsRun(redis)
+    }
+
+    async fn count(mut self) -> f64 {
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut self.0)
+            .await
+            .expect("reading Redis's command counts");
+        ["evalsha", "eval"]
+            .iter()
+            .filter_map(|command| {
+                stats
+                    .lines()
+                    .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+                    .and_then(|rest| rest.split(',').next()?.parse::<f64>().ok())
+            })
+            .sum()
+    }
 }
 
 /// Every database command chat-service has started.

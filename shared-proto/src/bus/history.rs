@@ -59,24 +59,28 @@ static PUBLISH: LazyLock<redis::Script> = LazyLock::new(|| {
     redis::Script::new(&format!(
         "{}{ENSURE_EPOCH_LUA}{}",
         r"
--- KEYS[1] the epoch; KEYS[2] the event clock; KEYS[3] the stream of the
--- entry to acknowledge (any key when there is none); KEYS[4..] the history
--- of each kept publication, in order.
--- ARGV[1] consumer group ('' for no acknowledgement); ARGV[2] entry id;
--- ARGV[3] entries a history keeps at least; ARGV[4] window ms; ARGV[5]
--- entry field; then per publication: channel, message, '1' if kept.
+-- KEYS[1] the epoch; KEYS[2] the event clock; KEYS[3..2+n] the stream of
+-- each of the n entries to acknowledge; then the history of each kept
+-- publication, in order.
+-- ARGV[1] n; then per entry: its consumer group, its id; then entries a
+-- history keeps at least, window ms, entry field; then per publication:
+-- channel, message, '1' if kept.
 ",
         r"
+local acks = tonumber(ARGV[1])
+local after = 2 + 2 * acks
+local max_events = ARGV[after]
+local window = tonumber(ARGV[after + 1])
+local field = ARGV[after + 2]
 local time = redis.call('TIME')
-local window = tonumber(ARGV[4])
 local cutoff = string.format('%.0f', tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000) - window)
-local history = 4
-for i = 6, #ARGV, 3 do
+local history = 3 + acks
+for i = after + 3, #ARGV, 3 do
   if ARGV[i + 2] == '1' then
-    local id = redis.call('XADD', KEYS[2], 'MAXLEN', '1', '*', ARGV[5], '')
+    local id = redis.call('XADD', KEYS[2], 'MAXLEN', '1', '*', field, '')
     local key = KEYS[history]
     history = history + 1
-    redis.call('XADD', key, 'MAXLEN', '~', ARGV[3], id, ARGV[5], ARGV[i + 1])
+    redis.call('XADD', key, 'MAXLEN', '~', max_events, id, field, ARGV[i + 1])
     redis.call('XTRIM', key, 'MINID', '~', cutoff)
     redis.call('PEXPIRE', key, window + 60000)
     redis.call('PUBLISH', ARGV[i], epoch .. ':' .. id .. ' ' .. ARGV[i + 1])
@@ -84,9 +88,10 @@ for i = 6, #ARGV, 3 do
     redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
   end
 end
-if ARGV[1] ~= '' then
-  redis.call('XACK', KEYS[3], ARGV[1], ARGV[2])
-  redis.call('XDEL', KEYS[3], ARGV[2])
+for k = 1, acks do
+  local stream, group, entry = KEYS[2 + k], ARGV[2 * k], ARGV[2 * k + 1]
+  redis.call('XACK', stream, group, entry)
+  redis.call('XDEL', stream, entry)
 end
 return 1
 "
@@ -239,24 +244,28 @@ impl Bus {
     }
 
     /// Publishes `publications` in order, keeping those with a history, and
-    /// acknowledges `acknowledge`, all in one atomic step.
+    /// acknowledges (and deletes) the entries `acknowledged`, all in one
+    /// atomic step.
     pub async fn publish_kept(
         &self,
         publications: &[Publication],
-        acknowledge: Option<Acknowledge<'_>>,
+        acknowledged: &[Acknowledge<'_>],
     ) -> Result<(), BusError> {
-        let epoch = self.names.history_epoch();
         let mut invocation = PUBLISH.prepare_invoke();
         invocation
-            .key(&epoch)
-            .key(self.names.event_clock())
-            .key(acknowledge.map_or(epoch.as_str(), |a| a.stream));
+            .key(self.names.history_epoch())
+            .key(self.names.event_clock());
+        for entry in acknowledged {
+            invocation.key(entry.stream);
+        }
         for history in publications.iter().filter_map(|p| p.kept_in.as_deref()) {
             invocation.key(history);
         }
+        invocation.arg(acknowledged.len());
+        for entry in acknowledged {
+            invocation.arg(entry.group).arg(entry.entry_id);
+        }
         invocation
-            .arg(acknowledge.map_or("", |a| a.group))
-            .arg(acknowledge.map_or("", |a| a.entry_id))
             .arg(self.history.max_events)
             .arg(self.history.window_ms())
             .arg(ENTRY_FIELD);

@@ -7,12 +7,15 @@
 //!   handler, and acknowledges them once the handler says they are done.
 //! - [`dead_letters`]: where the worker puts entries it gives up on.
 //! - [`history`]: the events kept for `SYNC`, and how they are published.
+//! - `finishing`: entries finishing at once, published and acknowledged
+//!   together.
 //! - [`versioned_map`]: copies of maps whose entries only move up.
 
 pub mod actions;
 pub mod admission;
 pub mod dead_letters;
 mod fence;
+mod finishing;
 pub mod history;
 mod key_slots;
 pub mod presence;
@@ -21,6 +24,7 @@ pub mod sessions;
 pub mod versioned_map;
 pub mod worker;
 
+pub use finishing::Finished;
 pub use queue_delay::{LeastDelay, PUBLISH_EVERY as DELAY_REPORTED_EVERY};
 
 use std::time::Duration;
@@ -94,6 +98,8 @@ pub struct Bus {
     connection: ConnectionManager,
     names: Names,
     history: history::HistoryLimits,
+    /// Shared by every clone: entries finishing at once, finished together.
+    finishing: std::sync::Arc<finishing::Finishing>,
 }
 
 impl Bus {
@@ -120,6 +126,7 @@ impl Bus {
             connection,
             names,
             history: history::HistoryLimits::default(),
+            finishing: Default::default(),
         })
     }
 
@@ -262,7 +269,7 @@ impl Bus {
             return Ok(());
         }
         if publications.iter().any(|p| p.kept_in.is_some()) {
-            return self.publish_kept(publications, None).await;
+            return self.publish_kept(publications, &[]).await;
         }
         let mut pipe = redis::pipe();
         for publication in publications {

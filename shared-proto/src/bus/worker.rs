@@ -544,7 +544,7 @@ where
         }
         let mut acknowledged = false;
         if let Disposition::Done(publications) = disposition {
-            match self.finish(id, &publications).await {
+            match self.finish(id, publications).await {
                 Ok(()) => acknowledged = true,
                 Err(err) => {
                     warn!(error = %err, "could not publish or acknowledge; the entry will be retried");
@@ -556,16 +556,23 @@ where
     }
 
     /// Publishes (and keeps) the handler's messages and acknowledges and
-    /// deletes the entry, in one atomic step: a crash can neither lose the
-    /// messages of an acknowledged entry nor, by handling it again, publish
-    /// and keep them twice.
-    async fn finish(&self, id: &str, publications: &[Publication]) -> Result<(), super::BusError> {
-        let acknowledge = super::history::Acknowledge {
-            stream: &self.config.stream,
-            group: &self.config.group,
-            entry_id: id,
-        };
-        self.bus.publish_kept(publications, Some(acknowledge)).await
+    /// deletes the entry, in one atomic step (with other entries finishing
+    /// at the same moment, see [`Bus::finish_entry`]): a crash can neither
+    /// lose the messages of an acknowledged entry nor, by handling it
+    /// again, publish and keep them twice.
+    async fn finish(
+        &self,
+        id: &str,
+        publications: Vec<Publication>,
+    ) -> Result<(), Arc<super::BusError>> {
+        self.bus
+            .finish_entry(super::Finished {
+                stream: self.config.stream.clone(),
+                group: self.config.group.clone(),
+                entry_id: id.to_owned(),
+                publications,
+            })
+            .await
     }
 
     async fn blocking_connection(
