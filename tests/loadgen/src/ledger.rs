@@ -61,7 +61,11 @@ struct Segment {
 
 /// Per-message records for ids below its capacity; later ids are ignored.
 pub struct Ledger {
+    due_us: Vec<AtomicU64>,
     sent_us: Vec<AtomicU64>,
+    acked_us: Vec<AtomicU64>,
+    /// The longest any recipient waited for it after it was due.
+    slowest_us: Vec<AtomicU64>,
     receivers: Vec<AtomicU32>,
     delivered: Vec<AtomicU32>,
     flags: Vec<AtomicU8>,
@@ -98,6 +102,26 @@ pub struct Tally {
     pub refusal: Option<Percentiles>,
 }
 
+/// The messages of a range delivered later than a limit, and where they
+/// were held up: a stall of everything shows as late messages due within a
+/// short time of each other, one connection's as a few spread out; late
+/// writes are the load generator's own, late acknowledgements the server's
+/// before it answered, and the rest were held up on their way out.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Late {
+    pub messages: u64,
+    /// When the first and the last of them were due, after the range's first.
+    pub due_from_ms: f64,
+    pub due_to_ms: f64,
+    /// The longest any recipient waited.
+    pub slowest_ms: f64,
+    /// Written to their sockets more than a tenth of the limit after they
+    /// were due.
+    pub written_late: u64,
+    /// Acknowledged more than the limit after they were due, or not at all.
+    pub acked_late: u64,
+}
+
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_US, 3)
         .expect("1 µs to one hour at 3 significant digits is a valid histogram")
@@ -113,7 +137,10 @@ impl Ledger {
     pub fn new(capacity: u64) -> Ledger {
         let n = usize::try_from(capacity).unwrap_or(usize::MAX);
         Ledger {
+            due_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
             sent_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            acked_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            slowest_us: (0..n).map(|_| AtomicU64::new(0)).collect(),
             receivers: (0..n).map(|_| AtomicU32::new(0)).collect(),
             delivered: (0..n).map(|_| AtomicU32::new(0)).collect(),
             flags: (0..n).map(|_| AtomicU8::new(0)).collect(),
@@ -148,10 +175,11 @@ impl Ledger {
         }
     }
 
-    /// Message `id` is due to reach `receivers` others.
-    pub fn scheduled(&self, id: u64, receivers: u32) {
+    /// Message `id`, due at `due_us`, is to reach `receivers` others.
+    pub fn scheduled(&self, id: u64, receivers: u32, due_us: u64) {
         if let Some(i) = self.slot(id) {
             self.receivers[i].store(receivers, Ordering::Relaxed);
+            self.due_us[i].store(due_us, Ordering::Relaxed);
         }
     }
 
@@ -167,6 +195,15 @@ impl Ledger {
         let Some(i) = self.slot(id) else { return };
         self.answers.fetch_add(1, Ordering::Relaxed);
         self.flags[i].fetch_or(outcome.flag(), Ordering::Relaxed);
+        if outcome == Outcome::Acked {
+            // The first acknowledgement; a resend's would come later.
+            let _ = self.acked_us[i].compare_exchange(
+                0,
+                now_us.max(1),
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
         if outcome == Outcome::Busy {
             let sent = self.sent_us[i].load(Ordering::Relaxed);
             if sent > 0 {
@@ -181,6 +218,7 @@ impl Ledger {
         let Some(i) = self.slot(id) else { return };
         self.delivered[i].fetch_add(1, Ordering::Relaxed);
         let us = latency_us.clamp(1, MAX_US);
+        self.slowest_us[i].fetch_max(us, Ordering::Relaxed);
         self.with_segment(id, |s| s.delivery.saturating_record(us));
     }
 
@@ -233,6 +271,36 @@ impl Ledger {
         t
     }
 
+    /// The messages of `first..end` some recipient got more than `limit_us`
+    /// after they were due, and where they were held up; `None` if none was.
+    pub fn late(&self, first: u64, end: u64, limit_us: u64) -> Option<Late> {
+        let end = end.min(self.capacity());
+        let step_due = self.due_us.get(first as usize)?.load(Ordering::Relaxed);
+        let mut late: Option<Late> = None;
+        for i in first as usize..end as usize {
+            let slowest = self.slowest_us[i].load(Ordering::Relaxed);
+            if slowest <= limit_us {
+                continue;
+            }
+            let due = self.due_us[i].load(Ordering::Relaxed);
+            let due_ms = due.saturating_sub(step_due) as f64 / 1000.0;
+            let after_due = |at: u64| (at > 0).then(|| at.saturating_sub(due));
+            let written = after_due(self.sent_us[i].load(Ordering::Relaxed));
+            let acked = after_due(self.acked_us[i].load(Ordering::Relaxed));
+            let l = late.get_or_insert(Late {
+                due_from_ms: due_ms,
+                ..Late::default()
+            });
+            l.messages += 1;
+            l.due_from_ms = l.due_from_ms.min(due_ms);
+            l.due_to_ms = l.due_to_ms.max(due_ms);
+            l.slowest_ms = l.slowest_ms.max(slowest as f64 / 1000.0);
+            l.written_late += u64::from(written.is_none_or(|us| us > limit_us / 10));
+            l.acked_late += u64::from(acked.is_none_or(|us| us > limit_us));
+        }
+        late
+    }
+
     /// Receipts due over all messages: written, not refused, times recipients.
     pub fn expected_total(&self) -> u64 {
         self.tally(0, self.capacity()).expected
@@ -248,7 +316,7 @@ mod tests {
         let ledger = Ledger::new(10);
         ledger.begin_segment(0);
         for id in 0..4 {
-            ledger.scheduled(id, 2);
+            ledger.scheduled(id, 2, 900);
             ledger.sent(id, 1_000);
         }
         // 0: acknowledged and delivered twice; 1: acknowledged, delivered once;
@@ -276,13 +344,21 @@ mod tests {
             "refused after {refusal} µs"
         );
         assert!(!ledger.settled(0, 4));
+        // 3 alone reached a recipient more than 10 ms after it was due, and
+        // was acknowledged late too.
+        let late = ledger.late(0, 4, 10_000).expect("one late message");
+        assert_eq!(
+            (late.messages, late.acked_late, late.written_late),
+            (1, 1, 0)
+        );
+        assert!(ledger.late(0, 3, 10_000).is_none());
     }
 
     #[test]
     fn ids_beyond_the_plan_are_ignored() {
         let ledger = Ledger::new(1);
         ledger.begin_segment(0);
-        ledger.scheduled(5, 1);
+        ledger.scheduled(5, 1, 1);
         ledger.sent(5, 1);
         ledger.delivered(5, 1);
         assert_eq!(ledger.tally(0, 10).sent, 0);

@@ -75,6 +75,9 @@ pub struct Step {
     /// Ramp steps: whether the step held; recovery slices: whether latency was
     /// back to normal.
     pub held: bool,
+    /// A ramp step that did not hold: its messages later than the limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub late: Option<crate::ledger::Late>,
 }
 
 #[derive(Debug, Clone, Serialize)]

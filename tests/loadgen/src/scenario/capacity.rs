@@ -131,7 +131,7 @@ impl<P: Protocol> Sender<'_, P> {
                     from: send.from as u32,
                     at_us: start_us + due_us,
                 };
-                self.ledger.scheduled(id, send.receivers);
+                self.ledger.scheduled(id, send.receivers, stamp.at_us);
                 let command = Command {
                     frame: self.protocol.message(send.dest, &stamp),
                     receivers: send.receivers,
@@ -216,6 +216,7 @@ fn step(
         watched_cpu_secs: cpu.watched,
         loadgen_cpu_secs: cpu.loadgen,
         held: false,
+        late: None,
     }
 }
 
@@ -338,6 +339,13 @@ pub async fn run<P: Protocol>(
         );
         let verdict = judge(&s, plan.p99_limit);
         s.held = verdict.is_ok();
+        if !s.held {
+            let limit_us = u64::try_from(plan.p99_limit.as_micros()).unwrap_or(u64::MAX);
+            s.late = ledger.late(first, end, limit_us);
+            if let Some(late) = &s.late {
+                eprintln!("loadgen: late messages: {late:?}");
+            }
+        }
         eprintln!(
             "loadgen: {rate:.1} msg/s: p99 {} ms, BUSY {}, errors {}: {}",
             s.tally
