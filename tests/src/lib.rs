@@ -39,6 +39,7 @@ pub mod flows;
 pub mod front_door;
 pub mod mail;
 pub mod received;
+pub mod redis_commands;
 pub mod services;
 pub mod stack;
 pub mod stalling_database;

@@ -13,6 +13,7 @@ use shared_proto::client::ServerFrame;
 use shared_proto::envelope::ToGateway;
 use shared_proto::names::Names;
 use switchyard_tests::Stack;
+use switchyard_tests::redis_commands::RedisCommands;
 use tokio_util::sync::CancellationToken;
 
 const STREAM: &str = "finishing:stream";
@@ -35,11 +36,7 @@ async fn entries_finished_at_once_go_out_together_and_each_is_acknowledged() {
         .await
         .expect("a subscription");
     events.subscribe(CHANNEL).await.expect("subscribed");
-    let _: () = redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut redis)
-        .await
-        .expect("resetting Redis's command counts");
+    let mut redis_commands = RedisCommands::from_now(&stack).await;
 
     let finishes = ids.iter().map(|id| bus.finish_entry(finished(id)));
     let outcomes = tokio::time::timeout(PATIENCE, join_all(finishes))
@@ -85,7 +82,8 @@ async fn entries_finished_at_once_go_out_together_and_each_is_acknowledged() {
         "every entry acknowledged and deleted"
     );
 
-    let runs = scripts_run(&mut redis).await;
+    let [evalsha, eval] = redis_commands.calls(["evalsha", "eval"]).await;
+    let runs = evalsha + eval;
     assert!(
         runs * 10 <= AT_ONCE,
         "{AT_ONCE} entries finished at once took {runs} runs of the script"
@@ -200,22 +198,4 @@ fn finished(id: &str) -> Finished {
             kept_in: Some("finishing:history".into()),
         }],
     }
-}
-
-/// Scripts Redis ran since its command counts were reset.
-async fn scripts_run(redis: &mut MultiplexedConnection) -> usize {
-    let stats: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(redis)
-        .await
-        .expect("reading Redis's command counts");
-    ["evalsha", "eval"]
-        .iter()
-        .filter_map(|command| {
-            stats
-                .lines()
-                .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-                .and_then(|rest| rest.split(',').next()?.parse::<usize>().ok())
-        })
-        .sum()
 }

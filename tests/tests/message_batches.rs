@@ -15,6 +15,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 use switchyard_tests::chat::{ChatUser, Circle, EVENT_TIMEOUT, assert_refused, befriend, sent};
 use switchyard_tests::ports::free_port;
+use switchyard_tests::redis_commands::RedisCommands;
 use switchyard_tests::{CHAT, Stack, assert_status};
 
 /// Pairs of friends writing at once.
@@ -65,7 +66,7 @@ async fn a_message_under_load_costs_at_most_one_database_command() {
 
     let before = commands(&chat_http).await;
     let runs_before = finishing_runs(&chat_http).await;
-    let scripts = ScriptsRun::from_now(&stack).await;
+    let mut redis_commands = RedisCommands::from_now(&stack).await;
     let replies = join_all(senders.iter_mut().zip(&readers).map(|(sender, reader)| {
         let requests = (0..PER_SENDER)
             .map(|n| {
@@ -82,7 +83,8 @@ async fn a_message_under_load_costs_at_most_one_database_command() {
     .await;
     let spent = commands(&chat_http).await - before;
     let runs = finishing_runs(&chat_http).await - runs_before;
-    let scripts = scripts.count().await;
+    let [evalsha, eval] = redis_commands.calls(["evalsha", "eval"]).await;
+    let scripts = (evalsha + eval) as f64;
     let messages = (PAIRS * PER_SENDER) as f64;
     eprintln!("{spent} database commands for {messages} messages");
     eprintln!("{runs} runs finishing them, {scripts} Redis scripts in all");
@@ -158,38 +160,6 @@ async fn a_message_under_load_costs_at_most_one_database_command() {
 /// finished.
 async fn finishing_runs(http: &str) -> f64 {
     Stack::metric(http, "switchyard_bus_entries_finished_per_run_count", "").await
-}
-
-/// Scripts Redis ran from [`ScriptsRun::from_now`] to [`ScriptsRun::count`].
-struct ScriptsRun(redis::aio::MultiplexedConnection);
-
-impl ScriptsRun {
-    async fn from_now(stack: &Stack) -> ScriptsRun {
-        let mut redis = stack.redis().await;
-        let _: () = redis::cmd("CONFIG")
-            .arg("RESETSTAT")
-            .query_async(&mut redis)
-            .await
-            .expect("resetting Redis's command counts");
-        ScriptsRun(redis)
-    }
-
-    async fn count(mut self) -> f64 {
-        let stats: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut self.0)
-            .await
-            .expect("reading Redis's command counts");
-        ["evalsha", "eval"]
-            .iter()
-            .filter_map(|command| {
-                stats
-                    .lines()
-                    .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-                    .and_then(|rest| rest.split(',').next()?.parse::<f64>().ok())
-            })
-            .sum()
-    }
 }
 
 /// Every database command chat-service has started.

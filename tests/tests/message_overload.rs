@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchyard_tests::chat::{ChatUser, EVENT_TIMEOUT, befriend, messages_of};
+use switchyard_tests::redis_commands::RedisCommands;
 use switchyard_tests::{CHAT, GATEWAY, Stack, status};
 use tokio::time::Instant;
 
@@ -259,33 +260,16 @@ async fn send_until_acknowledged(
 /// entries, which the admission script never reads: those are taken off.
 ///
 /// [`from_now`]: AdmissionsAsked::from_now
-struct AdmissionsAsked(redis::aio::MultiplexedConnection);
+struct AdmissionsAsked(RedisCommands);
 
 impl AdmissionsAsked {
     async fn from_now(stack: &Stack) -> AdmissionsAsked {
-        let mut redis = stack.redis().await;
-        let _: () = redis::cmd("CONFIG")
-            .arg("RESETSTAT")
-            .query_async(&mut redis)
-            .await
-            .expect("resetting Redis's command counts");
-        AdmissionsAsked(redis)
+        AdmissionsAsked(RedisCommands::from_now(stack).await)
     }
 
     async fn count(mut self) -> usize {
-        let stats: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut self.0)
-            .await
-            .expect("reading Redis's command counts");
-        let calls = |command: &str| -> usize {
-            stats
-                .lines()
-                .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
-                .and_then(|rest| rest.split(',').next()?.parse().ok())
-                .unwrap_or(0)
-        };
-        calls("xlen").saturating_sub(calls("xpending"))
+        let [lengths, pending] = self.0.calls(["xlen", "xpending"]).await;
+        lengths.saturating_sub(pending)
     }
 }
 
