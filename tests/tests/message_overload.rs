@@ -310,6 +310,7 @@ async fn wait_until_partition_empty(stack: &Stack) {
 async fn wait_for_report_over(stack: &Stack, pattern: &str, bound_ms: i64) {
     let mut redis = stack.redis().await;
     let deadline = Instant::now() + Duration::from_secs(10);
+    let mut seen = Vec::new();
     loop {
         let keys: Vec<String> = redis::cmd("KEYS")
             .arg(pattern)
@@ -329,10 +330,13 @@ async fn wait_for_report_over(stack: &Stack, pattern: &str, bound_ms: i64) {
             if longest.is_some_and(|delay| delay > bound_ms) {
                 return;
             }
+            if seen.last() != Some(&reports) {
+                seen.push(reports);
+            }
         }
         assert!(
             Instant::now() < deadline,
-            "no report in {pattern} of a wait over {bound_ms} ms"
+            "no report in {pattern} of a wait over {bound_ms} ms; reports seen: {seen:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
