@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use shared_proto::bus::DELAY_REPORTED_EVERY;
 use switchyard_tests::chat::{ChatUser, EVENT_TIMEOUT, befriend, messages_of};
 use switchyard_tests::redis_commands::RedisCommands;
 use switchyard_tests::{CHAT, GATEWAY, Stack, status};
@@ -154,6 +155,11 @@ async fn a_message_is_refused_busy_while_a_gateway_delivers_late() {
     let mut ana = ChatUser::sign_up(&stack, 0, "ana@example.com", "Ana").await;
     let mut bob = ChatUser::sign_up(&stack, 1, "bob@example.com", "Bob").await;
     befriend(&mut ana, &mut bob).await;
+    // Bob's gateway heard the friendship's events as they came. It reports
+    // the least wait of each interval, so an interval those fresh events
+    // opened must close before it stalls, or they would stand for the
+    // whole stall.
+    tokio::time::sleep(DELAY_REPORTED_EVERY * 2).await;
 
     // Bob's gateway stalls while Ana's messages are stored and published to
     // it, and for longer than the bound after the last; once it is back it
