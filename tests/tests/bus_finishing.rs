@@ -3,6 +3,7 @@
 //! each still gets its publications out and its acknowledgement, and a run
 //! whose caller is dropped halfway holds up no entry after it.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -185,8 +186,8 @@ async fn pending_entries(redis: &mut MultiplexedConnection, count: usize) -> Vec
 fn finished(id: &str) -> Finished {
     let frame = ServerFrame::new("NOTICE", format!("entry {id}"));
     Finished {
-        stream: STREAM.into(),
-        group: GROUP.into(),
+        stream: Arc::from(STREAM),
+        group: Arc::from(GROUP),
         entry_id: id.into(),
         publications: vec![Publication {
             channel: CHANNEL.into(),

@@ -30,8 +30,9 @@ const MOST_PER_RUN: usize = 64;
 /// An entry whose handling is over, to publish and acknowledge.
 #[derive(Debug)]
 pub struct Finished {
-    pub stream: String,
-    pub group: String,
+    /// Shared by every entry of one worker's stream, not copied per entry.
+    pub stream: Arc<str>,
+    pub group: Arc<str>,
     pub entry_id: String,
     pub publications: Vec<Publication>,
 }

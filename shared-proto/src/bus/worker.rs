@@ -68,6 +68,10 @@ where
     H: EntryHandler<T>,
 {
     let key_slots = KeySlots::new(config.per_key_in_flight);
+    let finished_in = (
+        Arc::from(config.stream.as_str()),
+        Arc::from(config.group.as_str()),
+    );
     let worker = Arc::new(Worker {
         bus,
         config,
@@ -76,6 +80,7 @@ where
         permits: Arc::new(Semaphore::new(0)),
         held: Arc::new(Semaphore::new(0)),
         key_slots,
+        finished_in,
         queue_delay: QueueDelay::default(),
         tasks: TaskTracker::new(),
         _entry: std::marker::PhantomData,
@@ -118,6 +123,8 @@ struct Worker<T, H> {
     held: Arc<Semaphore>,
     /// Slots per key, while the key has entries here.
     key_slots: Arc<KeySlots>,
+    /// The stream and group of `config`, shared with each finished entry.
+    finished_in: (Arc<str>, Arc<str>),
     /// How long entries wait here, for the gateways.
     queue_delay: QueueDelay,
     tasks: TaskTracker,
@@ -567,8 +574,8 @@ where
     ) -> Result<(), Arc<super::BusError>> {
         self.bus
             .finish_entry(super::Finished {
-                stream: self.config.stream.clone(),
-                group: self.config.group.clone(),
+                stream: self.finished_in.0.clone(),
+                group: self.finished_in.1.clone(),
                 entry_id: id.to_owned(),
                 publications,
             })
