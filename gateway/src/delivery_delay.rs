@@ -19,7 +19,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use shared_proto::bus::{Bus, DELAY_REPORTED_EVERY, LeastDelay};
+use shared_proto::bus::{Bus, LeastDelay, publish_ticks};
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
@@ -64,7 +64,7 @@ pub async fn report(
     gateway_id: String,
     stop: CancellationToken,
 ) {
-    let mut tick = tokio::time::interval(DELAY_REPORTED_EVERY);
+    let mut tick = publish_ticks();
     let mut quiet = Quiet::default();
     loop {
         tokio::select! {

@@ -25,7 +25,7 @@ pub mod versioned_map;
 pub mod worker;
 
 pub use finishing::Finished;
-pub use queue_delay::{LeastDelay, PUBLISH_EVERY as DELAY_REPORTED_EVERY};
+pub use queue_delay::{LeastDelay, PUBLISH_EVERY as DELAY_REPORTED_EVERY, publish_ticks};
 
 use std::time::Duration;
 

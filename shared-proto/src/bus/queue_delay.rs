@@ -31,6 +31,18 @@ use super::{Bus, BusError, bounded};
 /// is taken over.
 pub const PUBLISH_EVERY: Duration = Duration::from_millis(500);
 
+/// Ticks every [`PUBLISH_EVERY`], each closing the interval a least delay is
+/// taken over. After a stall (a paused process, a starved runtime) the
+/// ticks missed are not fired at once: each would close an interval a
+/// moment long, without an entry or event in it, and a quiet interval
+/// reads as "nothing waits", overwriting the delay the stall had just
+/// shown.
+pub fn publish_ticks() -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(PUBLISH_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
+
 /// How long a published delay counts for: a few publications, so one late
 /// tick does not drop it.
 const VALID_FOR: Duration = Duration::from_secs(3);
@@ -158,6 +170,27 @@ impl Bus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_stall_closes_one_interval_not_one_per_tick_missed() {
+        let mut ticks = publish_ticks();
+        ticks.tick().await;
+        // The runtime's only thread is held, as in a paused process.
+        std::thread::sleep(PUBLISH_EVERY * 3);
+        let stalled = tokio::time::Instant::now();
+        ticks.tick().await;
+        assert!(
+            stalled.elapsed() < PUBLISH_EVERY / 2,
+            "the stalled interval closes at once"
+        );
+        let closed = tokio::time::Instant::now();
+        ticks.tick().await;
+        assert!(
+            closed.elapsed() >= PUBLISH_EVERY * 9 / 10,
+            "the next interval is a whole one, not a moment: {:?}",
+            closed.elapsed()
+        );
+    }
 
     #[test]
     fn the_least_delay_of_the_interval_is_published() {

@@ -209,7 +209,7 @@ where
         }
         let mut claim_tick = tokio::time::interval(self.config.claim_idle / 2);
         let mut refresh_tick = tokio::time::interval(self.config.claim_idle / 3);
-        let mut delay_tick = tokio::time::interval(queue_delay::PUBLISH_EVERY);
+        let mut delay_tick = queue_delay::publish_ticks();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
