@@ -25,18 +25,24 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-static HANDLE: std::sync::OnceLock<PrometheusHandle> = std::sync::OnceLock::new();
+/// The recorder installed, if any. A lock rather than a `OnceLock`:
+/// installing can fail, and two callers at once (tests starting services
+/// side by side in one process) must not both try.
+static INSTALLED: std::sync::Mutex<Option<PrometheusHandle>> = std::sync::Mutex::new(None);
 
 /// Installs the process-wide recorder (once; later calls return the same
 /// handle) and keeps its histograms trimmed.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
-    if let Some(handle) = HANDLE.get() {
+    let mut installed = INSTALLED
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(handle) = installed.as_ref() {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), LATENCY_BUCKETS)?
         .install_recorder()?;
-    let handle = HANDLE.get_or_init(|| handle).clone();
+    *installed = Some(handle.clone());
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -95,5 +101,45 @@ async fn readyz(State(state): State<ProbeState>) -> Response {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_starting_side_by_side_share_one_recorder() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let _inside = runtime.enter();
+        let barrier = std::sync::Barrier::new(8);
+        let results: Vec<_> = std::thread::scope(|scope| {
+            let starting: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let _inside = runtime.enter();
+                        barrier.wait();
+                        install().map_err(|err| err.to_string())
+                    })
+                })
+                .collect();
+            starting
+                .into_iter()
+                .map(|t| t.join().expect("an install does not panic"))
+                .collect()
+        });
+        for result in &results {
+            assert!(result.is_ok(), "{result:?}");
+        }
+        metrics::counter!("switchyard_test_installs_total").increment(1);
+        let rendered = results[0].as_ref().expect("installed").render();
+        assert!(
+            rendered.contains("switchyard_test_installs_total 1"),
+            "{rendered}"
+        );
     }
 }
