@@ -45,4 +45,14 @@ impl RedisCommands {
                 .unwrap_or(0)
         })
     }
+
+    /// How many scripts Redis ran since the reset, by hash or by body.
+    ///
+    /// # Panics
+    ///
+    /// If Redis does not answer.
+    pub async fn scripts(&mut self) -> usize {
+        let [by_hash, by_body] = self.calls(["evalsha", "eval"]).await;
+        by_hash + by_body
+    }
 }

@@ -83,8 +83,7 @@ async fn a_message_under_load_costs_at_most_one_database_command() {
     .await;
     let spent = commands(&chat_http).await - before;
     let runs = finishing_runs(&chat_http).await - runs_before;
-    let [evalsha, eval] = redis_commands.calls(["evalsha", "eval"]).await;
-    let scripts = (evalsha + eval) as f64;
+    let scripts = redis_commands.scripts().await as f64;
     let messages = (PAIRS * PER_SENDER) as f64;
     eprintln!("{spent} database commands for {messages} messages");
     eprintln!("{runs} runs finishing them, {scripts} Redis scripts in all");
