@@ -108,6 +108,28 @@ async fn each_process_counts_what_its_users_did() {
         Some(0.0),
         "every auth action was acknowledged"
     );
+    // Each of the three waited on the stream, for a slot and for its
+    // results to go out, and each wait was timed once. The last is timed
+    // after the reply went out, so it may land a moment after the reply.
+    let auth_stream = "switchyard:actions:auth";
+    let waited = |text: &str, stage: &str| {
+        value(
+            text,
+            "switchyard_bus_entry_wait_seconds_count",
+            &[("stream", auth_stream), ("stage", stage)],
+        )
+    };
+    let auth = scrape_until(&format!("http://{auth_http}"), |text| {
+        waited(text, "finish") == Some(3.0)
+    })
+    .await;
+    for stage in ["queued", "slot", "finish"] {
+        assert_eq!(
+            waited(&auth, stage),
+            Some(3.0),
+            "REGISTER, CONFIRMATION and LOGIN each timed {stage} once:\n{auth}"
+        );
+    }
 
     let chat = scrape(&format!("http://{chat_http}")).await;
     assert_eq!(

@@ -29,7 +29,7 @@
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::MultiplexedConnection;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
@@ -47,8 +47,10 @@ use super::queue_delay::{self, QueueDelay, admitted_at};
 use super::{Bus, ENTRY_FIELD, Publication};
 
 mod contract;
+mod waits;
 
 pub use contract::{Admission, Delivery, Disposition, EntryHandler, WorkerConfig};
+use waits::Wait;
 
 /// A unique consumer name for this process.
 pub fn consumer_name(role: &str) -> String {
@@ -363,6 +365,7 @@ where
         let admitted = admitted_at(&entry.id).filter(|_| delivery.deliveries == 1);
         if let Some(at) = admitted {
             self.queue_delay.took(at);
+            Wait::record_queued(&self.config.stream, at, crate::now_ms());
         }
         self.tasks.spawn(
             async move {
@@ -405,6 +408,7 @@ where
             return false;
         }
         let admission = self.handler.admission(&parsed);
+        let asked_for_slots = Instant::now();
         let waiting = async {
             let key_slot = match &admission.key {
                 Some(key) => Some(self.key_slots.acquire(key).await),
@@ -426,6 +430,7 @@ where
             self.shed(&id).await;
             return false;
         }
+        Wait::Slot.record(&self.config.stream, asked_for_slots.elapsed());
         // Run the handler as its own task so that a panic in it is caught
         // here instead of taking the worker down, and so that a handling
         // stuck on something that never answers can be abandoned.
@@ -551,8 +556,12 @@ where
         }
         let mut acknowledged = false;
         if let Disposition::Done(publications) = disposition {
+            let handled_at = Instant::now();
             match self.finish(id, publications).await {
-                Ok(()) => acknowledged = true,
+                Ok(()) => {
+                    Wait::Finish.record(&self.config.stream, handled_at.elapsed());
+                    acknowledged = true;
+                }
                 Err(err) => {
                     warn!(error = %err, "could not publish or acknowledge; the entry will be retried");
                 }
