@@ -347,10 +347,13 @@ async fn accept_frame(
     let admitted = match context.refusals.standing(&stream, Instant::now()) {
         Some(retry_after_ms) => Ok(Admitted::Busy { retry_after_ms }),
         None => {
+            let asked = Instant::now();
             let admitted = context
                 .bus
                 .admit(&stream, route.class, &envelope, limits)
                 .await;
+            metrics::histogram!("switchyard_gateway_admission_duration_seconds", "service" => route.service.name())
+                .record(asked.elapsed().as_secs_f64());
             if let Ok(Admitted::Busy { retry_after_ms }) = admitted {
                 context
                     .refusals

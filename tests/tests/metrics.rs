@@ -51,6 +51,19 @@ async fn each_process_counts_what_its_users_did() {
         ),
         Some(1.0)
     );
+    // Each action the gateway put on a stream was timed through the
+    // admission's round trip, by the service it went to.
+    for (service, actions) in [("auth", 3.0), ("chat", 1.0)] {
+        assert_eq!(
+            value(
+                &gateway,
+                "switchyard_gateway_admission_duration_seconds_count",
+                &[("service", service)]
+            ),
+            Some(actions),
+            "the gateway timed the admission of each {service} action:\n{gateway}"
+        );
+    }
     // REGISTER, CONFIRMATION, LOGIN, LIST_FRIENDS and the bad frame.
     assert_eq!(
         value(&gateway, "switchyard_gateway_frames_in_total", &[]),
