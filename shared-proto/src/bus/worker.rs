@@ -50,7 +50,7 @@ mod contract;
 mod waits;
 
 pub use contract::{Admission, Delivery, Disposition, EntryHandler, WorkerConfig};
-use waits::Wait;
+use waits::Waits;
 
 /// A unique consumer name for this process.
 pub fn consumer_name(role: &str) -> String {
@@ -70,6 +70,7 @@ where
     H: EntryHandler<T>,
 {
     let key_slots = KeySlots::new(config.per_key_in_flight);
+    let waits = Waits::of(&config.stream);
     let finished_in = (
         Arc::from(config.stream.as_str()),
         Arc::from(config.group.as_str()),
@@ -84,6 +85,7 @@ where
         key_slots,
         finished_in,
         queue_delay: QueueDelay::default(),
+        waits,
         tasks: TaskTracker::new(),
         _entry: std::marker::PhantomData,
     });
@@ -129,6 +131,8 @@ struct Worker<T, H> {
     finished_in: (Arc<str>, Arc<str>),
     /// How long entries wait here, for the gateways.
     queue_delay: QueueDelay,
+    /// How long entries wait here, by stage, for the operators.
+    waits: Waits,
     tasks: TaskTracker,
     _entry: std::marker::PhantomData<fn() -> T>,
 }
@@ -365,7 +369,7 @@ where
         let admitted = admitted_at(&entry.id).filter(|_| delivery.deliveries == 1);
         if let Some(at) = admitted {
             self.queue_delay.took(at);
-            Wait::record_queued(&self.config.stream, at, crate::now_ms());
+            self.waits.queued(at, crate::now_ms());
         }
         self.tasks.spawn(
             async move {
@@ -430,7 +434,9 @@ where
             self.shed(&id).await;
             return false;
         }
-        Wait::Slot.record(&self.config.stream, asked_for_slots.elapsed());
+        self.waits
+            .slot
+            .record(asked_for_slots.elapsed().as_secs_f64());
         // Run the handler as its own task so that a panic in it is caught
         // here instead of taking the worker down, and so that a handling
         // stuck on something that never answers can be abandoned.
@@ -559,7 +565,7 @@ where
             let handled_at = Instant::now();
             match self.finish(id, publications).await {
                 Ok(()) => {
-                    Wait::Finish.record(&self.config.stream, handled_at.elapsed());
+                    self.waits.finish.record(handled_at.elapsed().as_secs_f64());
                     acknowledged = true;
                 }
                 Err(err) => {

@@ -8,43 +8,44 @@
 
 use std::time::Duration;
 
-/// A stage an entry waits in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Wait {
-    /// From its admission (the time in its id, Redis's clock) to a replica
-    /// taking it in hand. First deliveries only: a claimed entry's age
-    /// says how long its first replica held it, not how long it queued.
-    Queued,
+use metrics::Histogram;
+
+/// One worker's histograms of `switchyard_bus_entry_wait_seconds`,
+/// registered once for its stream rather than looked up per entry.
+pub(super) struct Waits {
+    /// From its admission (the time in its id, Redis's clock) to this
+    /// replica taking it in hand. First deliveries only: a claimed entry's
+    /// age says how long its first replica held it, not how long it queued.
+    queued: Histogram,
     /// From taken in hand to holding a slot of its key and a handling slot.
-    Slot,
+    pub(super) slot: Histogram,
     /// From its handling's end (or its being shed unhandled) to its
     /// publications sent and the entry acknowledged, the wait for a
     /// finishing run included.
-    Finish,
+    pub(super) finish: Histogram,
 }
 
-impl Wait {
-    fn label(self) -> &'static str {
-        match self {
-            Wait::Queued => "queued",
-            Wait::Slot => "slot",
-            Wait::Finish => "finish",
+impl Waits {
+    pub(super) fn of(stream: &str) -> Waits {
+        let stage = |name: &'static str| {
+            metrics::histogram!(
+                "switchyard_bus_entry_wait_seconds",
+                "stream" => stream.to_owned(),
+                "stage" => name,
+            )
+        };
+        Waits {
+            queued: stage("queued"),
+            slot: stage("slot"),
+            finish: stage("finish"),
         }
     }
 
-    pub(super) fn record(self, stream: &str, waited: Duration) {
-        metrics::histogram!(
-            "switchyard_bus_entry_wait_seconds",
-            "stream" => stream.to_owned(),
-            "stage" => self.label(),
-        )
-        .record(waited.as_secs_f64());
-    }
-
-    /// [`Wait::Queued`] for an entry admitted at `admitted_ms`, taken in
-    /// hand at `now_ms`; a clock behind Redis's counts as no wait.
-    pub(super) fn record_queued(stream: &str, admitted_ms: i64, now_ms: i64) {
+    /// An entry admitted at `admitted_ms` taken in hand at `now_ms`; a
+    /// clock behind Redis's counts as no wait.
+    pub(super) fn queued(&self, admitted_ms: i64, now_ms: i64) {
         let waited = u64::try_from(now_ms.saturating_sub(admitted_ms)).unwrap_or(0);
-        Wait::Queued.record(stream, Duration::from_millis(waited));
+        self.queued
+            .record(Duration::from_millis(waited).as_secs_f64());
     }
 }
